@@ -1,0 +1,16 @@
+"""When the periodic tasks run, as data. Each entry expires before its next run is due, so a
+backlog never piles up stale copies. Intervals of a minute or more use crontab: beat restarts
+reset interval countdowns, crontab does not."""
+from celery.schedules import crontab
+
+# RedBeat holds a Redis lock so only one beat dispatches; a standby takes over within LOCK_TIMEOUT.
+MAX_LOOP_INTERVAL = 5
+LOCK_TIMEOUT = 30
+
+BEAT_SCHEDULE = {
+    "sweep-fanouts": {
+        "task": "geoqueue.sweep",
+        "schedule": crontab(minute="*"),
+        "options": {"expires": 50, "queue": "control"},
+    },
+}

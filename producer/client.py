@@ -1,0 +1,105 @@
+"""What a producer app calls: submit, status, wait, list, cancel. Needs only celery and redis."""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Iterator
+
+import redis
+from celery import Celery
+
+from producer import jobs
+from producer.routes import queue_for
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class JobFailed(Exception):
+    """wait() found the job failed or canceled; `.job` holds its record and typed error."""
+
+    def __init__(self, job: jobs.Job) -> None:
+        error = job.error or {}
+        super().__init__(f"job {job.id} {job.state}: {error.get('message', '')}".rstrip(": "))
+        self.job = job
+
+
+class WaitTimeout(TimeoutError):
+    pass
+
+
+class UnknownJob(KeyError):
+    pass
+
+
+class GeoQueue:
+    """A handle on the fleet through its Redis.
+
+    >>> q = GeoQueue("redis://redis:6379/0")
+    >>> job_id = q.submit("immersity.disparity", {"image": "s3://photos/cat.jpg"})
+    >>> q.wait(job_id, timeout=600).result
+    """
+
+    def __init__(self, redis_url: str | None = None) -> None:
+        self.redis_url = redis_url or os.environ.get("GEOQUEUE_REDIS_URL", DEFAULT_REDIS_URL)
+        self.redis = redis.Redis.from_url(self.redis_url, decode_responses=True)
+        self.ledger = jobs.Ledger(self.redis)
+        # Only a sender: it needs the broker, never the workers' code.
+        self.celery = Celery("geoqueue-producer", broker=self.redis_url, backend=self.redis_url)
+        self.celery.conf.task_serializer = "json"
+
+    def submit(self, name: str, params: dict[str, Any] | None = None, job_id: str | None = None) -> str:
+        """Enqueue a job by its stable name; returns the job id. Resubmitting an id is a no-op."""
+        params = dict(params or {})
+        job_id = job_id or jobs.new_job_id()
+        if self.ledger.create(job_id, name, params):
+            self.celery.send_task(name, kwargs=params, task_id=job_id, queue=queue_for(name))
+        return job_id
+
+    def status(self, job_id: str) -> jobs.Job:
+        job = self.ledger.get(job_id)
+        if job is None:
+            raise UnknownJob(job_id)
+        return job
+
+    def items(self, job_id: str) -> dict[str, dict]:
+        """Per-item outcomes of a batch job."""
+        return self.ledger.items(job_id)
+
+    def console(self, job_id: str, start: int = 0) -> list[str]:
+        return self.ledger.console(job_id, start)
+
+    def wait(self, job_id: str, timeout: float = 600, poll: float = 0.5, raise_on_failure: bool = True) -> jobs.Job:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.status(job_id)
+            if job.finished:
+                if raise_on_failure and job.state != jobs.SUCCEEDED:
+                    raise JobFailed(job)
+                return job
+            if time.monotonic() >= deadline:
+                raise WaitTimeout(f"job {job_id} still {job.state} after {timeout:g}s")
+            time.sleep(poll)
+
+    def list(self, limit: int = 50, state: str | None = None, vendor: str | None = None) -> list[jobs.Job]:
+        return list(self.ledger.recent(limit, state=state, vendor=vendor))
+
+    def watch(self, job_id: str, poll: float = 0.5) -> Iterator[jobs.Job]:
+        """Yields the job each time it changes, until it finishes."""
+        last = None
+        while True:
+            job = self.status(job_id)
+            if job.updated != last:
+                last = job.updated
+                yield job
+            if job.finished:
+                return
+            time.sleep(poll)
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a job that has not finished. Running work notices at its next step;
+        vendors with a cancel call (DroneMapper) are told by their poller."""
+        self.status(job_id)
+        canceled = self.ledger.transition(job_id, jobs.CANCELED, error={"type": "Canceled", "message": "canceled by request"})
+        if canceled:
+            self.celery.control.revoke(job_id)
+        return canceled

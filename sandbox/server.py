@@ -1,0 +1,114 @@
+"""One HTTP server for all vendor stand-ins, each under its own prefix, plus a control API.
+
+    /immersity/...     Immersity AI      /_sandbox/counters        what each stand-in served
+    /immersal/...      Immersal          /_sandbox/faults/<vendor> set fault injection (POST JSON)
+    /dronemapper/...   DroneMapper       /_sandbox/config/<vendor> set vendor options (POST JSON)
+    /mapillary/...     Mapillary         /_sandbox/reset           forget all state and counters
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from typing import Iterable
+
+from flask import Flask, jsonify, request
+from werkzeug.serving import make_server
+
+from sandbox.vendor import VendorStandIn
+
+
+# Each module names its stand-in class STAND_IN.
+VENDOR_MODULES = ("immersity", "immersal", "dronemapper", "mapillary")
+
+
+def stand_in_classes() -> list[type[VendorStandIn]]:
+    classes = []
+    for name in VENDOR_MODULES:
+        try:
+            module = importlib.import_module(f"sandbox.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"sandbox.{name}":
+                raise
+            continue
+        classes.append(module.STAND_IN)
+    return classes
+
+
+def create_app(stand_ins: Iterable[VendorStandIn]) -> Flask:
+    app = Flask("geoqueue-sandbox")
+    vendors = {s.name: s for s in stand_ins}
+    for stand_in in vendors.values():
+        app.register_blueprint(stand_in.blueprint())
+
+    @app.errorhandler(ConnectionAbortedError)
+    def dropped(_exc):
+        # The socket is already shut down (fault injection); nothing reaches the client.
+        return "", 500
+
+    def vendor_or_404(name: str) -> VendorStandIn:
+        if name not in vendors:
+            from flask import abort
+            abort(404, f"no stand-in named {name!r}")
+        return vendors[name]
+
+    @app.get("/_sandbox/counters")
+    def counters():
+        return jsonify({name: s.calls.snapshot() for name, s in vendors.items()})
+
+    @app.get("/_sandbox/status/<name>")
+    def status(name: str):
+        stand_in = vendor_or_404(name)
+        return jsonify(stand_in.status() if hasattr(stand_in, "status") else {})
+
+    @app.post("/_sandbox/faults/<name>")
+    def faults(name: str):
+        try:
+            return jsonify(vendor_or_404(name).faults.configure(request.get_json(force=True)))
+        except (ValueError, TypeError) as exc:
+            return jsonify({"error": str(exc)}), 400
+
+    @app.post("/_sandbox/config/<name>")
+    def config(name: str):
+        try:
+            return jsonify(vendor_or_404(name).configure(request.get_json(force=True)))
+        except ValueError as exc:
+            return jsonify({"error": str(exc)}), 400
+
+    @app.post("/_sandbox/reset")
+    def reset():
+        for stand_in in vendors.values():
+            stand_in.reset()
+        return jsonify({"reset": sorted(vendors)})
+
+    @app.get("/_sandbox/health")
+    def health():
+        return jsonify({"ok": True, "vendors": sorted(vendors)})
+
+    return app
+
+
+class SandboxServer:
+    """The stand-ins served on loopback from a background thread."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.stand_ins = [cls() for cls in stand_in_classes()]
+        self.app = create_app(self.stand_ins)
+        self._server = make_server(host, port, self.app, threaded=True)
+        self._server.daemon_threads = True
+        self.url = f"http://{host}:{self._server.server_port}"
+        for stand_in in self.stand_ins:
+            stand_in.public_url = self.url
+        self._thread = threading.Thread(target=self._server.serve_forever, name="sandbox", daemon=True)
+
+    def start(self) -> "SandboxServer":
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+
+    def serve_forever(self) -> None:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._server.serve_forever()

@@ -1,0 +1,1 @@
+"""What the fleet does: one module per vendor, thin Celery tasks over vendors/."""

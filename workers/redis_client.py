@@ -1,0 +1,20 @@
+"""One Redis client per process for the ledger, locks, budgets and the token cache."""
+from __future__ import annotations
+
+import functools
+
+import redis
+
+from producer.jobs import Ledger
+from workers.settings import get_settings
+
+
+@functools.lru_cache(maxsize=1)
+def get_redis() -> redis.Redis:
+    # redis-py's pool notices a fork and reconnects, so this is safe under prefork.
+    return redis.Redis.from_url(get_settings().redis_url, decode_responses=True,
+                                health_check_interval=30, socket_keepalive=True)
+
+
+def get_ledger() -> Ledger:
+    return Ledger(get_redis())

@@ -1,0 +1,94 @@
+"""Every setting of the fleet, read from GEOQUEUE_* environment variables.
+
+One module so that an operator can see the whole surface in one place; README's
+settings table is generated from it (`python -m workers.settings`).
+Secrets are SecretStr so they never print in reprs, logs or Flower.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Optional
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SEVEN_DAYS = 7 * 24 * 3600
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GEOQUEUE_", extra="ignore")
+
+    # --- Redis: broker, result backend, job ledger, locks, token cache ---
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis used as broker, result backend and job ledger.")
+    visibility_timeout: int = Field(3600, description="Seconds before an unacknowledged message is redelivered. Every time limit, countdown and backoff is kept below it.")
+    unacked_restore_interval: int = Field(10, description="Seconds between sweeps that put messages of dead workers back on their queue.")
+    task_time_limit: int = Field(1800, description="Hard time limit of one task run (seconds); must be below the visibility timeout.")
+    retry_backoff_max: int = Field(300, description="Longest wait between two retries (seconds); must be below the visibility timeout.")
+    max_retries: int = Field(6, description="Retries of a vendor call on 5xx, 429, timeouts and dropped connections.")
+    result_expires: int = Field(7 * 24 * 3600, description="Seconds Celery results and finished job records are kept.")
+    control_concurrency: int = Field(4, description="Processes of a control-queue worker (short work: planning, polling).")
+    transfer_concurrency: int = Field(4, description="Processes of a transfer-queue worker (long vendor calls, uploads, downloads).")
+
+    # --- Object storage (S3 or compatible) ---
+    s3_endpoint_url: Optional[str] = Field(None, description="S3 endpoint the workers use; unset means AWS.")
+    s3_public_endpoint_url: Optional[str] = Field(None, description="Endpoint put into presigned URLs handed to vendors; defaults to the endpoint above.")
+    s3_region: str = Field("us-east-1", description="Region of the bucket (part of the SigV4 signature).")
+    s3_bucket: str = Field("geoqueue", description="Default bucket for outputs.")
+    s3_access_key_id: Optional[SecretStr] = Field(None, description="Access key; unset means boto3's default credential chain.")
+    s3_secret_access_key: Optional[SecretStr] = Field(None, description="Secret key matching the access key.")
+    presign_expires: int = Field(3600, description="Lifetime of presigned URLs (seconds); at most 7 days.")
+
+    # --- Immersity AI ---
+    immersity_api_url: str = Field("https://api.immersity.ai", description="Immersity AI API base URL.")
+    immersity_token_url: str = Field(
+        "https://auth.immersity.ai/auth/realms/immersity/protocol/openid-connect/token",
+        description="OAuth2 client-credentials token endpoint.",
+    )
+    immersity_client_id: Optional[SecretStr] = Field(None, description="Immersity client id.")
+    immersity_client_secret: Optional[SecretStr] = Field(None, description="Immersity client secret.")
+    immersity_timeout: float = Field(300.0, description="Client timeout of one disparity/animation call (seconds); the vendor blocks until done.")
+    immersity_default_price: int = Field(10, description="Credits per call when /api/v1/prices does not name one.")
+    immersity_credit_budget: Optional[int] = Field(None, description="Credits the fleet may spend in all; a job that would exceed it is refused before any call. Unset: no budget.")
+    immersity_max_parallel: int = Field(4, description="Images of one batch job processed at once.")
+
+    # --- Flower ---
+    flower_port: int = Field(5555, description="Port Flower listens on.")
+    flower_address: str = Field("0.0.0.0", description="Address Flower listens on.")
+    flower_basic_auth: Optional[SecretStr] = Field(None, description="user:password for Flower's basic auth.")
+    flower_allow_unauthenticated: bool = Field(False, description="Start Flower without auth (local experiments only).")
+
+    @model_validator(mode="after")
+    def _limits_below_visibility_timeout(self) -> "Settings":
+        # Redis redelivers anything unacked after the visibility timeout, so a task, a retry
+        # countdown or a backoff that outlives it would run twice.
+        for name in ("task_time_limit", "retry_backoff_max"):
+            if getattr(self, name) >= self.visibility_timeout:
+                raise ValueError(f"GEOQUEUE_{name.upper()} must be below GEOQUEUE_VISIBILITY_TIMEOUT ({self.visibility_timeout}s)")
+        if self.immersity_timeout >= self.soft_time_limit:
+            raise ValueError("GEOQUEUE_IMMERSITY_TIMEOUT must be below the soft time limit (a little under GEOQUEUE_TASK_TIME_LIMIT)")
+        if not 0 < self.presign_expires <= SEVEN_DAYS:
+            raise ValueError(f"GEOQUEUE_PRESIGN_EXPIRES must be between 1 and {SEVEN_DAYS} seconds (SigV4 maximum)")
+        return self
+
+    @property
+    def soft_time_limit(self) -> int:
+        # Leaves the task time to record its failure before the hard kill.
+        return self.task_time_limit - min(30, max(1, self.task_time_limit // 10))
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def markdown_table() -> str:
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "(unset)" if default is None else f"`{default}`"
+        rows.append(f"| `GEOQUEUE_{name.upper()}` | {shown} | {field.description} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())
