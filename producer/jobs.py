@@ -35,7 +35,9 @@ if (state == 'succeeded' or state == 'failed' or state == 'canceled') and ARGV[2
 end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], unpack(ARGV, 4))
 if ARGV[1] == 'succeeded' or ARGV[1] == 'failed' or ARGV[1] == 'canceled' then
-  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+  for _, suffix in ipairs({'', ':items', ':finished', ':console', ':charged'}) do
+    redis.call('EXPIRE', KEYS[1] .. suffix, tonumber(ARGV[3]))
+  end
 end
 return 1
 """

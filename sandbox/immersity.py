@@ -56,6 +56,13 @@ class ImmersityStandIn(VendorStandIn):
         super().__init__(public_url)
         self.reset_state()
 
+    def configure(self, values: dict[str, Any]) -> dict[str, Any]:
+        # A one-off action rather than an option: make every token issued so far invalid.
+        if values.pop("expire_issued_tokens", False):
+            with self.lock:
+                self.tokens = {token: (client, 0.0) for token, (client, _) in self.tokens.items()}
+        return super().configure(values)
+
     # --- auth ---
     def _issue_token(self) -> Response:
         form = request.form
@@ -147,6 +154,7 @@ class ImmersityStandIn(VendorStandIn):
     def _operation(self, operation: str) -> Response:
         client = self._client()
         if client is None:
+            self.calls.add("unauthorized")
             return _error(401, "Unauthorized", "Unauthorized")
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
@@ -164,6 +172,7 @@ class ImmersityStandIn(VendorStandIn):
             return _error(400, problems, "Bad Request")
         price = self._price(operation, variant)
         if not self._can_pay(client, price):
+            self.calls.add("payment_required")
             return _error(402, "Not enough credit balance", "Payment Required")
         correlation_id = body.get("correlationId") or str(uuid.uuid4())
         try:
@@ -214,7 +223,7 @@ class ImmersityStandIn(VendorStandIn):
 
     def status(self) -> dict[str, Any]:
         with self.lock:
-            return {"spent": dict(self.spent)}
+            return {"spent": dict(self.spent), "tokens_issued": list(self.tokens)}
 
 
 STAND_IN = ImmersityStandIn

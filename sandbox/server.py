@@ -61,6 +61,11 @@ def create_app(stand_ins: Iterable[VendorStandIn]) -> Flask:
         stand_in = vendor_or_404(name)
         return jsonify(stand_in.status() if hasattr(stand_in, "status") else {})
 
+    @app.get("/_sandbox/journal/<name>")
+    def journal(name: str):
+        entries = list(vendor_or_404(name).journal)
+        return jsonify([{"time": t, "method": m, "path": p, "status": s} for t, m, p, s in entries])
+
     @app.post("/_sandbox/faults/<name>")
     def faults(name: str):
         try:

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections import deque
 from typing import Any
 
-from flask import Blueprint
+from flask import Blueprint, request
 
 from sandbox.counters import CallCounter
 from sandbox.faults import FaultInjector
@@ -20,6 +22,8 @@ class VendorStandIn:
         self.calls = CallCounter()
         self.faults = FaultInjector()
         self.options: dict[str, Any] = dict(self.default_options())
+        # The last requests served (time, method, path, status), for tests that check timing or order.
+        self.journal: deque[tuple[float, str, str, int]] = deque(maxlen=20000)
         # Where this stand-in is reachable from outside (for URLs it hands out); set by the server.
         self.public_url = public_url
 
@@ -37,8 +41,13 @@ class VendorStandIn:
     def blueprint(self) -> Blueprint:
         bp = Blueprint(self.name, __name__, url_prefix=f"/{self.name}")
         bp.before_request(self.faults.before_request)
+        bp.after_request(self._note)
         self.register(bp)
         return bp
+
+    def _note(self, response):
+        self.journal.append((time.time(), request.method, request.path, response.status_code))
+        return response
 
     def configure(self, values: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
@@ -54,4 +63,5 @@ class VendorStandIn:
             self.options = dict(self.default_options())
             self.calls.reset()
             self.faults.reset()
+            self.journal.clear()
             self.reset_state()

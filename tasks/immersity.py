@@ -14,7 +14,7 @@ from vendors.errors import TransientError, VendorError
 from vendors.immersity import ANIMATION_OPTIONS, DISPARITY_OPTIONS, ImmersityClient, check_options
 from workers import app
 from workers.budget import CreditBudget
-from workers.effects import once_into_object
+from workers.effects import charge_once, once_into_object
 from workers.fanout import Fanout
 from workers.jobtask import (PENDING, BudgetExceeded, InvalidInput, JobContext, JobTask, error_dict, job_task,
                              retry_delay)
@@ -138,7 +138,9 @@ def process_image(job_id: str, image: S3Ref, disparity_out: S3Ref, options: dict
         outcome["animation"] = animation_out.uri
 
     for operation, variant, target, call in steps:
-        if once_into_object(get_redis(), store, f"immersity:{target.uri}", target, call, limit):
+        effect = f"immersity:{target.uri}"
+        who = once_into_object(get_redis(), store, effect, target, call, limit)
+        if charge_once(get_redis(), job_id, effect, who):
             cost = price(operation, variant)
             ledger.add_credits(job_id, cost)
             budget().spend(job_id, cost)
@@ -199,7 +201,9 @@ def animation(job: JobContext, image: str, disparity: str, output: str | None = 
 
     try:
         outcome = {"image": source.uri, "disparity": depth.uri, "animation": out.uri, "credits": 0}
-        if once_into_object(get_redis(), store, f"immersity:{out.uri}", out, call, get_settings().immersity_timeout):
+        effect = f"immersity:{out.uri}"
+        who = once_into_object(get_redis(), store, effect, out, call, get_settings().immersity_timeout)
+        if charge_once(get_redis(), job.id, effect, who):
             cost = price("animation", kind)
             job.ledger.add_credits(job.id, cost)
             budget().spend(job.id, cost)

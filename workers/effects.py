@@ -23,16 +23,21 @@ def effect_key(name: str) -> str:
     return f"gq:effect:{name}"
 
 
+CALLED = "called"            # this run made the call
+EARLIER_CALL = "earlier-call" # an earlier attempt made it (e.g. before its worker died)
+PRESENT = "present"          # the object was there without any call of ours
+
+
 def once_into_object(client: redis.Redis, store: ObjectStore, name: str, target: S3Ref,
-                     call: Callable[[], None], in_flight_limit: float) -> bool:
-    """Run `call` unless `target` exists already. Returns True if this run made the call.
+                     call: Callable[[], None], in_flight_limit: float) -> str:
+    """Run `call` unless `target` exists already; says who made it (CALLED, EARLIER_CALL, PRESENT).
 
     `in_flight_limit` is the longest a call can take (the vendor timeout): within that time of
     an earlier attempt that left no answer, its result may still land, so we wait for it.
     """
-    if (store.size(target) or 0) > 0:
-        return False
     marker = effect_key(name)
+    if (store.size(target) or 0) > 0:
+        return EARLIER_CALL if client.exists(marker) else PRESENT
     started = client.set(marker, time.time(), nx=True, ex=int(in_flight_limit * 3) + 60)
     if not started:
         since = time.time() - float(client.get(marker) or 0)
@@ -40,7 +45,7 @@ def once_into_object(client: redis.Redis, store: ObjectStore, name: str, target:
             raise EffectInFlight(f"an earlier attempt of {name} may still be running",
                                  retry_after=min(in_flight_limit - since, 30.0) + 1)
         if (store.size(target) or 0) > 0:
-            return False
+            return EARLIER_CALL
         client.set(marker, time.time(), ex=int(in_flight_limit * 3) + 60)
     try:
         call()
@@ -52,4 +57,10 @@ def once_into_object(client: redis.Redis, store: ObjectStore, name: str, target:
     except Exception:
         client.delete(marker)
         raise
-    return True
+    return CALLED
+
+
+def charge_once(client: redis.Redis, job_id: str, name: str, who: str) -> bool:
+    """True the first time a call made for this job (now or by an earlier attempt) is seen."""
+    return who != PRESENT and bool(client.sadd(f"gq:job:{job_id}:charged", name))
+

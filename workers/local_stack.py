@@ -105,6 +105,7 @@ class LocalStack:
     settings_env: dict[str, str] = field(default_factory=dict)  # extra GEOQUEUE_* settings
     flower: bool = True
     beat: bool = True
+    isolated: bool = False  # ignore GEOQUEUE_* of the calling environment (tests)
     processes: dict[str, Process] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
 
@@ -118,7 +119,7 @@ class LocalStack:
         return self
 
     def _start(self) -> None:
-        self.env = {k: v for k, v in os.environ.items()}
+        self.env = {k: v for k, v in os.environ.items() if not (self.isolated and k.startswith("GEOQUEUE_"))}
         self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
         self.env["PYTHONUNBUFFERED"] = "1"
         self.env.update(self.settings_env)

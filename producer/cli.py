@@ -1,0 +1,107 @@
+"""`geoqueue`: submit, status, watch, list and cancel jobs; run the local stack or the demo."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from producer.client import GeoQueue, UnknownJob
+
+
+def parse_params(pairs: list[str], raw_json: str | None) -> dict:
+    params = json.loads(raw_json) if raw_json else {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--param takes key=value, got {pair!r}")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def watch(queue: GeoQueue, job_id: str, out=sys.stderr) -> int:
+    """A live progress bar until the job finishes; exit status 0 only for success."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, file=out, unit="item", dynamic_ncols=True)
+    try:
+        for job in queue.watch(job_id):
+            bar.total = max(job.total, 1)
+            bar.n = job.done
+            bar.set_description(f"{job.name} {job.state}/{job.phase}")
+            bar.refresh()
+    finally:
+        bar.close()
+    job = queue.status(job_id)
+    print(json.dumps(job.to_dict(), indent=2))
+    return 0 if job.state == "succeeded" else 1
+
+
+def print_jobs(jobs) -> None:
+    for job in jobs:
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.created))
+        print(f"{job.id}  {created}  {job.state:<9}  {job.name:<28} {job.phase} {job.done}/{job.total}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="geoqueue", description=__doc__)
+    parser.add_argument("--redis-url", help="the fleet's Redis (default: $GEOQUEUE_REDIS_URL)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    submit = sub.add_parser("submit", help="enqueue a job and print its id")
+    submit.add_argument("name", help="job name, e.g. immersity.disparity")
+    submit.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
+                        help="a parameter (VALUE parsed as JSON when it is JSON)")
+    submit.add_argument("--json", help="all parameters as one JSON object")
+    submit.add_argument("--watch", action="store_true", help="then show progress until it finishes")
+
+    for name, text in (("status", "print a job's record"), ("watch", "live progress until the job finishes"),
+                       ("cancel", "cancel a job"), ("items", "per-item outcomes of a batch job")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("job_id")
+
+    listing = sub.add_parser("list", help="recent jobs")
+    listing.add_argument("--state")
+    listing.add_argument("--vendor")
+    listing.add_argument("--limit", type=int, default=20)
+
+    sub.add_parser("stack", help="run the whole stack locally (Redis, S3, sandbox vendors, workers, beat, Flower)")
+    sub.add_parser("demo", help="run the main job end to end on the local stack, then stop it")
+
+    args = parser.parse_args(argv)
+    if args.command == "stack":
+        from workers.demo import run_stack
+        return run_stack()
+    if args.command == "demo":
+        from workers.demo import run_demo
+        return run_demo()
+
+    queue = GeoQueue(args.redis_url)
+    try:
+        if args.command == "submit":
+            job_id = queue.submit(args.name, parse_params(args.param, args.json))
+            print(job_id)
+            return watch(queue, job_id) if args.watch else 0
+        if args.command == "status":
+            print(json.dumps(queue.status(args.job_id).to_dict(), indent=2))
+        elif args.command == "items":
+            print(json.dumps(queue.items(args.job_id), indent=2))
+        elif args.command == "watch":
+            return watch(queue, args.job_id)
+        elif args.command == "cancel":
+            canceled = queue.cancel(args.job_id)
+            print("canceled" if canceled else f"not canceled: the job is already {queue.status(args.job_id).state}")
+            return 0 if canceled else 1
+        elif args.command == "list":
+            print_jobs(queue.list(args.limit, state=args.state, vendor=args.vendor))
+    except UnknownJob as exc:
+        print(f"no job {exc.args[0]}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

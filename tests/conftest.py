@@ -1,0 +1,54 @@
+"""The real stack for the tests: a redis-server, moto's S3 server, the sandbox over HTTP and
+real worker processes, started once per session on loopback."""
+from __future__ import annotations
+
+import pytest
+import redis
+
+from producer import GeoQueue
+from workers.local_stack import LocalStack
+
+# Short enough that a killed worker's messages come back within a test, and every limit below it.
+TEST_SETTINGS = {
+    "GEOQUEUE_VISIBILITY_TIMEOUT": "30",
+    "GEOQUEUE_UNACKED_RESTORE_INTERVAL": "2",
+    "GEOQUEUE_TASK_TIME_LIMIT": "28",
+    "GEOQUEUE_IMMERSITY_TIMEOUT": "15",
+    "GEOQUEUE_RETRY_BACKOFF_MAX": "8",
+    "GEOQUEUE_CONTROL_CONCURRENCY": "2",
+    "GEOQUEUE_TRANSFER_CONCURRENCY": "4",
+}
+
+
+def start_stack(flower: bool = True, beat: bool = True, **settings: str) -> LocalStack:
+    return LocalStack(settings_env={**TEST_SETTINGS, **settings}, isolated=True, flower=flower, beat=beat).start()
+
+
+@pytest.fixture(scope="session")
+def stack():
+    stack = start_stack()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def queue(stack) -> GeoQueue:
+    return GeoQueue(stack.redis_url)
+
+
+@pytest.fixture
+def store(stack):
+    return stack.object_store()
+
+
+@pytest.fixture(autouse=True)
+def clean_sandbox(request):
+    """Every test starts with the vendors' default options, no faults and zero counters."""
+    if "stack" in request.fixturenames:
+        stack = request.getfixturevalue("stack")
+        stack.sandbox("POST", "/_sandbox/reset")
+        # The reset vendor forgot the tokens it issued; so does the fleet's token cache.
+        client = redis.Redis.from_url(stack.redis_url)
+        for key in client.scan_iter("gq:token:*"):
+            client.delete(key)
+    yield

@@ -1,0 +1,203 @@
+"""Immersity AI jobs end to end: real workers, Redis, moto S3 and the sandbox over HTTP."""
+from __future__ import annotations
+
+import io
+import time
+import uuid
+
+import pytest
+from PIL import Image
+
+from producer import JobFailed
+from tests.conftest import start_stack
+from workers.samples import scene
+from workers.storage import S3Ref, parse_ref
+
+BUCKET = "geoqueue"
+
+
+def put_images(store, count: int, prefix: str | None = None, size=(160, 120)) -> list[S3Ref]:
+    prefix = prefix or f"t/{uuid.uuid4().hex[:8]}/"
+    refs = []
+    for i in range(count):
+        ref = S3Ref(BUCKET, f"{prefix}img-{i:03d}.jpg")
+        store.write(ref, scene(i, *size), "image/jpeg")
+        refs.append(ref)
+    return refs
+
+
+def counters(stack) -> dict[str, int]:
+    return stack.sandbox("GET", "/_sandbox/counters")["immersity"]
+
+
+def disparity_calls_for(stack, output_uri: str) -> int:
+    return counters(stack).get("disparity:" + "/" + output_uri[len("s3://"):], 0)
+
+
+def decoded(store, uri: str) -> Image.Image:
+    return Image.open(io.BytesIO(store.read(parse_ref(uri))))
+
+
+def test_single_image_disparity(queue, store, stack):
+    [image] = put_images(store, 1, size=(200, 150))
+    job = queue.wait(queue.submit("immersity.disparity", {"image": image.uri}), timeout=60)
+    assert job.state == "succeeded"
+    assert (job.done, job.total) == (1, 1)
+    disparity = decoded(store, job.result["disparity"])
+    assert disparity.format == "PNG" and disparity.size == (200, 150)
+    assert job.credits == 10 == job.result["credits"]
+    assert disparity_calls_for(stack, job.result["disparity"]) == 1
+
+
+def test_disparity_chained_with_animation(queue, store, stack):
+    [image] = put_images(store, 1)
+    job = queue.wait(queue.submit("immersity.disparity", {
+        "image": image.uri, "animation": {"animationType": "gif", "animationLength": 2}}), timeout=60)
+    animation = decoded(store, job.result["animation"])
+    assert animation.format == "GIF" and animation.n_frames > 1
+    assert job.credits == 20
+    assert counters(stack)["animation"] == 1
+
+
+def test_animation_job_from_existing_disparity(queue, store):
+    [image] = put_images(store, 1)
+    first = queue.wait(queue.submit("immersity.disparity", {"image": image.uri}), timeout=60)
+    job = queue.wait(queue.submit("immersity.animation", {
+        "image": image.uri, "disparity": first.result["disparity"]}), timeout=60)
+    assert store.read(parse_ref(job.result["animation"]))[4:8] == b"ftyp"  # an MP4 container
+
+
+def test_batch_reports_progress_and_each_image(queue, store, stack):
+    refs = put_images(store, 8)
+    prefix = refs[0].uri.rsplit("/", 1)[0] + "/"
+    job_id = queue.submit("immersity.batch", {"prefix": prefix, "max_parallel": 3})
+    seen_partial = False
+    for snapshot in queue.watch(job_id, poll=0.05):
+        seen_partial |= snapshot.total == 8 and 0 < snapshot.done < 8
+    job = queue.status(job_id)
+    assert job.state == "succeeded", job.error
+    assert (job.done, job.total) == (8, 8) and seen_partial
+    assert job.result["succeeded"] == 8 and job.credits == 80
+    items = queue.items(job_id)
+    assert sorted(items) == sorted(r.key for r in refs)
+    for ref in refs:
+        outcome = items[ref.key]
+        assert outcome["state"] == "succeeded"
+        assert decoded(store, outcome["disparity"]).size == (160, 120)
+        assert disparity_calls_for(stack, outcome["disparity"]) == 1
+
+
+def test_expired_token_is_refreshed_once(queue, store, stack):
+    [first, second] = put_images(store, 2)
+    queue.wait(queue.submit("immersity.disparity", {"image": first.uri}), timeout=60)
+    tokens_before = counters(stack)["token"]
+    stack.sandbox("POST", "/_sandbox/config/immersity", json={"expire_issued_tokens": True})
+    job = queue.wait(queue.submit("immersity.disparity", {"image": second.uri}), timeout=60)
+    after = counters(stack)
+    assert job.state == "succeeded"
+    assert after["token"] == tokens_before + 1
+    assert after["unauthorized"] >= 1
+
+
+def test_payment_required_fails_without_retry(queue, store, stack):
+    [image] = put_images(store, 1)
+    stack.sandbox("POST", "/_sandbox/config/immersity", json={"credits": 5})
+    with pytest.raises(JobFailed) as failed:
+        queue.wait(queue.submit("immersity.disparity", {"image": image.uri}), timeout=60)
+    error = failed.value.job.error
+    assert error["type"] == "PaymentRequired"
+    assert error["message"] == "not enough credits"
+    assert error["vendor_message"] == "Not enough credit balance"
+    assert counters(stack)["payment_required"] == 1
+
+
+def test_server_errors_are_retried_then_succeed(queue, store, stack):
+    [image] = put_images(store, 1)
+    stack.sandbox("POST", "/_sandbox/faults/immersity", json={"fail_next": 2, "paths": "/api/v1/disparity"})
+    job = queue.wait(queue.submit("immersity.disparity", {"image": image.uri}), timeout=90)
+    assert job.state == "succeeded"
+    statuses = [e["status"] for e in stack.sandbox("GET", "/_sandbox/journal/immersity") if e["path"].endswith("/disparity")]
+    assert statuses == [500, 500, 200]
+    assert disparity_calls_for(stack, job.result["disparity"]) == 1
+
+
+def test_rate_limit_honours_retry_after(queue, store, stack):
+    [image] = put_images(store, 1)
+    stack.sandbox("POST", "/_sandbox/faults/immersity",
+                  json={"rate_limit_next": 1, "retry_after_s": 4, "paths": "/api/v1/disparity"})
+    job = queue.wait(queue.submit("immersity.disparity", {"image": image.uri}), timeout=90)
+    assert job.state == "succeeded"
+    calls = [e for e in stack.sandbox("GET", "/_sandbox/journal/immersity") if e["path"].endswith("/disparity")]
+    assert [c["status"] for c in calls] == [429, 200]
+    assert calls[1]["time"] - calls[0]["time"] >= 4.0
+
+
+def test_bad_inputs_fail_with_clear_errors(queue, store):
+    cases = {
+        "not-a-uri": ("immersity.disparity", {"image": "https://example.com/a.jpg"}, "image"),
+        "missing": ("immersity.disparity", {"image": f"s3://{BUCKET}/nowhere/missing.jpg"}, "does not exist"),
+        "option": ("immersity.disparity", {"image": f"s3://{BUCKET}/x.jpg", "options": {"depth": 1}}, "depth"),
+        "param": ("immersity.disparity", {"imagee": f"s3://{BUCKET}/x.jpg"}, "imagee"),
+    }
+    for label, (name, params, expected) in cases.items():
+        with pytest.raises(JobFailed) as failed:
+            queue.wait(queue.submit(name, params), timeout=30)
+        error = failed.value.job.error
+        assert error["type"] == "InvalidInput", label
+        assert expected in error["message"], (label, error)
+
+
+def test_one_bad_image_does_not_spoil_the_batch(queue, store, stack):
+    refs = put_images(store, 4)
+    prefix = refs[0].uri.rsplit("/", 1)[0] + "/"
+    bad = S3Ref(BUCKET, prefix[len(f"s3://{BUCKET}/"):] + "notes.jpg")
+    store.write(bad, b"this is not an image at all")
+    with pytest.raises(JobFailed) as failed:
+        queue.wait(queue.submit("immersity.batch", {"prefix": prefix}), timeout=90)
+    job = failed.value.job
+    assert job.error["type"] == "SomeItemsFailed"
+    assert bad.uri in job.error["message"] and "1 of 5" in job.error["message"]
+    assert "not a JPEG or PNG" in job.error["items"][bad.uri]["message"]
+    assert job.result["succeeded"] == 4
+    for ref in refs:
+        assert store.size(S3Ref(BUCKET, f"immersity/{job.id}/{ref.name.replace('.jpg', '.png')}"))
+    assert not any(bad.name.replace(".jpg", "") in key for key in counters(stack))
+
+
+def test_worker_killed_mid_batch_finishes_with_each_image_once(queue, store, stack):
+    refs = put_images(store, 12)
+    prefix = refs[0].uri.rsplit("/", 1)[0] + "/"
+    stack.sandbox("POST", "/_sandbox/config/immersity", json={"processing_delay_s": 1.0})
+    job_id = queue.submit("immersity.batch", {"prefix": prefix, "max_parallel": 4})
+    deadline = time.monotonic() + 60
+    while queue.status(job_id).done < 2:
+        assert time.monotonic() < deadline, "the batch made no progress"
+        time.sleep(0.1)
+    stack.processes["transfer"].kill()          # the worker and its pool children, mid-call
+    stack.start_worker("transfer")
+    stack.wait_for_workers(["transfer"])
+    job = queue.wait(job_id, timeout=180)
+    assert job.state == "succeeded" and job.result["succeeded"] == 12
+    for outcome in queue.items(job_id).values():
+        assert disparity_calls_for(stack, outcome["disparity"]) == 1, outcome
+    assert job.credits == 120
+
+
+def test_credit_budget_refuses_a_job_before_any_call():
+    small = start_stack(flower=False, beat=False, GEOQUEUE_IMMERSITY_CREDIT_BUDGET="50")
+    try:
+        from producer import GeoQueue
+
+        queue, store = GeoQueue(small.redis_url), small.object_store()
+        refs = put_images(store, 6)
+        prefix = refs[0].uri.rsplit("/", 1)[0] + "/"
+        with pytest.raises(JobFailed) as failed:
+            queue.wait(queue.submit("immersity.batch", {"prefix": prefix}), timeout=60)
+        assert failed.value.job.error["type"] == "BudgetExceeded"
+        assert "needs 60 credits" in failed.value.job.error["message"]
+        assert small.sandbox("GET", "/_sandbox/counters")["immersity"].get("disparity", 0) == 0
+        # A job within the budget still runs.
+        job = queue.wait(queue.submit("immersity.disparity", {"image": refs[0].uri}), timeout=60)
+        assert job.state == "succeeded"
+    finally:
+        small.stop()

@@ -1,0 +1,51 @@
+"""No secret leaves the workers: not in Redis (every key), results, events or logs."""
+from __future__ import annotations
+
+import redis
+
+from tests.test_immersity_jobs import put_images
+
+
+def every_value_in(client: redis.Redis):
+    for key in client.scan_iter(count=1000):
+        kind = client.type(key)
+        yield key
+        if kind == b"string":
+            yield client.get(key)
+        elif kind == b"hash":
+            yield from (v for pair in client.hgetall(key).items() for v in pair)
+        elif kind == b"list":
+            yield from client.lrange(key, 0, -1)
+        elif kind == b"set":
+            yield from client.smembers(key)
+        elif kind == b"zset":
+            yield from client.zrange(key, 0, -1)
+
+
+def test_no_secret_in_redis_results_or_logs(queue, store, stack):
+    refs = put_images(store, 3)
+    prefix = refs[0].uri.rsplit("/", 1)[0] + "/"
+    batch = queue.wait(queue.submit("immersity.batch", {"prefix": prefix}), timeout=90)
+    single = queue.wait(queue.submit("immersity.disparity", {"image": refs[0].uri, "animation": {"animationType": "gif"}}), timeout=90)
+    assert batch.state == single.state == "succeeded"
+
+    issued = stack.sandbox("GET", "/_sandbox/status/immersity")["tokens_issued"]
+    assert issued, "the run should have used at least one access token"
+    secrets = [
+        stack.env["GEOQUEUE_IMMERSITY_CLIENT_SECRET"], stack.env["GEOQUEUE_S3_SECRET_ACCESS_KEY"],
+        stack.flower_password, *issued,
+    ]
+    leaks = ["X-Amz-Signature", "X-Amz-Credential", "Bearer "]
+
+    client = redis.Redis.from_url(stack.redis_url)
+    values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in every_value_in(client)]
+    assert len(values) > 20
+    for text in values:
+        for secret in secrets + leaks:
+            assert secret not in text, f"{secret[:6]}... found in Redis"
+
+    for name in ("control", "transfer", "beat"):
+        log = stack.logs(name)
+        assert "immersity.batch" in log or name == "beat" or "immersity" in log
+        for secret in secrets + leaks:
+            assert secret not in log, f"{secret[:6]}... found in the {name} log"
