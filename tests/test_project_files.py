@@ -1,0 +1,19 @@
+"""The files that say how to run geoqueue agree with each other."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from workers.processes import PROCESSES, SANDBOX
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_ci_runs_the_test_command_that_readme_gives():
+    command = [l for l in (ROOT / ".ci/run").read_text().splitlines() if l and not l.startswith(("#", "set ", "cd "))]
+    assert len(command) == 1
+    assert f"   {command[0]}\n" in (ROOT / "README.md").read_text()
+
+
+def test_procfile_matches_the_process_definitions():
+    procfile = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
+    assert procfile == {**PROCESSES, "sandbox": SANDBOX}
