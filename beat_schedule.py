@@ -7,7 +7,20 @@ from celery.schedules import crontab
 MAX_LOOP_INTERVAL = 5
 LOCK_TIMEOUT = 30
 
+# Vendor pollers sweep every job waiting on that vendor: one cheap task per cycle, no task sleeps.
+POLL_SECONDS = 5.0
+
 BEAT_SCHEDULE = {
+    "poll-immersal": {
+        "task": "immersal.poll",
+        "schedule": POLL_SECONDS,
+        "options": {"expires": POLL_SECONDS - 1, "queue": "control"},
+    },
+    "poll-dronemapper": {
+        "task": "dronemapper.poll",
+        "schedule": POLL_SECONDS,
+        "options": {"expires": POLL_SECONDS - 1, "queue": "control"},
+    },
     "sweep-fanouts": {
         "task": "geoqueue.sweep",
         "schedule": crontab(minute="*"),

@@ -7,14 +7,13 @@ TRANSFER = "transfer"  # long work: vendor calls that block, uploads, downloads
 
 QUEUES = (CONTROL, TRANSFER)
 
-# Task name pattern -> queue. Celery matches glob patterns in order.
+# Task name pattern -> queue, first match wins. Convention: a vendor's long, I/O-bound steps are
+# named `<vendor>.transfer.<step>`; job entry tasks, pollers and bookkeeping stay on control.
 TASK_ROUTES = {
     "immersity.disparity": {"queue": TRANSFER},
     "immersity.animation": {"queue": TRANSFER},
     "immersity.item": {"queue": TRANSFER},
-    "immersity.*": {"queue": CONTROL},
-    "geoqueue.*": {"queue": CONTROL},
-    "*.poll": {"queue": CONTROL},
+    "*.transfer.*": {"queue": TRANSFER},
     "*": {"queue": CONTROL},
 }
 

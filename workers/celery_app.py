@@ -8,7 +8,7 @@ import beat_schedule
 from producer.routes import QUEUES, TASK_ROUTES
 from workers.settings import Settings, get_settings
 
-TASK_MODULES = ["tasks.housekeeping", "tasks.immersity"]
+TASK_MODULES = ["tasks.housekeeping", "tasks.immersity", "tasks.immersal", "tasks.dronemapper", "tasks.mapillary"]
 
 
 def configure(app: Celery, settings: Settings) -> None:

@@ -177,6 +177,20 @@ class LocalStack:
             "GEOQUEUE_IMMERSITY_TOKEN_URL": f"{self.sandbox_url}/immersity/auth/realms/immersity/protocol/openid-connect/token",
             "GEOQUEUE_IMMERSITY_CLIENT_ID": SANDBOX_IMMERSITY["client_id"],
             "GEOQUEUE_IMMERSITY_CLIENT_SECRET": SANDBOX_IMMERSITY["client_secret"],
+            "GEOQUEUE_IMMERSAL_URL": f"{self.sandbox_url}/immersal",
+            "GEOQUEUE_IMMERSAL_LOGIN": "sandbox@example.com",
+            "GEOQUEUE_IMMERSAL_PASSWORD": "sandbox-password",
+            "GEOQUEUE_DRONEMAPPER_URL": f"{self.sandbox_url}/dronemapper",
+            "GEOQUEUE_DRONEMAPPER_USERNAME": "sandbox",
+            "GEOQUEUE_DRONEMAPPER_PASSWORD": "sandbox-password",
+            "GEOQUEUE_MAPILLARY_GRAPH_URL": f"{self.sandbox_url}/mapillary/graph",
+            "GEOQUEUE_MAPILLARY_TILES_URL": f"{self.sandbox_url}/mapillary/tiles",
+            "GEOQUEUE_MAPILLARY_UPLOAD_URL": f"{self.sandbox_url}/mapillary/rupload",
+            "GEOQUEUE_MAPILLARY_LEGACY_UPLOAD_URL": f"{self.sandbox_url}/mapillary/legacy-upload",
+            "GEOQUEUE_MAPILLARY_TOKEN": "MLY|sandbox|token",
+            "GEOQUEUE_MAPILLARY_USERNAME": "sandbox",
+            "GEOQUEUE_MAPILLARY_PERMISSION_HASH": "sandbox-permission-hash",
+            "GEOQUEUE_MAPILLARY_SIGNATURE_HASH": "sandbox-signature-hash",
         })
         bucket = self.env.get("GEOQUEUE_S3_BUCKET", "geoqueue")
         self.object_store().ensure_bucket(bucket)

@@ -51,6 +51,38 @@ class Settings(BaseSettings):
     immersity_credit_budget: Optional[int] = Field(None, description="Credits the fleet may spend in all; a job that would exceed it is refused before any call. Unset: no budget.")
     immersity_max_parallel: int = Field(4, description="Images of one batch job processed at once.")
 
+    # --- Immersal ---
+    immersal_url: str = Field("https://api.immersal.com", description="Immersal REST API base URL.")
+    immersal_token: Optional[SecretStr] = Field(None, description="Immersal developer token (or use login and password).")
+    immersal_login: Optional[str] = Field(None, description="Immersal account login, to obtain the token by /login.")
+    immersal_password: Optional[SecretStr] = Field(None, description="Immersal account password.")
+    immersal_account: str = Field("default", description="Alias of the configured Immersal account, used in locks and job records.")
+    immersal_max_parallel: int = Field(4, description="Image submissions of one map-building job in flight at once.")
+    immersal_timeout: float = Field(60.0, description="Client timeout of one Immersal call (seconds).")
+
+    # --- DroneMapper ---
+    dronemapper_url: str = Field("https://dronemapper.io", description="DroneMapper (WebODM-style) API base URL.")
+    dronemapper_username: Optional[str] = Field(None, description="DroneMapper API username.")
+    dronemapper_password: Optional[SecretStr] = Field(None, description="DroneMapper API password.")
+    dronemapper_max_parallel_uploads: int = Field(4, description="Images of one survey uploaded at once (partial upload flow).")
+    dronemapper_timeout: float = Field(120.0, description="Client timeout of one DroneMapper call (seconds).")
+
+    # --- Mapillary ---
+    mapillary_graph_url: str = Field("https://graph.mapillary.com", description="Mapillary Graph API v4 base URL.")
+    mapillary_tiles_url: str = Field("https://tiles.mapillary.com", description="Mapillary vector tiles base URL.")
+    mapillary_upload_url: str = Field("https://rupload.facebook.com", description="Mapillary resumable upload base URL.")
+    mapillary_legacy_upload_url: Optional[str] = Field(None, description="Legacy (form) upload endpoint, when uploads use the legacy protocol.")
+    mapillary_token: Optional[SecretStr] = Field(None, description="Mapillary access token (OAuth).")
+    mapillary_upload_protocol: str = Field("resumable", description="Upload protocol: resumable (offset-based) or legacy (form upload).")
+    mapillary_username: Optional[str] = Field(None, description="Mapillary username (legacy uploads).")
+    mapillary_permission_hash: Optional[SecretStr] = Field(None, description="Permission hash (legacy uploads).")
+    mapillary_signature_hash: Optional[SecretStr] = Field(None, description="Signature hash (legacy uploads).")
+    mapillary_entity_per_minute: int = Field(60000, description="Fleet-wide limit of entity (image/sequence) requests per minute per token.")
+    mapillary_search_per_minute: int = Field(10000, description="Fleet-wide limit of search requests per minute per token.")
+    mapillary_tiles_per_day: int = Field(50000, description="Fleet-wide daily budget of coverage tile requests per token.")
+    mapillary_max_parallel: int = Field(8, description="Sequences/batches/downloads of one harvest in flight at once.")
+    mapillary_timeout: float = Field(60.0, description="Client timeout of one Mapillary call (seconds).")
+
     # --- Flower ---
     flower_port: int = Field(5555, description="Port Flower listens on.")
     flower_address: str = Field("0.0.0.0", description="Address Flower listens on.")

@@ -1,0 +1,1 @@
+"""dronemapper jobs (see README)."""

@@ -1,0 +1,1 @@
+"""immersal jobs (see README)."""

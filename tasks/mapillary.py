@@ -1,0 +1,1 @@
+"""mapillary jobs (see README)."""
