@@ -19,11 +19,11 @@ plain_app = Celery("bench-plain", broker=REDIS_URL, backend=REDIS_URL)
 plain_app.conf.task_routes = {"bench.noop_plain": {"queue": "bench-plain"}}
 
 
-@geoqueue_app.task(name="bench.noop_geoqueue")
+@geoqueue_app.task(name="bench.noop_geoqueue", shared=False)
 def geoqueue_noop(i: int) -> int:
     return i
 
 
-@plain_app.task(name="bench.noop_plain")
+@plain_app.task(name="bench.noop_plain", shared=False)
 def plain_noop(i: int) -> int:
     return i

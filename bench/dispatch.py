@@ -26,10 +26,9 @@ def start_worker(app: str, queue: str, concurrency: int, env: dict) -> subproces
         env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def run_round(app, count: int) -> float:
+def run_round(noop, count: int) -> float:
     from celery import group
 
-    noop = next(task for name, task in app.tasks.items() if name.startswith("bench.noop"))
     started = time.perf_counter()
     results = group(noop.s(i) for i in range(count)).apply_async()
     values = results.get(timeout=600)
@@ -58,12 +57,12 @@ def main() -> None:
     workers = [start_worker("geoqueue_app", "bench-geoqueue", args.concurrency, env),
                start_worker("plain_app", "bench-plain", args.concurrency, env)]
     try:
-        for app in (apps.geoqueue_app, apps.plain_app):
-            run_round(app, 50)  # warm up: connections, pool processes
+        for noop in (apps.geoqueue_noop, apps.plain_noop):
+            run_round(noop, 50)  # warm up: connections, pool processes
         rates = {"geoqueue": [], "plain": []}
         for _ in range(args.rounds):
-            rates["geoqueue"].append(run_round(apps.geoqueue_app, args.tasks))
-            rates["plain"].append(run_round(apps.plain_app, args.tasks))
+            rates["geoqueue"].append(run_round(apps.geoqueue_noop, args.tasks))
+            rates["plain"].append(run_round(apps.plain_noop, args.tasks))
         best = {name: max(values) for name, values in rates.items()}
         print(f"tasks per round: {args.tasks}, worker concurrency: {args.concurrency}, rounds: {args.rounds}")
         for name, values in rates.items():

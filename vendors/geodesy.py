@@ -16,7 +16,8 @@ WGS84_F = 1.0 / 298.257223563            # flattening
 WGS84_B = WGS84_A * (1.0 - WGS84_F)      # semi-minor axis
 WGS84_E2 = WGS84_F * (2.0 - WGS84_F)     # first eccentricity squared
 
-_LATITUDE_ITERATIONS = 6                 # from Bowring's start, 2 already reach < 1e-12 rad near the surface
+# Bowring's one step is ~1e-10 deg off near the surface but ~5e-7 deg at orbit heights; iterating fixes both.
+_LATITUDE_ITERATIONS = 6
 
 
 def split_ecef13(ecef13) -> tuple[np.ndarray, np.ndarray, float]:
