@@ -186,9 +186,9 @@ class LocalStack:
             "GEOQUEUE_MAPILLARY_GRAPH_URL": f"{self.sandbox_url}/mapillary/graph",
             "GEOQUEUE_MAPILLARY_TILES_URL": f"{self.sandbox_url}/mapillary/tiles",
             "GEOQUEUE_MAPILLARY_UPLOAD_URL": f"{self.sandbox_url}/mapillary/rupload",
-            "GEOQUEUE_MAPILLARY_LEGACY_UPLOAD_URL": f"{self.sandbox_url}/mapillary/legacy-upload",
-            "GEOQUEUE_MAPILLARY_TOKEN": "MLY|sandbox|token",
-            "GEOQUEUE_MAPILLARY_USERNAME": "sandbox",
+            "GEOQUEUE_MAPILLARY_LEGACY_UPLOAD_URL": f"{self.sandbox_url}/mapillary/s3/mapillary.uploads.images",
+            "GEOQUEUE_MAPILLARY_TOKEN": "MLY|4242424242424242|sandbox-user-token",
+            "GEOQUEUE_MAPILLARY_USERNAME": "sandbox_uploader",
             "GEOQUEUE_MAPILLARY_PERMISSION_HASH": "sandbox-permission-hash",
             "GEOQUEUE_MAPILLARY_SIGNATURE_HASH": "sandbox-signature-hash",
         })
