@@ -3,9 +3,8 @@ backlog never piles up stale copies. Intervals of a minute or more use crontab: 
 reset interval countdowns, crontab does not."""
 from celery.schedules import crontab
 
-# RedBeat holds a Redis lock so only one beat dispatches; a standby takes over within LOCK_TIMEOUT.
-MAX_LOOP_INTERVAL = 5
-LOCK_TIMEOUT = 30
+# RedBeat holds a Redis lock so only one beat dispatches; a standby takes over once the lock
+# times out (GEOQUEUE_BEAT_LOCK_TIMEOUT).
 
 # Vendor pollers sweep every job waiting on that vendor: one cheap task per cycle, no task sleeps.
 POLL_SECONDS = 5.0

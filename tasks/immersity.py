@@ -17,7 +17,7 @@ from workers.budget import CreditBudget
 from workers.effects import charge_once, once_into_object
 from workers.fanout import Fanout
 from workers.jobtask import (PENDING, BudgetExceeded, InvalidInput, JobContext, JobTask, error_dict, job_task,
-                             retry_delay)
+                             publish_progress, retry_delay)
 from workers.redis_client import get_ledger, get_redis
 from workers.settings import get_settings
 from workers.storage import BadReference, S3Ref, get_store, parse_ref
@@ -268,8 +268,7 @@ def item_task(self, job_id: str, item: str) -> dict[str, Any]:
     fanout = Fanout(get_redis(), ledger)
     done = fanout.finish_item(job_id, item, outcome, dispatch_item)
     ledger.progress(job_id, "images", ledger.finished_count(job_id))
-    self.send_event("task-progress", job_id=job_id, phase="images", done=ledger.finished_count(job_id),
-                    total=int(job.total or 0))
+    publish_progress(self, job_id, "images", ledger.finished_count(job_id), int(job.total or 0))
     if done:
         finish_batch(job_id)
     return {"job_id": job_id, "item": item, "state": outcome["state"]}

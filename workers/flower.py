@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from workers.settings import get_settings
 
@@ -19,7 +20,8 @@ def main() -> None:
     elif not settings.flower_allow_unauthenticated:
         sys.exit("refusing to start Flower without authentication: set GEOQUEUE_FLOWER_BASIC_AUTH=user:password "
                  "(or GEOQUEUE_FLOWER_ALLOW_UNAUTHENTICATED=true for a private experiment)")
-    argv = ["celery", "-A", "workers", "flower", f"--port={settings.flower_port}",
+    conf = Path(__file__).with_name("flowerconfig.py")
+    argv = ["celery", "-A", "workers", "flower", f"--conf={conf}", f"--port={settings.flower_port}",
             f"--address={settings.flower_address}", "--purge_offline_workers=300"]
     os.execvpe(argv[0], argv, env)
 

@@ -76,6 +76,17 @@ def retry_delay(retries: int, hint: float | None = None) -> float:
     return min(delay, settings.retry_backoff_max)
 
 
+def publish_progress(task: Task, job_id: str, phase: str, done: int | None, total: int | None) -> None:
+    """A `task-progress` event on the job's own task, whichever task made the progress (an item
+    of a batch too), so Flower shows the job's progress on the job's row. update_state never
+    reaches Flower; events do. Flower displays only its known task fields, so the progress also
+    travels as the `result` text it shows until the task's own result arrives."""
+    count = f" {done}/{total}" if done is not None and total else ""
+    with task.app.events.default_dispatcher(hostname=task.request.hostname) as dispatcher:
+        dispatcher.send("task-progress", uuid=job_id, job_id=job_id, phase=phase, done=done, total=total,
+                        result=f"progress: {phase}{count}")
+
+
 class JobContext:
     """What a job function sees of its job."""
 
@@ -93,8 +104,7 @@ class JobContext:
 
     def progress(self, phase: str, done: int | None = None, total: int | None = None) -> None:
         self.ledger.progress(self.id, phase, done, total)
-        # update_state never reaches Flower; a custom event does.
-        self.task.send_event("task-progress", job_id=self.id, phase=phase, done=done, total=total)
+        publish_progress(self.task, self.id, phase, done, total)
 
     def wait_on_vendor(self, phase: str) -> None:
         self.ledger.transition(self.id, jobs.WAITING, phase=phase)

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     control_concurrency: int = Field(4, description="Processes of a control-queue worker (short work: planning, polling).")
     transfer_concurrency: int = Field(4, description="Processes of a transfer-queue worker (long vendor calls, uploads, downloads).")
 
+    # --- Beat ---
+    beat_max_loop_interval: int = Field(5, description="Longest sleep of beat between two looks at the schedule (seconds).")
+    beat_lock_timeout: int = Field(30, description="Seconds the RedBeat leader lock lives without renewal; a standby beat takes over after it.")
+
     # --- Object storage (S3 or compatible) ---
     s3_endpoint_url: Optional[str] = Field(None, description="S3 endpoint the workers use; unset means AWS.")
     s3_public_endpoint_url: Optional[str] = Field(None, description="Endpoint put into presigned URLs handed to vendors; defaults to the endpoint above.")
@@ -98,6 +102,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"GEOQUEUE_{name.upper()} must be below GEOQUEUE_VISIBILITY_TIMEOUT ({self.visibility_timeout}s)")
         if self.immersity_timeout >= self.soft_time_limit:
             raise ValueError("GEOQUEUE_IMMERSITY_TIMEOUT must be below the soft time limit (a little under GEOQUEUE_TASK_TIME_LIMIT)")
+        if self.beat_lock_timeout <= self.beat_max_loop_interval:
+            raise ValueError("GEOQUEUE_BEAT_LOCK_TIMEOUT must exceed GEOQUEUE_BEAT_MAX_LOOP_INTERVAL, or the leader loses its lock between ticks")
         if not 0 < self.presign_expires <= SEVEN_DAYS:
             raise ValueError(f"GEOQUEUE_PRESIGN_EXPIRES must be between 1 and {SEVEN_DAYS} seconds (SigV4 maximum)")
         return self

@@ -1,0 +1,123 @@
+"""Flower: authentication on by default, its HTTP API as a way to enqueue jobs, job progress
+shown while a job runs, and no secret on its pages, in a real headless Chromium."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.test_immersity_jobs import put_images
+
+OUTPUT = Path(__file__).parent / "output"
+
+
+def flower(stack, path: str, **kwargs) -> requests.Response:
+    kwargs.setdefault("auth", (stack.flower_user, stack.flower_password))
+    return requests.request(kwargs.pop("method", "GET"), stack.flower_url + path, timeout=10, **kwargs)
+
+
+def secrets_of(stack) -> list[str]:
+    issued = stack.sandbox("GET", "/_sandbox/status/immersity")["tokens_issued"]
+    return [stack.env["GEOQUEUE_IMMERSITY_CLIENT_SECRET"], stack.env["GEOQUEUE_S3_SECRET_ACCESS_KEY"],
+            stack.flower_password, "X-Amz-Signature", *issued]
+
+
+def test_flower_refuses_to_start_without_auth():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GEOQUEUE_FLOWER")}
+    started = subprocess.run([sys.executable, "-m", "workers.flower"], env=env, capture_output=True, text=True, timeout=60)
+    assert started.returncode != 0
+    assert "refusing to start Flower without authentication" in started.stderr
+
+
+def test_api_needs_auth_and_enqueues_a_job(stack, store, queue):
+    [image] = put_images(store, 1)
+    body = {"kwargs": {"image": image.uri}}
+    assert flower(stack, "/api/task/async-apply/immersity.disparity", method="POST", json=body, auth=None).status_code == 401
+    sent = flower(stack, "/api/task/async-apply/immersity.disparity", method="POST", json=body)
+    assert sent.status_code == 200, sent.text
+    job_id = sent.json()["task-id"]
+    deadline = time.monotonic() + 30
+    while queue.ledger.get(job_id) is None:  # the record appears when a worker takes the job
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    job = queue.wait(job_id, timeout=60)
+    assert job.state == "succeeded" and job.result["disparity"].startswith("s3://")
+
+
+def running_batch(stack, store, queue, images: int = 8) -> str:
+    refs = put_images(store, images)
+    stack.sandbox("POST", "/_sandbox/config/immersity", json={"processing_delay_s": 0.7})
+    return queue.submit("immersity.batch", {"prefix": refs[0].uri.rsplit("/", 1)[0] + "/", "max_parallel": 2})
+
+
+def test_progress_of_a_running_job_shows_in_flower(stack, store, queue):
+    job_id = running_batch(stack, store, queue)
+    seen = None
+    deadline = time.monotonic() + 60
+    query = {"draw": 1, "start": 0, "length": 100, "search[value]": job_id,
+             "order[0][column]": 0, "columns[0][data]": "received", "order[0][dir]": "desc"}
+    while seen is None and time.monotonic() < deadline:
+        rows = flower(stack, "/tasks/datatable", params=query).json()["data"]
+        seen = next((r for r in rows if r["uuid"] == job_id and "progress: images" in str(r["result"])
+                     and 0 < int(str(r["result"]).split()[-1].split("/")[0]) < 8), None)
+        time.sleep(0.3)
+    assert seen is not None, "no task of the job showed its progress in Flower"
+    assert seen["result"].endswith("/8")
+    queue.wait(job_id, timeout=120)
+    everything = flower(stack, "/api/tasks").text + str(flower(stack, "/tasks/datatable", params=query).json())
+    assert job_id in everything
+    for secret in secrets_of(stack):
+        assert secret not in everything
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    if not shutil.which("chromium") or not shutil.which("chromedriver"):
+        if os.geteuid() != 0 or not shutil.which("apt-get"):
+            pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
+        subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"], check=True, capture_output=True)
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--window-size=1600,1000"):
+        options.add_argument(flag)
+    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
+    driver = webdriver.Chrome(options=options, service=service)
+    yield driver
+    driver.quit()
+
+
+def test_browser_sees_job_tasks_and_progress_and_no_secret(stack, store, queue, chromium):
+    import base64
+
+    job_id = running_batch(stack, store, queue, images=10)
+    token = base64.b64encode(f"{stack.flower_user}:{stack.flower_password}".encode()).decode()
+    chromium.execute_cdp_cmd("Network.enable", {})
+    chromium.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {token}"}})
+    page = ""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        chromium.get(stack.flower_url + "/tasks")
+        time.sleep(1.5)  # the table fills from Flower's own API call
+        page = chromium.page_source
+        if job_id in page and re.search(r"progress: images [1-9]\d*/10", page):
+            break
+    OUTPUT.mkdir(exist_ok=True)
+    chromium.save_screenshot(str(OUTPUT / "flower-tasks.png"))
+    assert "immersity.batch" in page and "immersity.item" in page
+    assert job_id in page
+    assert re.search(r"progress: images [1-9]\d*/10", page), "the batch's progress is not on the page"
+    for secret in secrets_of(stack):
+        assert secret not in page
+    queue.wait(job_id, timeout=120)
