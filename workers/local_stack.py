@@ -90,6 +90,12 @@ class Process:
         except (ProcessLookupError, subprocess.TimeoutExpired):
             self.kill()
 
+    def terminate(self, timeout: float = 120) -> int:
+        """SIGTERM to the main process alone, as a deploy would: a Celery worker finishes its
+        running tasks and hands back what it had fetched (warm shutdown)."""
+        self.popen.send_signal(signal.SIGTERM)
+        return self.popen.wait(timeout)
+
     def kill(self) -> None:
         """SIGKILL the whole process group: the worker and its pool children."""
         try:
@@ -138,6 +144,9 @@ class LocalStack:
             self.spawn("beat", expand(PROCESSES["beat"], self.env))
         if self.flower:
             self.spawn("flower", expand(PROCESSES["flower"], self.env))
+        self.metrics_port = free_port()
+        self.env.update({"GEOQUEUE_METRICS_PORT": str(self.metrics_port), "GEOQUEUE_METRICS_ADDRESS": "127.0.0.1"})
+        self.spawn("metrics", expand(PROCESSES["metrics"], self.env))
         self.wait_for_workers(["control", "transfer"])
 
     def _ensure_redis(self) -> str:
@@ -247,6 +256,10 @@ class LocalStack:
         return ObjectStore(Settings(**keys))
 
     @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    @property
     def flower_url(self) -> str:
         return f"http://127.0.0.1:{self.flower_port}"
 
@@ -260,7 +273,8 @@ class LocalStack:
 
     # --- stopping ---
     def stop(self) -> None:
-        order = ["flower", "beat"] + [n for n in self.processes if n not in ("flower", "beat", "sandbox", "redis")]
+        order = ["flower", "beat", "metrics"] + [n for n in self.processes
+                                                if n not in ("flower", "beat", "metrics", "sandbox", "redis")]
         for name in order + ["sandbox", "redis"]:
             if name in self.processes:
                 self.processes[name].stop()

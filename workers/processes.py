@@ -7,5 +7,6 @@ PROCESSES = {
     "transfer": "celery -A workers worker -Q transfer -n transfer@%h -c ${GEOQUEUE_TRANSFER_CONCURRENCY:-4} -E --loglevel INFO",
     "beat": "celery -A workers beat --loglevel INFO",
     "flower": "python -m workers.flower",
+    "metrics": "python -m workers.metrics",
 }
 SANDBOX = "python -m sandbox --port ${SANDBOX_PORT:-8900} --s3-port ${SANDBOX_S3_PORT:-8901}"

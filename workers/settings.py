@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     mapillary_max_parallel: int = Field(8, description="Sequences/batches/downloads of one harvest in flight at once.")
     mapillary_timeout: float = Field(60.0, description="Client timeout of one Mapillary call (seconds).")
 
+    # --- Metrics ---
+    metrics_port: int = Field(9808, description="Port of the Prometheus exporter (queue depth, jobs by vendor and state).")
+    metrics_address: str = Field("0.0.0.0", description="Address the Prometheus exporter listens on.")
+
     # --- Flower ---
     flower_port: int = Field(5555, description="Port Flower listens on.")
     flower_address: str = Field("0.0.0.0", description="Address Flower listens on.")

@@ -1,0 +1,92 @@
+"""Running the fleet: metrics for Prometheus, deploy-time shutdowns, one beat at a time."""
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime
+
+import requests
+
+from tests.conftest import start_stack
+from tests.test_immersity_jobs import counters, disparity_calls_for, put_images
+from workers.local_stack import expand
+from workers.processes import PROCESSES
+
+
+def scrape(url: str) -> dict[str, float]:
+    values = {}
+    for line in requests.get(url, timeout=10).text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
+def test_metrics_show_queue_depth_and_jobs_by_state_during_a_run(stack, store, queue):
+    refs = put_images(store, 6)
+    stack.sandbox("POST", "/_sandbox/config/immersity", json={"processing_delay_s": 0.5})
+    before = scrape(stack.metrics_url).get('geoqueue_jobs{state="succeeded",vendor="immersity"}', 0)
+    job_id = queue.submit("immersity.batch", {"prefix": refs[0].uri.rsplit("/", 1)[0] + "/", "max_parallel": 2})
+    running = 0.0
+    deadline = time.monotonic() + 30
+    while running < 1 and time.monotonic() < deadline:
+        during = scrape(stack.metrics_url)
+        running = during.get('geoqueue_jobs{state="running",vendor="immersity"}', 0)
+        time.sleep(0.2)
+    assert running >= 1
+    assert 'geoqueue_queue_depth{queue="transfer"}' in during and 'geoqueue_queue_depth{queue="control"}' in during
+    queue.wait(job_id, timeout=120)
+    after = scrape(stack.metrics_url)
+    assert after['geoqueue_jobs{state="succeeded",vendor="immersity"}'] == before + 1
+    flower = requests.get(stack.flower_url + "/metrics", timeout=10).text  # exempt from auth, as scrapers need
+    assert "flower_events_total" in flower and 'task="immersity.item"' in flower
+
+
+def test_sigterm_finishes_running_work_and_loses_nothing(stack, store, queue):
+    refs = put_images(store, 10)
+    stack.sandbox("POST", "/_sandbox/config/immersity", json={"processing_delay_s": 0.8})
+    job_id = queue.submit("immersity.batch", {"prefix": refs[0].uri.rsplit("/", 1)[0] + "/", "max_parallel": 4})
+    while queue.status(job_id).done < 1:
+        time.sleep(0.1)
+    assert stack.processes["transfer"].terminate() == 0  # a deploy: warm shutdown
+    stopped_at = queue.status(job_id).done
+    stack.start_worker("transfer")
+    stack.wait_for_workers(["transfer"])
+    job = queue.wait(job_id, timeout=60)  # well under the visibility timeout: nothing waited for redelivery
+    assert job.state == "succeeded" and job.result["succeeded"] == 10
+    assert stopped_at < 10
+    for outcome in queue.items(job_id).values():
+        assert disparity_calls_for(stack, outcome["disparity"]) == 1
+    assert counters(stack)["disparity"] == 10
+
+
+BEAT_SEND = re.compile(r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+): INFO/MainProcess\] Scheduler: Sending due task poll-immersal")
+
+
+def sends(log: str) -> list[float]:
+    return [datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp() for m in BEAT_SEND.finditer(log)]
+
+
+def test_two_beats_dispatch_once_and_the_standby_takes_over():
+    stack = start_stack(flower=False, beat=False, GEOQUEUE_BEAT_LOCK_TIMEOUT="6", GEOQUEUE_BEAT_MAX_LOOP_INTERVAL="1")
+    try:
+        beats = {name: stack.spawn(name, expand(PROCESSES["beat"], stack.env)) for name in ("beat-a", "beat-b")}
+        time.sleep(16)
+        first = {name: sends(stack.logs(name)) for name in beats}
+        leader = max(first, key=lambda name: len(first[name]))
+        standby = next(name for name in beats if name != leader)
+        assert len(first[leader]) >= 2 and first[standby] == []
+        gaps = [b - a for a, b in zip(first[leader], first[leader][1:])]
+        assert all(gap > 4 for gap in gaps), gaps  # once per 5 s interval
+
+        beats[leader].kill()
+        killed_at = time.time()
+        deadline = time.monotonic() + 30
+        while not sends(stack.logs(standby)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        took_over = sends(stack.logs(standby))
+        assert took_over, "the standby beat never took over"
+        # lock timeout (6 s) + a loop interval + the 5 s schedule, with slack for a busy machine
+        assert took_over[0] - killed_at < 16
+    finally:
+        stack.stop()

@@ -1,0 +1,68 @@
+"""Prometheus metrics of the fleet that Flower lacks: queue depth per queue and jobs by vendor
+and state, read from Redis at scrape time. `python -m workers.metrics` serves them on
+GEOQUEUE_METRICS_PORT; Flower's own /metrics covers workers and task events."""
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import redis
+from prometheus_client import start_http_server
+from prometheus_client.core import REGISTRY, GaugeMetricFamily
+
+from producer import jobs
+from producer.routes import QUEUES
+from workers.settings import get_settings
+
+# kombu keeps messages of priority p (1..9) in sub-lists named "<queue>\x06\x16<p>".
+PRIORITY_SEPARATOR = "\x06\x16"
+UNACKED_KEY = "unacked"  # kombu's hash of delivered, not yet acknowledged messages
+
+
+class FleetCollector:
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    def queue_depths(self) -> dict[str, int]:
+        pipe = self.redis.pipeline()
+        for queue in QUEUES:
+            pipe.llen(queue)
+            for priority in range(1, 10):
+                pipe.llen(f"{queue}{PRIORITY_SEPARATOR}{priority}")
+        counts = pipe.execute()
+        per_queue = len(counts) // len(QUEUES)
+        return {q: sum(counts[i * per_queue:(i + 1) * per_queue]) for i, q in enumerate(QUEUES)}
+
+    def job_counts(self) -> Counter:
+        ids = self.redis.zrange(jobs.INDEX_KEY, 0, -1)
+        pipe = self.redis.pipeline()
+        for job_id in ids:
+            pipe.hmget(jobs.job_key(job_id), "vendor", "state")
+        return Counter((vendor, state) for vendor, state in pipe.execute() if vendor and state)
+
+    def collect(self):
+        depth = GaugeMetricFamily("geoqueue_queue_depth", "Messages waiting in a queue", labels=["queue"])
+        for queue, count in self.queue_depths().items():
+            depth.add_metric([queue], count)
+        yield depth
+        unacked = GaugeMetricFamily("geoqueue_unacked_messages", "Messages delivered to workers, not yet acknowledged")
+        unacked.add_metric([], self.redis.hlen(UNACKED_KEY))
+        yield unacked
+        counts = self.job_counts()
+        family = GaugeMetricFamily("geoqueue_jobs", "Jobs on record by vendor and state", labels=["vendor", "state"])
+        for vendor in sorted({v for v, _ in counts}):
+            for state in jobs.STATES:
+                family.add_metric([vendor, state], counts.get((vendor, state), 0))
+        yield family
+
+
+def main() -> None:
+    settings = get_settings()
+    REGISTRY.register(FleetCollector(redis.Redis.from_url(settings.redis_url, decode_responses=True)))
+    start_http_server(settings.metrics_port, addr=settings.metrics_address)
+    while True:
+        time.sleep(3600)
+
+
+if __name__ == "__main__":
+    main()
