@@ -9,4 +9,4 @@ PROCESSES = {
     "flower": "python -m workers.flower",
     "metrics": "python -m workers.metrics",
 }
-SANDBOX = "python -m sandbox --port ${SANDBOX_PORT:-8900} --s3-port ${SANDBOX_S3_PORT:-8901}"
+SANDBOX = "python -m sandbox --host ${SANDBOX_HOST:-127.0.0.1} --port ${SANDBOX_PORT:-8900} --s3-port ${SANDBOX_S3_PORT:-8901}"

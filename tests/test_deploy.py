@@ -1,0 +1,73 @@
+"""deploy/: every manifest parses, and compose, Kubernetes, systemd and the Procfile start the
+same processes with the same commands."""
+from __future__ import annotations
+
+import configparser
+import re
+import shlex
+from pathlib import Path
+
+import yaml
+
+from workers.processes import PROCESSES, SANDBOX
+
+DEPLOY = Path(__file__).parent.parent / "deploy"
+EXPECTED = {**PROCESSES, "sandbox": SANDBOX}
+
+
+def normalized(command: str | list[str]) -> list[str]:
+    """Same command whatever the syntax: ${X:-d}, ${X}, $(X) -> <X>; %H -> %h; no install path."""
+    words = command if isinstance(command, list) else shlex.split(command)
+    text = " ".join(words)
+    text = re.sub(r"\$\{(\w+)(:-[^}]*)?\}|\$\((\w+)\)", lambda m: f"<{m.group(1) or m.group(3)}>", text)
+    words = text.replace("%H", "%h").split()
+    return [words[0].rsplit("/", 1)[-1], *words[1:]]
+
+
+def expected(name: str) -> list[str]:
+    return normalized(EXPECTED[name])
+
+
+def test_compose_services_run_the_fleet_processes():
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    services = compose["services"]
+    for name in EXPECTED:
+        assert normalized(services[name]["command"]) == expected(name), name
+    redis_command = services["redis"]["command"]
+    assert "--appendonly yes" in redis_command and "--maxmemory-policy noeviction" in redis_command
+    assert services["sandbox"]["profiles"] == ["sandbox"]
+
+
+def k8s_documents():
+    for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            yield path.name, document
+
+
+def test_kubernetes_manifests():
+    deployments, scaled = {}, {}
+    for _, doc in k8s_documents():
+        assert {"apiVersion", "kind", "metadata"} <= set(doc)
+        if doc["kind"] == "Deployment":
+            deployments[doc["metadata"]["name"]] = doc
+        elif doc["kind"] == "ScaledObject":
+            scaled[doc["spec"]["scaleTargetRef"]["name"]] = doc
+    for name in ("control", "transfer", "beat", "flower", "metrics"):
+        container = deployments[f"geoqueue-{name}"]["spec"]["template"]["spec"]["containers"][0]
+        assert normalized(container["command"]) == expected(name), name
+    for queue in ("control", "transfer"):
+        trigger = scaled[f"geoqueue-{queue}"]["spec"]["triggers"][0]
+        assert trigger["type"] == "redis" and trigger["metadata"]["listName"] == queue
+        assert "livenessProbe" in deployments[f"geoqueue-{queue}"]["spec"]["template"]["spec"]["containers"][0]
+    assert deployments["geoqueue-beat"]["spec"]["replicas"] == 1
+    secret = next(doc for _, doc in k8s_documents() if doc["kind"] == "Secret")
+    assert "GEOQUEUE_FLOWER_BASIC_AUTH" in secret["stringData"]
+
+
+def test_systemd_units():
+    for name in ("control", "transfer", "beat", "flower", "metrics"):
+        unit = configparser.ConfigParser(interpolation=None, strict=False)
+        unit.optionxform = str
+        unit.read(DEPLOY / "systemd" / f"geoqueue-{name}.service")
+        assert normalized(unit["Service"]["ExecStart"]) == expected(name), name
+        assert unit["Service"]["KillSignal"] == "SIGTERM"
