@@ -5,10 +5,10 @@ import os
 import time
 from typing import Any, Iterator
 
-import redis
 from celery import Celery
 
 from producer import jobs
+from producer.redis_url import DEFAULT_MASTER, connect, is_sentinel
 from producer.routes import queue_for
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -39,13 +39,17 @@ class GeoQueue:
     >>> q.wait(job_id, timeout=600).result
     """
 
-    def __init__(self, redis_url: str | None = None) -> None:
+    def __init__(self, redis_url: str | None = None, sentinel_master: str | None = None) -> None:
         self.redis_url = redis_url or os.environ.get("GEOQUEUE_REDIS_URL", DEFAULT_REDIS_URL)
-        self.redis = redis.Redis.from_url(self.redis_url, decode_responses=True)
+        master = sentinel_master or os.environ.get("GEOQUEUE_REDIS_SENTINEL_MASTER", DEFAULT_MASTER)
+        self.redis = connect(self.redis_url, master, decode_responses=True)
         self.ledger = jobs.Ledger(self.redis)
         # Only a sender: it needs the broker, never the workers' code.
         self.celery = Celery("geoqueue-producer", broker=self.redis_url, backend=self.redis_url)
         self.celery.conf.task_serializer = "json"
+        if is_sentinel(self.redis_url):
+            self.celery.conf.broker_transport_options = {"master_name": master}
+            self.celery.conf.result_backend_transport_options = {"master_name": master}
 
     def submit(self, name: str, params: dict[str, Any] | None = None, job_id: str | None = None) -> str:
         """Enqueue a job by its stable name; returns the job id. Resubmitting an id is a no-op."""

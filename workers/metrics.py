@@ -11,6 +11,7 @@ from prometheus_client import start_http_server
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
 
 from producer import jobs
+from producer.redis_url import connect
 from producer.routes import QUEUES
 from workers.settings import get_settings
 
@@ -58,7 +59,7 @@ class FleetCollector:
 
 def main() -> None:
     settings = get_settings()
-    REGISTRY.register(FleetCollector(redis.Redis.from_url(settings.redis_url, decode_responses=True)))
+    REGISTRY.register(FleetCollector(connect(settings.redis_url, settings.redis_sentinel_master, decode_responses=True)))
     start_http_server(settings.metrics_port, addr=settings.metrics_address)
     while True:
         time.sleep(3600)

@@ -6,14 +6,16 @@ import functools
 import redis
 
 from producer.jobs import Ledger
+from producer.redis_url import connect
 from workers.settings import get_settings
 
 
 @functools.lru_cache(maxsize=1)
 def get_redis() -> redis.Redis:
     # redis-py's pool notices a fork and reconnects, so this is safe under prefork.
-    return redis.Redis.from_url(get_settings().redis_url, decode_responses=True,
-                                health_check_interval=30, socket_keepalive=True)
+    settings = get_settings()
+    return connect(settings.redis_url, settings.redis_sentinel_master, decode_responses=True,
+                   health_check_interval=30, socket_keepalive=True)
 
 
 def get_ledger() -> Ledger:

@@ -19,7 +19,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GEOQUEUE_", extra="ignore")
 
     # --- Redis: broker, result backend, job ledger, locks, token cache ---
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis used as broker, result backend and job ledger.")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis used as broker, result backend and job ledger; `sentinel://host:26379;sentinel://host2:26379/0` for Redis Sentinel.")
+    redis_sentinel_master: str = Field("mymaster", description="Name of the master the sentinels watch (sentinel:// URLs only).")
     visibility_timeout: int = Field(3600, description="Seconds before an unacknowledged message is redelivered. Every time limit, countdown and backoff is kept below it.")
     unacked_restore_interval: int = Field(10, description="Seconds between sweeps that put messages of dead workers back on their queue.")
     task_time_limit: int = Field(1800, description="Hard time limit of one task run (seconds); must be below the visibility timeout.")
