@@ -7,6 +7,7 @@ job returns its record, and each vendor side effect is guarded by its own key (s
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import random
 from typing import Any, Callable
@@ -118,7 +119,6 @@ class JobTask(Task):
     """Base for every geoqueue task: secrets-free reprs, expected failures logged without noise."""
 
     throws = (JobFailed,)
-    typing = False
 
 
 def retry_or_raise(task: Task, exc: TransientError) -> None:
@@ -136,6 +136,10 @@ def run_job(task: Task, fn: Callable[..., Any], params: dict[str, Any]) -> dict[
     job = ledger.get(job_id)
     if job.finished:
         return job.to_dict() | {"params": None}
+    try:
+        inspect.signature(fn).bind(None, **params)
+    except TypeError as exc:  # an unknown or missing job parameter
+        return fail(task, job_id, InvalidInput(f"{task.name}: {exc}"))
     ledger.transition(job_id, jobs.RUNNING, phase="starting")
     context = JobContext(task, job_id)
     try:
@@ -149,10 +153,6 @@ def run_job(task: Task, fn: Callable[..., Any], params: dict[str, Any]) -> dict[
         return fail(task, job_id, exc)
     except (VendorError, JobError, SoftTimeLimitExceeded) as exc:
         return fail(task, job_id, exc)
-    except TypeError as exc:
-        if "argument" in str(exc):  # unknown or missing job parameter
-            return fail(task, job_id, InvalidInput(f"{task.name}: {exc}"))
-        raise
     if result is PENDING:
         return {"job_id": job_id, "state": ledger.get(job_id).state}
     ledger.transition(job_id, jobs.SUCCEEDED, result=result)
