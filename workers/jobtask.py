@@ -128,6 +128,17 @@ def retry_or_raise(task: Task, exc: TransientError) -> None:
                          max_retries=get_settings().max_retries)
 
 
+def parameter_problem(fn: Callable[..., Any], params: dict[str, Any]) -> str | None:
+    """Unknown and missing job parameters, named; None when the parameters fit the job."""
+    accepted = list(inspect.signature(fn).parameters.values())[1:]  # after the JobContext
+    names = {p.name for p in accepted}
+    required = {p.name for p in accepted if p.default is inspect.Parameter.empty}
+    unknown, missing = sorted(set(params) - names), sorted(required - set(params))
+    parts = ([f"unknown parameter(s) {', '.join(unknown)}"] if unknown else []) + \
+            ([f"missing parameter(s) {', '.join(missing)}"] if missing else [])
+    return "; ".join(parts) or None
+
+
 def run_job(task: Task, fn: Callable[..., Any], params: dict[str, Any]) -> dict[str, Any]:
     job_id = task.request.id
     ledger = get_ledger()
@@ -136,10 +147,9 @@ def run_job(task: Task, fn: Callable[..., Any], params: dict[str, Any]) -> dict[
     job = ledger.get(job_id)
     if job.finished:
         return job.to_dict() | {"params": None}
-    try:
-        inspect.signature(fn).bind(None, **params)
-    except TypeError as exc:  # an unknown or missing job parameter
-        return fail(task, job_id, InvalidInput(f"{task.name}: {exc}"))
+    problem = parameter_problem(fn, params)
+    if problem:
+        return fail(task, job_id, InvalidInput(f"{task.name}: {problem}"))
     ledger.transition(job_id, jobs.RUNNING, phase="starting")
     context = JobContext(task, job_id)
     try:
