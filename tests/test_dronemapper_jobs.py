@@ -1,0 +1,454 @@
+"""DroneMapper jobs end to end: real workers, Redis, beat, moto S3 and the sandbox over HTTP."""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import struct
+import threading
+import time
+import uuid
+from collections import Counter
+
+import psutil
+import pytest
+import redis
+import requests
+from PIL import Image
+
+from producer import JobFailed
+from tests.conftest import TEST_SETTINGS
+from vendors.dronemapper import DroneMapperClient, Status
+from vendors.errors import NotFound
+from workers.samples import scene
+from workers.storage import S3Ref, parse_ref
+
+BUCKET = "geoqueue"
+# A short task clock and small assets keep the suite quick.
+FAST = {"upload_to_node_s": 0.1, "queued_s": 0.3, "running_s": 2.0, "action_delay_s": 0.1, "console_lines": 30,
+        "orthophoto_px": 256, "dsm_px": 64, "pointcloud_points": 2000}
+STATUS_PATH = re.compile(r"^/dronemapper/api/projects/(\d+)/tasks/(?:(\d+)/)?$")
+WORKER_PROCESSES = int(TEST_SETTINGS["GEOQUEUE_CONTROL_CONCURRENCY"]) + int(TEST_SETTINGS["GEOQUEUE_TRANSFER_CONCURRENCY"])
+JWT_HEADER = "eyJ0eXAiOiJKV1Qi"  # base64 of '{"typ":"JWT"': the start of every token the sandbox issues
+
+
+@pytest.fixture(autouse=True)
+def fast_vendor(stack):
+    configure(stack, **FAST)
+
+
+def configure(stack, **values) -> None:
+    stack.sandbox("POST", "/_sandbox/config/dronemapper", json=values)
+
+
+def counters(stack) -> dict[str, int]:
+    return stack.sandbox("GET", "/_sandbox/counters")["dronemapper"]
+
+
+def journal(stack) -> list[dict]:
+    return stack.sandbox("GET", "/_sandbox/journal/dronemapper")
+
+
+def vendor_tasks(stack) -> dict[str, dict]:
+    return stack.sandbox("GET", "/_sandbox/status/dronemapper")["tasks"]
+
+
+def vendor(stack) -> DroneMapperClient:
+    return DroneMapperClient(f"{stack.sandbox_url}/dronemapper", "sandbox", "sandbox-password", timeout=10)
+
+
+def with_comment(jpeg: bytes, text: str) -> bytes:
+    """The same picture made a distinct file: a COM segment right after the SOI marker."""
+    comment = text.encode()
+    return jpeg[:2] + b"\xff\xfe" + struct.pack(">H", len(comment) + 2) + comment + jpeg[2:]
+
+
+def noise_jpeg(size: tuple[int, int]) -> bytes:
+    out = io.BytesIO()
+    Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3)).save(out, format="JPEG", quality=92)
+    return out.getvalue()
+
+
+def put_survey(store, count: int, picture: bytes | None = None) -> tuple[str, dict[str, str]]:
+    """`count` distinct JPEGs under a fresh prefix; the prefix and each file's sha256."""
+    folder = f"surveys/{uuid.uuid4().hex[:8]}/"
+    base = picture or scene(0, 64, 48)
+    digests = {}
+    for i in range(count):
+        name = f"DJI_{i:04d}.JPG"
+        data = with_comment(base, name)
+        store.write(S3Ref(BUCKET, folder + name), data, "image/jpeg")
+        digests[name] = hashlib.sha256(data).hexdigest()
+    return f"s3://{BUCKET}/{folder}", digests
+
+
+def wait_until(check, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"{what} did not happen within {timeout:g}s")
+
+
+def removed_at_vendor(stack, project: int, task: int) -> bool:
+    """The stand-in applies a pending removal when the task is next read."""
+    try:
+        vendor(stack).get_task(project, task)
+    except NotFound:
+        return True
+    return False
+
+
+def vendor_statuses(stack) -> list[int]:
+    """Every task's status as the vendor reports it when asked (the stand-in's clock moves on reads)."""
+    client = vendor(stack)
+    return [t["status"] for p in client.list_projects() for t in client.list_tasks(p["id"])]
+
+
+def the_vendor_task(stack, job) -> dict:
+    return vendor_tasks(stack)[str(job.result["task"])]
+
+
+class PeakMemory:
+    """Peak resident memory of each pool process of a worker, sampled in the background."""
+
+    def __init__(self, worker) -> None:
+        self.parent = psutil.Process(worker.popen.pid)
+        self.baseline = self._sample()
+        self.peak = dict(self.baseline)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> dict[int, int]:
+        rss = {}
+        for child in self.parent.children(recursive=True):
+            try:
+                rss[child.pid] = child.memory_info().rss
+            except psutil.NoSuchProcess:
+                pass
+        return rss
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            for pid, rss in self._sample().items():
+                self.peak[pid] = max(self.peak.get(pid, 0), rss)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def growth(self) -> int:
+        """The most any pool process grew beyond the largest process at the start."""
+        return max(self.peak.values()) - max(self.baseline.values())
+
+
+# --- the main path ---
+
+@pytest.mark.parametrize("partial_upload", [True, False], ids=["partial-upload", "single-request"])
+def test_a_200_image_survey_streams_with_bounded_worker_memory(queue, store, stack, partial_upload):
+    configure(stack, partial_upload=partial_upload)
+    warm_prefix, _ = put_survey(store, 8)  # every pool process has its clients and imports before we measure
+    queue.wait(queue.submit("dronemapper.process_survey", {"images": warm_prefix}), timeout=90)
+    picture = noise_jpeg((800, 640))
+    prefix, digests = put_survey(store, 200, picture)
+    survey_bytes = 200 * len(picture)
+    assert survey_bytes > 90 * 2 ** 20
+
+    with PeakMemory(stack.processes["transfer"]) as memory:
+        job = queue.wait(queue.submit("dronemapper.process_survey", {"images": prefix, "name": "two hundred"}),
+                         timeout=150)
+    assert memory.growth() < 40 * 2 ** 20, f"a pool process grew by {memory.growth() / 2 ** 20:.0f} MiB"
+
+    result = job.result
+    assert result["images"] == 200
+    assert result["upload"] == ("partial" if partial_upload else "single request")
+    stored = the_vendor_task(stack, job)["images"]
+    assert {name: info["sha256"] for name, info in stored.items()} == digests
+    seen = counters(stack)
+    assert seen["task_create:two hundred"] == 1
+    assert sum(v for k, v in seen.items() if k.startswith(f"image_upload:{result['task']}/")) == 200
+    assert seen.get("commit", 0) == (2 if partial_upload else 0)  # the warm-up's and this one's
+
+    assert sorted(result["assets"]) == ["dsm.tif", "orthophoto.tif", "pointcloud.ply"] and result["missing"] == []
+    for asset, delivered in result["assets"].items():
+        ref = parse_ref(delivered["uri"])
+        assert ref.key == f"dronemapper/{job.id}/{asset}"
+        assert store.size(ref) == delivered["bytes"] > 0
+        # the caller presigns; the link serves exactly what the vendor sent
+        link = requests.get(store.presign_get(ref, for_vendor=False), timeout=10)
+        assert link.content == b"".join(vendor(stack).iter_asset(result["project"], result["task"], asset))
+    assert queue.console(job.id) == vendor(stack).output(result["project"], result["task"])
+    assert result["console_lines"] == FAST["console_lines"]
+
+
+def test_a_given_project_takes_the_task_and_all_zip_on_request(queue, store, stack):
+    project = vendor(stack).create_project("North field")
+    prefix, _ = put_survey(store, 3)
+    job = queue.wait(queue.submit("dronemapper.process_survey", {
+        "images": prefix, "project": project["id"], "options": {"dsm": True, "orthophoto-resolution": 2.5},
+        "assets": ["all.zip", "dtm.tif"], "output": f"s3://{BUCKET}/deliveries/north/"}), timeout=60)
+    assert job.result["project"] == project["id"]
+    assert vendor(stack).get_project(project["id"])["tasks"] == [job.result["task"]]
+    assert job.result["assets"]["all.zip"]["uri"] == f"s3://{BUCKET}/deliveries/north/all.zip"
+    assert job.result["missing"] == ["dtm.tif"]  # no DTM without the dtm option
+    task = vendor(stack).get_task(project["id"], job.result["task"])
+    assert {o["name"]: o["value"] for o in task["options"]} == {"dsm": True, "orthophoto-resolution": 2.5}
+    assert counters(stack)["project_create"] == 1  # the test's own: the job made none
+
+
+def test_a_short_download_is_retried_and_sizes_match(queue, store, stack):
+    configure(stack, short_download_next=1)
+    prefix, _ = put_survey(store, 2)
+    job = queue.wait(queue.submit("dronemapper.process_survey", {"images": prefix}), timeout=90)
+    seen = counters(stack)
+    assert seen["download_cut"] == 1
+    downloads = [k for k in seen if k.startswith(f"asset_download:{job.result['task']}/")]
+    assert sorted(seen[k] for k in downloads) == [1, 1, 2]
+    for delivered in job.result["assets"].values():
+        assert store.size(parse_ref(delivered["uri"])) == delivered["bytes"]
+
+
+# --- faults ---
+
+def test_cut_off_create_and_image_uploads_are_retried_without_duplicates(queue, store, stack):
+    configure(stack, upload_drop_next=1)  # the create: cut off before the vendor made anything
+    # then the first image upload of the task the retried create makes (the reset stand-in's task 1)
+    stack.sandbox("POST", "/_sandbox/faults/dronemapper", json={"drop_next": 1, "paths": "/tasks/1/upload/"})
+    prefix, digests = put_survey(store, 3)
+    job = queue.wait(queue.submit("dronemapper.process_survey", {"images": prefix}), timeout=60)
+    seen = counters(stack)
+    project, task = job.result["project"], job.result["task"]
+    assert seen[f"upload_dropped:/dronemapper/api/projects/{project}/tasks/"] == 1
+    assert seen["task_create"] == 1 and task == 1
+    uploads = [e["status"] for e in journal(stack) if e["path"].endswith(f"/tasks/{task}/upload/")]
+    assert sorted(uploads) == [200, 200, 200, 500]  # the dropped one shows as 500 in the stand-in's journal
+    assert all(seen[f"image_upload:{task}/{name}"] == 1 for name in digests)
+    stored = the_vendor_task(stack, job)["images"]
+    assert {name: info["sha256"] for name, info in stored.items()} == digests
+
+
+def test_token_expiry_in_the_middle_of_a_job(queue, store, stack):
+    stack.sandbox("POST", "/_sandbox/faults/dronemapper", json={"latency_ms": 150, "paths": "/upload/"})
+    prefix, _ = put_survey(store, 16)
+    job_id = queue.submit("dronemapper.process_survey", {"images": prefix, "max_parallel_uploads": 2})
+    wait_until(lambda: queue.status(job_id).done >= 3, 60, "three uploads")
+    configure(stack, clock_offset_s=7 * 3600)  # the vendor's clock jumps past our cached token's exp
+    job = queue.wait(job_id, timeout=90)
+    seen = counters(stack)
+    assert job.state == "succeeded"
+    assert seen["auth_rejected:expired"] >= 1
+    assert seen["token:sandbox"] <= 1 + WORKER_PROCESSES  # the first login, then at most one per process
+    assert seen["task_create"] == 1
+    assert len(the_vendor_task(stack, job)["images"]) == 16
+
+
+def test_worker_killed_during_upload_still_makes_one_vendor_task(queue, store, stack):
+    stack.sandbox("POST", "/_sandbox/faults/dronemapper", json={"latency_ms": 300, "paths": "/upload/"})
+    prefix, digests = put_survey(store, 40)
+    job_id = queue.submit("dronemapper.process_survey", {"images": prefix, "name": "killed mid-upload"})
+    wait_until(lambda: queue.status(job_id).done >= 8, 60, "eight uploads")
+    stack.processes["transfer"].kill()  # the worker and its pool children, uploads in flight
+    stack.start_worker("transfer")
+    stack.wait_for_workers(["transfer"])
+    job = queue.wait(job_id, timeout=180)
+    assert job.state == "succeeded"
+    assert counters(stack)["task_create:killed mid-upload"] == 1
+    stored = the_vendor_task(stack, job)["images"]
+    assert {name: info["sha256"] for name, info in stored.items()} == digests
+    assert len(queue.items(job_id)) == 40
+
+
+def test_a_task_created_just_before_a_worker_died_is_adopted_not_created_again(queue, store, stack):
+    """The window between the vendor's create and our record of it: the vendor made the task,
+    the worker died before writing its id; the job's next attempt finds it by name."""
+    prefix, _ = put_survey(store, 3)
+    project = vendor(stack).create_project("window")
+    job_id = uuid.uuid4().hex
+    orphan = vendor(stack).create_task(project["id"], partial=True, name=f"geoqueue-{job_id}")
+    r = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    r.hset(f"gq:job:{job_id}:dronemapper", "task_create_at", time.time())  # the marker set before the call
+    job = queue.wait(queue.submit("dronemapper.process_survey", {"images": prefix, "project": project["id"]},
+                                  job_id=job_id), timeout=60)
+    assert job.result["task"] == orphan["id"]
+    assert counters(stack)["task_create"] == 1
+    assert len(vendor_tasks(stack)[str(orphan["id"])]["images"]) == 3
+
+
+# --- the poller ---
+
+def test_fifty_surveys_in_flight_cost_one_request_per_project_per_cycle(queue, store, stack):
+    configure(stack, queued_s=1.0, running_s=25.0, console_lines=80)
+    client = vendor(stack)
+    projects = [client.create_project(name)["id"] for name in ("A", "B", "C")]
+    layout = [projects[0]] * 46 + [projects[1]] * 3 + [projects[2]]
+    prefix, _ = put_survey(store, 2)
+    job_ids = [queue.submit("dronemapper.process_survey", {"images": prefix, "project": p}) for p in layout]
+    wait_until(lambda: all(queue.status(j).state == "waiting" for j in job_ids), 60, "all 50 processing")
+    all_in_flight = time.time()
+    jobs_done = [queue.wait(j, timeout=120) for j in job_ids]
+    assert all(j.state == "succeeded" for j in jobs_done)
+
+    lone_task = next(j.result["task"] for j in jobs_done if j.result["project"] == projects[2])
+    status_reads = [e for e in journal(stack) if e["method"] == "GET" and e["time"] > all_in_flight
+                    and STATUS_PATH.match(e["path"])]
+    cycles = cycles_of(status_reads)
+    assert len(cycles) >= 4
+    for cycle in cycles:
+        paths = Counter(e["path"] for e in cycle)
+        assert max(paths.values()) == 1 and len(paths) <= 3, paths
+        for path in paths:
+            project, task = STATUS_PATH.match(path).groups()
+            # several tasks in a project: its task list; a lone task: that task
+            assert (int(project), task) in {(projects[0], None), (projects[1], None), (projects[2], str(lone_task))}
+
+    polls = [line for line in stack.logs("control").splitlines() if "dronemapper poll:" in line]
+    console_reads = [int(m.group(1)) for m in (re.search(r"status and (\d+) console", p) for p in polls) if m]
+    assert console_reads and max(console_reads) <= 20  # CONSOLE_READS_PER_CYCLE
+    for job in jobs_done:  # appended by line offset: nothing lost, nothing twice
+        assert queue.console(job.id) == client.output(job.result["project"], job.result["task"])
+
+
+def cycles_of(entries: list[dict], gap: float = 2.5) -> list[list[dict]]:
+    """Requests grouped into poll cycles: beat sends one every 5 s and a cycle lasts well under a second."""
+    cycles: list[list[dict]] = []
+    for entry in sorted(entries, key=lambda e: e["time"]):
+        if cycles and entry["time"] - cycles[-1][-1]["time"] < gap:
+            cycles[-1].append(entry)
+        else:
+            cycles.append([entry])
+    return cycles
+
+
+# --- failed, canceled, restarted, removed ---
+
+def test_a_failed_task_fails_the_job_with_its_error_and_console_then_a_restart_completes_it(queue, store, stack):
+    configure(stack, fail_tasks_named=["doomed"])
+    prefix, _ = put_survey(store, 3)
+    job_id = queue.submit("dronemapper.process_survey", {"images": prefix, "name": "doomed"})
+    with pytest.raises(JobFailed) as failed:
+        queue.wait(job_id, timeout=60)
+    error = failed.value.job.error
+    assert error["type"] == "ProcessingFailed" and error["vendor_message"] == "Cannot process dataset"
+    assert "Cannot process dataset" in error["message"]
+    assert "[ERROR]   Cannot process dataset" in error["console_tail"]
+    assert queue.console(job_id) == vendor(stack).output(error["project"], error["task"])
+
+    restart = queue.wait(queue.submit("dronemapper.restart", {"job_id": job_id, "options": {"pc-quality": "low"}}),
+                         timeout=30)
+    assert restart.result["restarted"] and restart.result["task"] == error["task"]
+    job = queue.wait(job_id, timeout=60)
+    assert job.state == "succeeded" and job.error is None
+    assert sorted(job.result["assets"]) == ["dsm.tif", "orthophoto.tif", "pointcloud.ply"]
+    seen = counters(stack)
+    assert seen["task_create"] == 1 and seen["restart"] == 1
+    task = vendor(stack).get_task(job.result["project"], job.result["task"])
+    assert task["options"] == [{"name": "pc-quality", "value": "low"}]
+    console = queue.console(job_id)
+    marker = console.index(f"[geoqueue] restarted by job {restart.id}")
+    assert console[marker + 1:] == vendor(stack).output(job.result["project"], job.result["task"])
+
+
+def test_cancel_by_the_producer_or_by_job_cancels_the_vendor_task(queue, store, stack):
+    configure(stack, running_s=60.0)
+    prefix, _ = put_survey(store, 2)
+    by_producer = queue.submit("dronemapper.process_survey", {"images": prefix})
+    by_job = queue.submit("dronemapper.process_survey", {"images": prefix})
+    for job_id in (by_producer, by_job):
+        wait_until(lambda: queue.status(job_id).phase == "processing: running", 30, "processing")
+    queue.cancel(by_producer)
+    cancel = queue.wait(queue.submit("dronemapper.cancel", {"job_id": by_job}), timeout=30)
+    assert cancel.result == {"job_id": by_job, "canceled": True, "vendor_action": "cancel"}
+    wait_until(lambda: counters(stack).get("cancel") == 2, 20, "both vendor tasks canceled")
+    wait_until(lambda: vendor_statuses(stack) == [Status.CANCELED] * 2, 10, "the vendor tasks to stop")
+    assert queue.status(by_producer).state == queue.status(by_job).state == "canceled"
+    time.sleep(6)  # a poll cycle later: nothing is canceled twice
+    assert counters(stack)["cancel"] == 2
+
+
+def test_a_task_canceled_at_the_vendor_ends_the_job_canceled(queue, store, stack):
+    configure(stack, running_s=60.0)
+    prefix, _ = put_survey(store, 2)
+    job_id = queue.submit("dronemapper.process_survey", {"images": prefix})
+    wait_until(lambda: queue.status(job_id).phase == "processing: running", 30, "processing")
+    [(task_id, _)] = vendor_tasks(stack).items()
+    project = vendor(stack).list_projects()[0]["id"]
+    vendor(stack).cancel(project, task_id)  # someone pressed cancel in the vendor's UI
+    job = queue.wait(job_id, timeout=30, raise_on_failure=False)
+    assert job.state == "canceled" and "canceled at the vendor" in job.error["message"]
+
+
+def test_cancel_during_upload_removes_the_partial_task(queue, store, stack):
+    stack.sandbox("POST", "/_sandbox/faults/dronemapper", json={"latency_ms": 300, "paths": "/upload/"})
+    prefix, _ = put_survey(store, 20)
+    job_id = queue.submit("dronemapper.process_survey", {"images": prefix})
+    wait_until(lambda: queue.status(job_id).done >= 2, 30, "two uploads")
+    [task_id] = vendor_tasks(stack)
+    queue.cancel(job_id)
+    wait_until(lambda: counters(stack).get("remove") == 1, 20, "the partial task removed")
+    project = vendor(stack).list_projects()[0]["id"]
+    wait_until(lambda: removed_at_vendor(stack, project, int(task_id)), 5, "the task gone")
+    assert counters(stack).get("commit", 0) == 0
+
+
+def test_remove_deletes_the_vendor_task_and_keeps_the_delivery(queue, store, stack):
+    prefix, _ = put_survey(store, 2)
+    job = queue.wait(queue.submit("dronemapper.process_survey", {"images": prefix}), timeout=60)
+    removal = queue.wait(queue.submit("dronemapper.remove", {"job_id": job.id}), timeout=30)
+    assert removal.result["removed"] and counters(stack)["remove"] == 1
+    wait_until(lambda: removed_at_vendor(stack, job.result["project"], job.result["task"]), 5, "the task gone")
+    assert queue.status(job.id).state == "succeeded"
+    assert store.size(parse_ref(job.result["assets"]["orthophoto.tif"]["uri"]))
+    with pytest.raises(JobFailed) as refused:
+        queue.wait(queue.submit("dronemapper.restart", {"job_id": job.id}), timeout=30)
+    assert "removed" in refused.value.job.error["message"]
+
+
+# --- bad inputs ---
+
+def test_bad_inputs_fail_before_anything_is_created_naming_the_input(queue, store, stack):
+    one, _ = put_survey(store, 1)
+    mixed, _ = put_survey(store, 3)
+    png = io.BytesIO()
+    Image.new("RGB", (32, 32), "red").save(png, format="PNG")
+    notes = S3Ref(BUCKET, parse_ref(mixed, prefix=True).key + "field-notes.jpg")
+    store.write(notes, png.getvalue())
+    good, _ = put_survey(store, 2)
+    cases = {
+        "one image": ({"images": one}, "images", "at least 2 images; found 1"),
+        "not a JPEG": ({"images": mixed}, "images", f"not JPEG images (1): {notes.uri}"),
+        "unknown option": ({"images": good, "options": {"dsm": True, "turbo-mode": 1}}, "options", "turbo-mode"),
+        "missing project": ({"images": good, "project": 4242}, "project", "project 4242 does not exist"),
+        "unknown asset": ({"images": good, "assets": ["orthophoto.tiff"]}, "assets", "orthophoto.tiff"),
+        "not a prefix": ({"images": "https://example.com/survey/"}, "images", "not an s3://bucket/key reference"),
+    }
+    for label, (params, field, expected) in cases.items():
+        with pytest.raises(JobFailed) as failed:
+            queue.wait(queue.submit("dronemapper.process_survey", params), timeout=30)
+        error = failed.value.job.error
+        assert (error["type"], error.get("field")) == ("InvalidInput", field), (label, error)
+        assert expected in error["message"], (label, error)
+    with pytest.raises(JobFailed) as failed:
+        queue.wait(queue.submit("dronemapper.process_survey", {"imagse": good}), timeout=30)
+    assert "imagse" in failed.value.job.error["message"]
+    seen = counters(stack)
+    assert seen.get("task_create", 0) == seen.get("project_create", 0) == 0
+
+
+def test_no_token_in_redis_or_logs(queue, store, stack):
+    prefix, _ = put_survey(store, 2)
+    queue.wait(queue.submit("dronemapper.process_survey", {"images": prefix}), timeout=60)
+    client = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    for key in client.scan_iter(count=1000):
+        kind = client.type(key)
+        values = (client.hvals(key) if kind == "hash" else client.lrange(key, 0, -1) if kind == "list"
+                  else client.smembers(key) if kind == "set" else [client.get(key)] if kind == "string" else [])
+        assert not any(JWT_HEADER in str(v) for v in [key, *values]), key
+    for name in ("control", "transfer"):
+        assert JWT_HEADER not in stack.logs(name) and "JWT ey" not in stack.logs(name)
