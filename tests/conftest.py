@@ -20,8 +20,9 @@ TEST_SETTINGS = {
 }
 
 
-def start_stack(flower: bool = True, beat: bool = True, **settings: str) -> LocalStack:
-    return LocalStack(settings_env={**TEST_SETTINGS, **settings}, isolated=True, flower=flower, beat=beat).start()
+def start_stack(flower: bool = True, beat: bool = True, worker_queues=("control", "transfer"), **settings: str) -> LocalStack:
+    return LocalStack(settings_env={**TEST_SETTINGS, **settings}, isolated=True, flower=flower, beat=beat,
+                      worker_queues=worker_queues).start()
 
 
 @pytest.fixture(scope="session")

@@ -113,6 +113,7 @@ class LocalStack:
     flower: bool = True
     beat: bool = True
     isolated: bool = False  # ignore GEOQUEUE_* of the calling environment (tests)
+    worker_queues: tuple[str, ...] = ("control", "transfer")  # one worker each, started with the stack
     processes: dict[str, Process] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
 
@@ -139,8 +140,8 @@ class LocalStack:
         self.flower_user, self.flower_password = self.env["GEOQUEUE_FLOWER_BASIC_AUTH"].split(":", 1)
         self.env["GEOQUEUE_FLOWER_PORT"] = str(self.flower_port)
         self.env["GEOQUEUE_FLOWER_ADDRESS"] = "127.0.0.1"
-        self.start_worker("control")
-        self.start_worker("transfer")
+        for queue in self.worker_queues:
+            self.start_worker(queue)
         if self.beat:
             self.spawn("beat", expand(PROCESSES["beat"], self.env))
         if self.flower:
@@ -148,7 +149,7 @@ class LocalStack:
         self.metrics_port = free_port()
         self.env.update({"GEOQUEUE_METRICS_PORT": str(self.metrics_port), "GEOQUEUE_METRICS_ADDRESS": "127.0.0.1"})
         self.spawn("metrics", expand(PROCESSES["metrics"], self.env))
-        self.wait_for_workers(["control", "transfer"])
+        self.wait_for_workers(list(self.worker_queues))
 
     def _ensure_redis(self) -> str:
         configured = self.env.get("GEOQUEUE_REDIS_URL")
@@ -223,11 +224,15 @@ class LocalStack:
         self.processes[name] = process
         return process
 
-    def start_worker(self, queue: str, name: str | None = None, concurrency: int | None = None) -> Process:
-        """A worker consuming `queue`, named `name` (several may run, e.g. to kill one)."""
+    def start_worker(self, queue: str, name: str | None = None, concurrency: int | None = None,
+                     queues: str | None = None) -> Process:
+        """A worker for `queue`'s process type, named `name` (several may run, e.g. to kill one),
+        consuming `queues` (comma-separated) when given instead of `queue` alone."""
         name = name or queue
         argv = expand(PROCESSES[queue], self.env)
         argv[argv.index("-n") + 1] = f"{name}@%h"
+        if queues:
+            argv[argv.index("-Q") + 1] = queues
         if concurrency is not None:
             argv[argv.index("-c") + 1] = str(concurrency)
         return self.spawn(name, argv)

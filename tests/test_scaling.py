@@ -1,0 +1,84 @@
+"""Horizontal scaling: three workers, each with its own name, share a mixed batch of every
+vendor's jobs; one is SIGKILLed mid-run; every job still ends right, with no duplicate vendor
+side effect (the sandbox's counters)."""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from producer import GeoQueue
+from tests.conftest import start_stack
+from tests.test_dronemapper_jobs import FAST, put_survey
+from tests.test_immersity_jobs import put_images
+
+WORKERS = ("w1", "w2", "w3")
+SUCCEEDED = re.compile(r"Task ([\w.]+)\[[0-9a-f-]+\] succeeded")
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    stack = start_stack(flower=False, worker_queues=(), GEOQUEUE_TRANSFER_CONCURRENCY="2")
+    for name in WORKERS:
+        stack.start_worker("transfer", name=name, queues="control,transfer")
+    stack.wait_for_workers(list(WORKERS))
+    yield stack
+    stack.stop()
+
+
+def busy(stack, worker: str) -> bool:
+    from celery import Celery
+
+    app = Celery(broker=stack.redis_url)
+    try:
+        active = app.control.inspect(timeout=1).active() or {}
+    finally:
+        app.close()
+    return any(name.startswith(f"{worker}@") and tasks for name, tasks in active.items())
+
+
+def counters(stack, vendor: str) -> dict[str, int]:
+    return stack.sandbox("GET", "/_sandbox/counters")[vendor]
+
+
+def test_mixed_jobs_spread_over_three_workers_survive_one_killed(fleet):
+    queue, store = GeoQueue(fleet.redis_url), fleet.object_store()
+    fleet.sandbox("POST", "/_sandbox/config/immersity", json={"processing_delay_s": 0.5})
+    fleet.sandbox("POST", "/_sandbox/config/dronemapper", json=FAST)
+    jobs = {}
+    for batch in range(2):
+        refs = put_images(store, 8)
+        jobs[f"immersity-{batch}"] = queue.submit("immersity.batch", {
+            "prefix": refs[0].uri.rsplit("/", 1)[0] + "/", "max_parallel": 3})
+    for survey in range(3):
+        prefix, _ = put_survey(store, 12)
+        jobs[f"survey-{survey}"] = queue.submit("dronemapper.process_survey", {
+            "images": prefix, "project_name": f"scaling-{survey}", "max_parallel_uploads": 3})
+
+    victim = "w2"
+    deadline = time.monotonic() + 60
+    while not busy(fleet, victim):  # kill it with work in its hands
+        assert time.monotonic() < deadline, f"{victim} never got work"
+        time.sleep(0.2)
+    fleet.processes[victim].kill()
+    finished = {label: queue.wait(job_id, timeout=240, raise_on_failure=False) for label, job_id in jobs.items()}
+    for label, job in finished.items():
+        assert job.state == "succeeded", (label, job.error)
+
+    for name in WORKERS:
+        assert SUCCEEDED.search(fleet.logs(name)), f"{name} ran no task"
+    survivors_ran = {m.group(1) for name in WORKERS if name != victim for m in SUCCEEDED.finditer(fleet.logs(name))}
+    assert "immersity.item" in survivors_ran
+
+    immersity = counters(fleet, "immersity")
+    for label in ("immersity-0", "immersity-1"):
+        for outcome in queue.items(jobs[label]).values():
+            assert immersity["disparity:/" + outcome["disparity"][len("s3://"):]] == 1
+    assert immersity["disparity"] == 16
+    dronemapper = counters(fleet, "dronemapper")
+    created = {k: v for k, v in dronemapper.items() if k.startswith("task_create:")}
+    assert len(created) == 3 and all(count == 1 for count in created.values()), created
+    vendor_tasks = fleet.sandbox("GET", "/_sandbox/status/dronemapper")["tasks"]
+    for label in ("survey-0", "survey-1", "survey-2"):
+        assert len(vendor_tasks[str(finished[label].result["task"])]["images"]) == 12
