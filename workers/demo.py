@@ -76,27 +76,37 @@ def show_progress(queue: GeoQueue, job_ids: dict[str, str]) -> None:
         bar.close()
 
 
+def s3_uris(value, path: str = "") -> list[tuple[str, str]]:
+    """Every s3:// URI in a job result, with where it sits in the result."""
+    if isinstance(value, str):
+        return [(path, value)] if value.startswith("s3://") else []
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else []
+    return [found for key, item in items for found in s3_uris(item, f"{path}.{key}" if path else str(key))]
+
+
 def print_results(stack: LocalStack, queue: GeoQueue, job_ids: dict[str, str]) -> bool:
     store = stack.object_store()
-
-    def link(uri: str) -> str:
-        return store.presign_get(parse_ref(uri))
-
     ok = True
     for label, job_id in job_ids.items():
         job = queue.status(job_id)
-        say(f"\n{label}: {job.state} (job {job.id}, {job.credits} credits)")
+        credits = f", {job.credits} credits" if job.credits else ""
+        say(f"\n{label}: {job.state} (job {job.id}{credits})")
         if job.state != "succeeded":
             ok = False
             say(f"  error: {job.error}")
             continue
-        outputs = job.result.get("outputs") or {job.result["image"]: job.result}
-        for image, produced in outputs.items():
-            say(f"  {image}")
-            for kind in ("disparity", "animation"):
-                if kind in produced:
-                    say(f"    {kind:<9} {produced[kind]}\n              {link(produced[kind])}")
+        for where, uri in s3_uris(job.result):
+            if where.endswith(("image", "images", "prefix")):
+                continue  # the inputs
+            say(f"  {uri}\n    {store.presign_get(parse_ref(uri), for_vendor=False)}")
     return ok
+
+
+def upload_survey(stack: LocalStack, prefix: str, count: int = 8) -> str:
+    store = stack.object_store()
+    for seed in range(count):
+        store.write(S3Ref(BUCKET, f"{prefix}DJI_{seed:04d}.JPG"), scene(100 + seed, 640, 480), "image/jpeg")
+    return f"s3://{BUCKET}/{prefix}"
 
 
 def run_demo() -> int:
@@ -106,10 +116,14 @@ def run_demo() -> int:
         queue = GeoQueue(stack.redis_url)
         refs = upload_samples(stack, "demo/photos/")
         say(f"uploaded {len(refs)} sample photos to s3://{BUCKET}/demo/photos/")
+        survey = upload_survey(stack, "demo/survey/")
+        say(f"uploaded a small drone survey to {survey}")
         job_ids = {
-            "disparity batch": queue.submit("immersity.batch", {"prefix": f"s3://{BUCKET}/demo/photos/"}),
-            "disparity + animation": queue.submit("immersity.disparity", {
+            "Immersity disparity batch": queue.submit("immersity.batch", {"prefix": f"s3://{BUCKET}/demo/photos/"}),
+            "Immersity disparity + animation": queue.submit("immersity.disparity", {
                 "image": refs[0].uri, "animation": {"animationType": "mp4", "animationLength": 4}}),
+            "DroneMapper survey": queue.submit("dronemapper.process_survey", {
+                "images": survey, "project_name": "geoqueue demo"}),
         }
         show_progress(queue, job_ids)
         ok = print_results(stack, queue, job_ids)
