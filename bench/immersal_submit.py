@@ -1,0 +1,210 @@
+"""Immersal image submission, measured in one run against one sandbox (20 ms added to every call):
+
+1. speed, N images of ~1 MB: the vendor doc's one-by-one /captureb64 loop, the same loop over
+   binary /capture (our client), and geoqueue's immersal.build_map (chunks submitted in parallel);
+2. memory: peak RSS of the transfer worker (which submits) and of the control worker (which checks
+   the inputs) while build_map submits 200 and then 1,000 images, each run on freshly started workers.
+
+Every loop reads its images from the same S3 (moto) as the workers do. Run by hand:
+
+    python bench/immersal_submit.py [--images 200] [--memory-runs 200,1000] [--latency-ms 20]
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import io
+import json
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import psutil
+import requests
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from producer import GeoQueue  # noqa: E402
+from vendors.immersal import ImmersalClient  # noqa: E402
+from workers.local_stack import LocalStack  # noqa: E402
+from workers.samples import scene  # noqa: E402
+from workers.settings import Settings  # noqa: E402
+from workers.storage import S3Ref  # noqa: E402
+
+BUCKET = "geoqueue"
+LOGIN, PASSWORD = "sandbox@example.com", "sandbox-password"
+INTRINSICS = {"fx": 1455.0, "fy": 1455.0, "ox": 960.0, "oy": 720.0}
+COLUMNS = ["file", "run", "index", "anchor", "px", "py", "pz", *[f"r{i}{j}" for i in range(3) for j in range(3)],
+           "fx", "fy", "ox", "oy"]
+
+
+# --- test photos: one noisy 1920x1440 JPEG of ~1 MB, made distinct per image by a comment segment ---
+def base_photo() -> bytes:
+    pixels = np.asarray(Image.open(io.BytesIO(scene(0, 1920, 1440))), dtype=np.int16)
+    noisy = np.clip(pixels + np.random.default_rng(1).normal(0, 8, pixels.shape), 0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(noisy).save(out, format="JPEG", quality=92)
+    return out.getvalue()
+
+
+def variant(photo: bytes, n: int) -> bytes:
+    comment = f"geoqueue bench image {n}".encode()
+    return photo[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + photo[2:]
+
+
+def put_site(store, photo: bytes, count: int, label: str) -> tuple[str, list[dict]]:
+    prefix = f"bench/{label}-{int(time.time())}/"
+    rows = [{"file": f"img-{i:04d}.jpg", "run": 0, "index": i, "anchor": int(i == 0), "px": 0.1 * i, "py": 1.5,
+             "pz": 0.0, **{f"r{a}{b}": float(a == b) for a in range(3) for b in range(3)}, **INTRINSICS}
+            for i in range(count)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: store.write(S3Ref(BUCKET, prefix + rows[i]["file"]), variant(photo, i), "image/jpeg"),
+                      range(count)))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    store.write(S3Ref(BUCKET, prefix + "manifest.csv"), out.getvalue().encode(), "text/csv")
+    return f"s3://{BUCKET}/{prefix}", rows
+
+
+# --- the baselines: one image after the other ---
+def doc_loop(url: str, store, prefix: str, rows: list[dict]) -> float:
+    """The vendor doc's Login and SubmitImage (/captureb64), one image at a time."""
+    token = json.loads(requests.post(url + "/login", data=json.dumps({"login": LOGIN, "password": PASSWORD})).text)["token"]
+    requests.post(url + "/clear", data=json.dumps({"token": token, "bank": 0, "anchor": True}))
+    started = time.perf_counter()
+    for row in rows:
+        image = store.read(S3Ref(BUCKET, prefix[len(f"s3://{BUCKET}/"):] + row["file"]))
+        data = {"token": token, "bank": 0, **{k: row[k] for k in COLUMNS if k != "file"},
+                "anchor": bool(row["anchor"]), "b64": str(base64.b64encode(image), "utf-8")}
+        answer = json.loads(requests.post(url + "/captureb64", data=json.dumps(data)).text)
+        assert answer["error"] == "none", answer
+    return time.perf_counter() - started
+
+
+def client_loop(url: str, store, prefix: str, rows: list[dict]) -> float:
+    """One image at a time through our client: binary /capture, one kept-alive connection."""
+    vendor = ImmersalClient(url, login=LOGIN, password=PASSWORD)
+    vendor.clear(anchor=True)
+    started = time.perf_counter()
+    for row in rows:
+        image = store.read(S3Ref(BUCKET, prefix[len(f"s3://{BUCKET}/"):] + row["file"]))
+        vendor.capture(image, run=row["run"], index=row["index"], position=[row["px"], row["py"], row["pz"]],
+                       rotation=[[row[f"r{a}{b}"] for b in range(3)] for a in range(3)],
+                       intrinsics=[row[k] for k in ("fx", "fy", "ox", "oy")], anchor=bool(row["anchor"]))
+    return time.perf_counter() - started
+
+
+# --- geoqueue ---
+class PeakMemory:
+    """Samples the RSS of a process and its children (a prefork worker and its pool) every 20 ms."""
+
+    def __init__(self, pid: int) -> None:
+        self.root = psutil.Process(pid)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def current(self) -> int:
+        total = 0
+        for process in [self.root, *self.root.children(recursive=True)]:
+            try:
+                total += process.memory_info().rss
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.current())
+            time.sleep(0.02)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def build(queue: GeoQueue, stack: LocalStack, prefix: str, count: int, name: str) -> dict:
+    """Submit build_map; times to the construct call (all images in) and the capture span at the sandbox."""
+    since = time.time()
+    started = time.perf_counter()
+    job_id = queue.submit("immersal.build_map", {"images": prefix, "name": name})
+    while not (queue.status(job_id).phase.startswith("construction") or queue.status(job_id).finished):
+        time.sleep(0.01)
+    to_construct = time.perf_counter() - started
+    job = queue.wait(job_id, timeout=600)
+    assert job.result["images"] == count, job.result
+    captures = [e["time"] for e in stack.sandbox("GET", "/_sandbox/journal/immersal")
+                if e["path"] == "/immersal/capture" and e["time"] >= since]
+    assert len(captures) == count, len(captures)
+    return {"to_construct": to_construct, "capture_span": max(captures) - min(captures)}
+
+
+def restart_workers(stack: LocalStack) -> None:
+    for name in ("control", "transfer"):
+        stack.processes[name].stop()
+        stack.start_worker(name)
+    stack.wait_for_workers(["control", "transfer"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--memory-runs", default="200,1000")
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    args = parser.parse_args()
+    memory_runs = [int(n) for n in args.memory_runs.split(",")]
+
+    stack = LocalStack(isolated=True, flower=False, beat=True).start()
+    try:
+        stack.sandbox("POST", "/_sandbox/config/immersal",
+                      json={"image_max": max([args.images, *memory_runs]) + 10, "construct_seconds": 1.0})
+        stack.sandbox("POST", "/_sandbox/faults/immersal", json={"latency_ms": args.latency_ms})
+        queue, store, url = GeoQueue(stack.redis_url), stack.object_store(), f"{stack.sandbox_url}/immersal"
+        photo = base_photo()
+        defaults = Settings.model_fields
+        print(f"{args.images} images of {len(photo) / 2**20:.2f} MB, {args.latency_ms:g} ms added to every Immersal "
+              f"call; default settings: transfer worker concurrency {defaults['transfer_concurrency'].default}, "
+              f"max_parallel {defaults['immersal_max_parallel'].default}, chunks of 8")
+
+        prefix, rows = put_site(store, photo, args.images, "speed")
+        doc = doc_loop(url, store, prefix, rows)
+        ours = client_loop(url, store, prefix, rows)
+        fleet = build(queue, stack, prefix, args.images, "BenchSpeed")
+        print(f"  vendor doc loop (/captureb64, one by one)     {doc:7.2f} s  {args.images / doc:6.1f} images/s")
+        print(f"  client loop (/capture, one by one)            {ours:7.2f} s  {args.images / ours:6.1f} images/s")
+        print(f"  geoqueue build_map, captures first to last    {fleet['capture_span']:7.2f} s  "
+              f"{args.images / fleet['capture_span']:6.1f} images/s")
+        print(f"  geoqueue build_map, submit to construct call  {fleet['to_construct']:7.2f} s  "
+              "(includes checking every image and the manifest)")
+        print(f"  speed-up of geoqueue over the doc loop: {doc / fleet['capture_span']:.1f}x "
+              f"(submit to construct: {doc / fleet['to_construct']:.1f}x)")
+
+        print("peak memory (RSS, MB) while build_map submits, fresh workers each run:")
+        for count in memory_runs:
+            prefix, _ = put_site(store, photo, count, f"memory{count}")
+            restart_workers(stack)
+            transfer = PeakMemory(stack.processes["transfer"].popen.pid)
+            control = PeakMemory(stack.processes["control"].popen.pid)
+            idle = transfer.current()
+            with transfer, control:
+                build(queue, stack, prefix, count, f"BenchMemory{count}")
+            print(f"  {count:5d} images: transfer worker {transfer.peak / 2**20:6.0f} (idle {idle / 2**20:.0f}), "
+                  f"control worker {control.peak / 2**20:6.0f}")
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()

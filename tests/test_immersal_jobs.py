@@ -1,0 +1,322 @@
+"""Immersal jobs end to end: real workers, Redis, beat, moto S3 and the Immersal sandbox over HTTP."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import lzma
+import time
+import uuid
+
+import numpy as np
+import pytest
+import requests
+from pyproj import Transformer
+
+from producer import JobFailed
+from sandbox.immersal import DEFAULT_TOKEN
+from workers.samples import scene
+from workers.storage import S3Ref, parse_ref
+
+BUCKET = "geoqueue"
+INTRINSICS = {"fx": 60.0, "fy": 60.0, "ox": 32.0, "oy": 24.0}
+HELSINKI = (60.1699, 24.9384, 25.0)
+COLUMNS = ["file", "run", "index", "anchor", "px", "py", "pz", *[f"r{i}{j}" for i in range(3) for j in range(3)],
+           "fx", "fy", "ox", "oy", "latitude", "longitude", "altitude"]
+WAITING_PHASE = "waiting for workspace default/0"
+ECEF_TO_GEOGRAPHIC = Transformer.from_crs("EPSG:4978", "EPSG:4979", always_xy=True)
+
+
+@pytest.fixture(autouse=True)
+def quick_construction(stack):
+    stack.sandbox("POST", "/_sandbox/config/immersal", json={"construct_seconds": 1.0})
+
+
+# --- test data: images and their manifest under one prefix ---
+def manifest_row(name: str, run: int, index: int, gps: bool) -> dict:
+    row = {"file": name, "run": run, "index": index, "anchor": int(index == 0), "px": 0.5 * index, "py": 1.6,
+           "pz": -0.25 * index, **{f"r{i}{j}": float(i == j) for i in range(3) for j in range(3)}, **INTRINSICS}
+    if gps:  # a walk north-east from the centre of Helsinki
+        row.update(latitude=HELSINKI[0] + 1e-5 * index, longitude=HELSINKI[1] + 2e-5 * index, altitude=HELSINKI[2])
+    return row
+
+
+def put_site(store, count: int, run: int = 0, seed: int = 0, gps: bool = False) -> tuple[str, list[dict]]:
+    """`count` JPEGs and manifest.csv under a fresh prefix; returns the prefix and the manifest rows."""
+    prefix = f"sites/{uuid.uuid4().hex[:8]}/"
+    rows = []
+    for index in range(count):
+        name = f"img-{index:03d}.jpg"
+        store.write(S3Ref(BUCKET, prefix + name), scene(seed * 1000 + index, 64, 48), "image/jpeg")
+        rows.append(manifest_row(name, run, index, gps))
+    write_manifest(store, prefix, rows)
+    return f"s3://{BUCKET}/{prefix}", rows
+
+
+def write_manifest(store, prefix: str, rows: list[dict]) -> None:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    store.write(S3Ref(BUCKET, prefix + "manifest.csv"), out.getvalue().encode(), "text/csv")
+
+
+def image_digests(store, prefix_uri: str, rows: list[dict]) -> set[tuple[int, int, str]]:
+    prefix = parse_ref(prefix_uri, prefix=True)
+    return {(r["run"], r["index"], hashlib.sha256(store.read(prefix.child(r["file"]))).hexdigest()) for r in rows}
+
+
+def map_images(store, uri: str) -> set[tuple[int, int, str]]:
+    """(run, index, image sha256) of every image the downloaded map was built from (sandbox map format)."""
+    lines = lzma.decompress(store.read(parse_ref(uri))).decode().splitlines()[1:]
+    return {(int(run), int(index), digest) for run, index, digest, *_pose in (line.split() for line in lines)}
+
+
+def counters(stack) -> dict[str, int]:
+    return stack.sandbox("GET", "/_sandbox/counters")["immersal"]
+
+
+def captures(stack) -> dict[str, int]:
+    return {k: v for k, v in counters(stack).items() if k.startswith("capture:")}
+
+
+def sandbox_maps(stack) -> dict[str, dict]:
+    return stack.sandbox("GET", "/_sandbox/status/immersal")["maps"]
+
+
+def wait_for(check, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+    return found
+
+
+# --- building maps ---
+def test_build_map_in_chunks_end_to_end(queue, store, stack):
+    images, rows = put_site(store, 64)
+    job_id = queue.submit("immersal.build_map", {
+        "images": images, "name": "Harbour64", "chunk_size": 8, "max_parallel": 3, "window_size": 5,
+        "options": {"featureCount": 2048, "preservePoses": True, "dense": 0}})
+    partial = construction = False
+    for snapshot in queue.watch(job_id, poll=0.05):
+        partial |= snapshot.phase == "submitting images" and snapshot.total == 64 and 0 < snapshot.done < 64
+        construction |= snapshot.phase.startswith("construction: ")
+    job = queue.status(job_id)
+    assert job.state == "succeeded", job.error
+    assert partial and construction
+    assert (job.done, job.total) == (64, 64)
+    assert len(queue.items(job_id)) == 8                      # 8 chunks of 8 images
+    result = job.result
+    assert result["images"] == 64 and result["name"] == "Harbour64" and result["status"] in ("sparse", "done")
+    data = store.read(parse_ref(result["map"]))
+    assert hashlib.sha256(data).hexdigest() == result["sha256"] and len(data) == result["bytes"]
+    assert map_images(store, result["map"]) == image_digests(store, images, rows)
+    assert sorted(captures(stack).values()) == [1] * 64 and len(captures(stack)) == 64
+    options = sandbox_maps(stack)[str(result["map_id"])]["options"]
+    assert options == {"windowSize": 5, "window_size": 5, "featureCount": 2048, "preservePoses": True, "dense": 0}
+    record = json.dumps(job.to_dict())
+    assert DEFAULT_TOKEN not in record and "sandbox-password" not in record and "X-Amz-Signature" not in record
+
+
+def test_worker_killed_during_submission_submits_each_image_once(queue, store, stack):
+    images, rows = put_site(store, 60, seed=7)
+    # Vendor calls that take a while, as real ones do: the kill lands while captures are in flight.
+    stack.sandbox("POST", "/_sandbox/faults/immersal", json={"latency_ms": 150, "paths": "/immersal/capture"})
+    job_id = queue.submit("immersal.build_map", {"images": images, "name": "Killed", "chunk_size": 5,
+                                                 "max_parallel": 4})
+    deadline = time.monotonic() + 60
+    while queue.status(job_id).done < 12:
+        assert time.monotonic() < deadline, "no images were submitted"
+        time.sleep(0.05)
+    stack.processes["transfer"].kill()          # the worker and its pool children, mid-call
+    stack.start_worker("transfer")
+    stack.wait_for_workers(["transfer"])
+    job = queue.wait(job_id, timeout=180)
+    assert job.state == "succeeded"
+    assert len(captures(stack)) == 60
+    assert {k: v for k, v in captures(stack).items() if v != 1} == {}, (job.result, queue.items(job_id))
+    assert map_images(store, job.result["map"]) == image_digests(store, images, rows)
+
+
+def test_server_errors_and_dropped_connections_still_submit_each_image_once(queue, store, stack):
+    images, rows = put_site(store, 16, seed=5)
+    # Two answers of 500 (Immersal did not take the image) and two connections dropped before any
+    # answer (did it? settle counts the workspace to find out, and sends what did not arrive).
+    stack.sandbox("POST", "/_sandbox/faults/immersal", json={"fail_next": 2, "drop_next": 2, "paths": "/immersal/capture"})
+    job = queue.wait(queue.submit("immersal.build_map", {"images": images, "name": "Bumpy", "chunk_size": 4}),
+                     timeout=90)
+    assert job.result["cut_off_calls"] == {"count": 2, "arrived": 0, "sent_again": 2}
+    statuses = [e["status"] for e in stack.sandbox("GET", "/_sandbox/journal/immersal") if e["path"] == "/immersal/capture"]
+    assert statuses.count(500) == 4 and statuses.count(200) == 16        # a dropped call shows as 500 here
+    assert len(captures(stack)) == 16 and set(captures(stack).values()) == {1}
+    assert map_images(store, job.result["map"]) == image_digests(store, images, rows)
+
+
+def test_jobs_on_one_workspace_take_turns_without_mixing(queue, store, stack):
+    first_images, first_rows = put_site(store, 24, run=0, seed=1)
+    second_images, second_rows = put_site(store, 24, run=1, seed=2)
+    third_images, _ = put_site(store, 4, run=2, seed=3)
+    both = [queue.submit("immersal.build_map", {"images": images, "name": name, "chunk_size": 6})
+            for images, name in ((first_images, "First"), (second_images, "Second"))]
+
+    def one_waiting() -> list[str]:     # both wait for an instant before the first is granted the workspace
+        waiting = [j for j in both if queue.status(j).phase == WAITING_PHASE]
+        return waiting if len(waiting) == 1 else []
+
+    [waiting] = wait_for(one_waiting)
+    [working] = [j for j in both if j != waiting]
+    assert queue.status(waiting).state == "queued" and not queue.status(working).finished
+
+    third = queue.submit("immersal.build_map", {"images": third_images, "name": "Third"})
+    wait_for(lambda: queue.status(third).phase == WAITING_PHASE)
+    assert queue.cancel(third)
+
+    first, second = (queue.wait(job_id, timeout=90).result for job_id in both)
+    assert map_images(store, first["map"]) == image_digests(store, first_images, first_rows)
+    assert map_images(store, second["map"]) == image_digests(store, second_images, second_rows)
+    assert queue.status(third).state == "canceled"
+    assert len(captures(stack)) == 48 and set(captures(stack).values()) == {1}    # none of the third's images
+
+
+def test_construction_failure_fails_the_job_with_the_vendor_reason(queue, store, stack):
+    images, _ = put_site(store, 6)
+    stack.sandbox("POST", "/_sandbox/config/immersal", json={"fail_constructions": True})
+    with pytest.raises(JobFailed) as failed:
+        queue.wait(queue.submit("immersal.build_map", {"images": images, "name": "Doomed"}), timeout=60)
+    error = failed.value.job.error
+    assert error["type"] == "ConstructionFailed"
+    assert error["vendor_message"] == "failed" and error["errno"] == 1
+    assert f"map {error['map_id']} (Doomed)" in error["message"]
+
+
+def test_refused_credentials_fail_at_once(queue, store, stack):
+    images, _ = put_site(store, 4)
+    stack.sandbox("POST", "/_sandbox/config/immersal",
+                  json={"accounts": {"someone@example.com": {"password": "other", "token": "f" * 64}}})
+    with pytest.raises(JobFailed) as failed:
+        queue.wait(queue.submit("immersal.build_map", {"images": images, "name": "NoAuth"}), timeout=30, poll=0.1)
+    error = failed.value.job.error
+    assert error["type"] == "ImmersalAuthError" and error["vendor_message"] == "auth"
+    assert counters(stack) == {"/login": 1}                     # refused once, not retried
+
+
+def test_bad_inputs_fail_with_errors_naming_the_input(queue, store, stack):
+    stack.sandbox("POST", "/_sandbox/config/immersal", json={"image_max": 10})
+    not_an_image, _ = put_site(store, 3)
+    store.write(parse_ref(not_an_image + "img-001.jpg"), b"just some notes, not a photo")
+    missing_field, rows = put_site(store, 3)
+    rows[1]["fy"] = ""
+    write_manifest(store, parse_ref(missing_field, prefix=True).key, rows)
+    stray, _ = put_site(store, 2)
+    store.write(parse_ref(stray + "extra.png"), scene(99, 32, 24, "PNG"))
+    too_many, _ = put_site(store, 12)
+    cases = {
+        "non-image": ("immersal.build_map", {"images": not_an_image, "name": "A"},
+                      "images", f"{not_an_image}img-001.jpg is not a PNG or JPEG image"),
+        "row missing a field": ("immersal.build_map", {"images": missing_field, "name": "B"},
+                                "manifest", "line 3 (img-001.jpg): fy is missing"),
+        "not in manifest": ("immersal.build_map", {"images": stray, "name": "C"},
+                            "images", f"{stray}extra.png is not in the manifest"),
+        "imageMax": ("immersal.build_map", {"images": too_many, "name": "D"},
+                     "images", "12 images, but an Immersal workspace holds at most 10 (imageMax)"),
+        "map name": ("immersal.build_map", {"images": too_many, "name": "my-map 1"}, "name", "'my-map 1'"),
+        "option": ("immersal.build_map", {"images": too_many, "name": "E", "options": {"featureCont": 1}},
+                   "options", "'featureCont'"),
+        "9 map ids": ("immersal.localize", {"image": f"{too_many}img-000.jpg", "intrinsics": INTRINSICS,
+                                            "map_ids": list(range(1001, 1010))}, "map_ids", "at most 8"),
+        "intrinsics": ("immersal.visual_gps", {"image": f"{too_many}img-000.jpg", "intrinsics": [60, 60],
+                                               "map_ids": [1001]}, "intrinsics", "fx, fy > 0"),
+    }
+    submitted = {label: queue.submit(name, params) for label, (name, params, _, _) in cases.items()}
+    for label, (_, _, field, expected) in cases.items():
+        with pytest.raises(JobFailed) as failed:
+            queue.wait(submitted[label], timeout=30, poll=0.1)
+        error = failed.value.job.error
+        assert (error["type"], error.get("field")) == ("InvalidInput", field), (label, error)
+        assert expected in error["message"], (label, error["message"])
+    served = counters(stack)
+    assert served.get("/status") == 1                           # only the imageMax case asked the vendor
+    assert not {"/clear", "/capture", "/construct", "/localize"} & set(served)
+
+
+# --- localization and Visual GPS ---
+def reference_wgs84(position, ecef13) -> tuple[float, float, float]:
+    """The vendor doc's MapPosToEcef (a row vector times a 4x4 matrix), then pyproj to WGS84."""
+    e = np.asarray(ecef13, dtype=float)
+    s = e[12]
+    m = np.array([[s * e[3], s * e[6], s * e[9], 0.0], [s * e[4], s * e[7], s * e[10], 0.0],
+                  [s * e[5], s * e[8], s * e[11], 0.0], [e[0], e[1], e[2], 1.0]])
+    x, y, z, _ = np.array([-position[1], -position[0], position[2], 1.0]) @ m
+    longitude, latitude, altitude = ECEF_TO_GEOGRAPHIC.transform(x, y, z)
+    return latitude, longitude, altitude
+
+
+def test_localize_visual_gps_and_map_lists(queue, store, stack):
+    images, rows = put_site(store, 6, gps=True, seed=3)
+    built = queue.wait(queue.submit("immersal.build_map", {"images": images, "name": "Senate"}), timeout=60)
+    map_id = built.result["map_id"]
+    query = {"image": f"{images}img-004.jpg", "intrinsics": INTRINSICS, "map_ids": [map_id]}
+
+    pose = queue.wait(queue.submit("immersal.localize", query), timeout=30).result
+    assert pose["localized"] and pose["map_id"] == map_id
+    assert pose["position"] == [rows[4]["px"], rows[4]["py"], rows[4]["pz"]]
+
+    gps = queue.wait(queue.submit("immersal.visual_gps", query), timeout=30).result
+    ecef = requests.post(f"{stack.sandbox_url}/immersal/ecef", json={"token": DEFAULT_TOKEN, "id": map_id},
+                         timeout=10).json()["ecef"]
+    latitude, longitude, altitude = reference_wgs84(pose["position"], ecef)
+    assert abs(gps["latitude"] - latitude) < 1e-6 and abs(gps["longitude"] - longitude) < 1e-6
+    assert abs(gps["altitude"] - altitude) < 1e-3
+    assert abs(gps["latitude"] - HELSINKI[0]) < 1e-3 and abs(gps["longitude"] - HELSINKI[1]) < 1e-3
+
+    stranger = S3Ref(BUCKET, f"queries/{uuid.uuid4().hex[:8]}.jpg")
+    store.write(stranger, scene(4242, 64, 48))
+    lost = queue.wait(queue.submit("immersal.visual_gps", {**query, "image": stranger.uri}), timeout=30).result
+    assert lost["localized"] is False and "not localized" in lost["message"] and "latitude" not in lost
+
+    near = queue.wait(queue.submit("immersal.maps_near", {
+        "latitude": HELSINKI[0], "longitude": HELSINKI[1], "radius": 200}), timeout=30).result
+    assert map_id in [m["id"] for m in near["maps"]]
+    far = queue.wait(queue.submit("immersal.maps_near", {"latitude": 61.4978, "longitude": 23.761, "radius": 200}),
+                     timeout=30).result
+    assert far["maps"] == []
+    listed = queue.wait(queue.submit("immersal.list_maps", {}), timeout=30).result
+    assert {"id": map_id, "name": "Senate"}.items() <= next(m for m in listed["maps"] if m["id"] == map_id).items()
+
+
+# --- stitch, restore, extend ---
+def wait_until_done(stack, map_ids: list[int], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while any(sandbox_maps(stack)[str(m)]["status"] != "done" for m in map_ids):
+        assert time.monotonic() < deadline, sandbox_maps(stack)
+        time.sleep(0.2)
+
+
+def test_stitch_restore_and_extend_a_map(queue, store, stack):
+    west_images, west_rows = put_site(store, 4, run=0, seed=11)
+    east_images, east_rows = put_site(store, 4, run=1, seed=12)
+    west, east = (queue.submit("immersal.build_map", {"images": i, "name": n})
+                  for i, n in ((west_images, "West"), (east_images, "East")))
+    west, east = (queue.wait(j, timeout=60).result for j in (west, east))
+    wait_until_done(stack, [west["map_id"], east["map_id"]])
+
+    both = queue.wait(queue.submit("immersal.stitch", {"name": "Both", "map_ids": [west["map_id"], east["map_id"]]}),
+                      timeout=60).result
+    assert map_images(store, both["map"]) == (image_digests(store, west_images, west_rows)
+                                              | image_digests(store, east_images, east_rows))
+    assert both["map_ids"] == [west["map_id"], east["map_id"]]
+
+    restored = queue.wait(queue.submit("immersal.restore", {"map_id": west["map_id"]}), timeout=30).result
+    assert restored["workspace_images"] == 4
+
+    more_images, more_rows = put_site(store, 3, run=2, seed=13)
+    for row in more_rows:
+        row["anchor"] = 0                       # the west map keeps its anchor
+    write_manifest(store, parse_ref(more_images, prefix=True).key, more_rows)
+    extended = queue.wait(queue.submit("immersal.build_map", {
+        "images": more_images, "name": "WestMore", "extend": [west["map_id"]]}), timeout=60).result
+    assert extended["extended"] == [west["map_id"]]
+    assert map_images(store, extended["map"]) == (image_digests(store, west_images, west_rows)
+                                                  | image_digests(store, more_images, more_rows))
