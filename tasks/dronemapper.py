@@ -28,7 +28,6 @@ Images are recorded per image once the vendor confirmed their size, so a redeliv
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import time
@@ -47,6 +46,7 @@ from vendors.dronemapper import DroneMapperClient, PendingAction, Status
 from vendors.errors import NotFound, TransientError, VendorError
 from workers import app
 from workers.fanout import Fanout
+from workers.steps import Steps, grace_seconds, is_finished, report
 from workers.jobtask import (PENDING, InvalidInput, JobCanceled, JobContext, JobError, JobTask, error_dict, fail,
                              job_task, retry_delay, retry_or_raise)
 from workers.redis_client import get_ledger, get_redis
@@ -123,6 +123,10 @@ def state_key(job_id: str) -> str:
     return f"{jobs.job_key(job_id)}:dronemapper"          # hash: step, project, task, flow, console_offset, ...
 
 
+STEPS = Steps(state_key, STEP_TASKS)
+move_step, send_step, dispatch_step = STEPS.move, STEPS.send, STEPS.dispatch
+
+
 def images_key(job_id: str) -> str:
     return f"{jobs.job_key(job_id)}:dronemapper:images"   # hash: vendor filename -> {"key", "size"}
 
@@ -143,52 +147,6 @@ def job_state(job_id: str) -> dict[str, str]:
 
 def set_state(job_id: str, **fields: Any) -> None:
     get_redis().hset(state_key(job_id), mapping={k: str(v) for k, v in fields.items()})
-
-
-_MOVE_STEP = """
-local current = redis.call('HGET', KEYS[1], 'step')
-for i = 3, #ARGV do
-  if current == ARGV[i] then
-    redis.call('HSET', KEYS[1], 'step', ARGV[1], 'step_at', ARGV[2])
-    return 1
-  end
-end
-return 0
-"""
-
-
-@functools.lru_cache(maxsize=1)
-def _move_step_script():
-    return get_redis().register_script(_MOVE_STEP)
-
-
-def move_step(job_id: str, to: str, *from_steps: str) -> bool:
-    """Compare and set: the job moves to `to` only from one of `from_steps`, so one caller wins."""
-    return _move_step_script()(keys=[state_key(job_id)], args=[to, time.time(), *from_steps]) == 1
-
-
-def send_step(job_id: str, step: str) -> None:
-    name = STEP_TASKS[step]
-    app.send_task(name, kwargs={"job_id": job_id}, queue=queue_for(name))
-
-
-def dispatch_step(job_id: str, to: str, *from_steps: str) -> None:
-    if move_step(job_id, to, *from_steps):
-        send_step(job_id, to)
-
-
-def is_finished(job_id: str) -> bool:
-    return get_redis().hget(jobs.job_key(job_id), "state") in (None, *jobs.TERMINAL)
-
-
-def grace_seconds() -> float:
-    """How long before a step's message counts as lost (Redis would have redelivered it by then)."""
-    return get_settings().visibility_timeout + 60
-
-
-def report(task, job_id: str, phase: str, done: int | None = None, total: int | None = None) -> None:
-    get_ledger().progress(job_id, phase, done, total)
-    task.send_event("task-progress", job_id=job_id, phase=phase, done=done, total=total)
 
 
 def track(job_id: str) -> None:

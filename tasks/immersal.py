@@ -56,8 +56,9 @@ from vendors.immersal import (
 )
 from workers import app
 from workers.fanout import Fanout
+from workers.steps import Steps, grace_seconds, is_finished, report
 from workers.jobtask import (
-    PENDING, InvalidInput, JobContext, JobError, JobTask, error_dict, fail, job_task, publish_progress, retry_delay,
+    PENDING, InvalidInput, JobContext, JobError, JobTask, error_dict, fail, job_task, retry_delay,
 )
 from workers.lease import Lease
 from workers.redis_client import get_ledger, get_redis
@@ -396,6 +397,10 @@ def state_key(job_id: str) -> str:
     return f"{jobs.job_key(job_id)}:immersal"            # hash: step, step_at, bank, images, chunks, base, map_id, ...
 
 
+STEPS = Steps(state_key, STEP_TASKS)
+move_step, send_step, dispatch_step = STEPS.move, STEPS.send, STEPS.dispatch
+
+
 def chunks_key(job_id: str) -> str:
     return f"{jobs.job_key(job_id)}:immersal:chunks"     # hash: chunk name -> JSON list of manifest rows
 
@@ -438,55 +443,9 @@ redis.call('HSET', KEYS[1], ARGV[1], redis.call('INCR', KEYS[2]))
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 """
 
-_MOVE_STEP = """
-local current = redis.call('HGET', KEYS[1], 'step')
-for i = 3, #ARGV do
-  if current == ARGV[i] then
-    redis.call('HSET', KEYS[1], 'step', ARGV[1], 'step_at', ARGV[2])
-    return 1
-  end
-end
-return 0
-"""
-
-
-@functools.lru_cache(maxsize=1)
-def _move_step_script():
-    return get_redis().register_script(_MOVE_STEP)
-
-
 @functools.lru_cache(maxsize=1)
 def _mark_calling_script():
     return get_redis().register_script(_MARK_CALLING)
-
-
-def move_step(job_id: str, to: str, *from_steps: str) -> bool:
-    """Compare and set: the job moves to `to` only from one of `from_steps`, so one task wins."""
-    return _move_step_script()(keys=[state_key(job_id)], args=[to, time.time(), *from_steps]) == 1
-
-
-def send_step(job_id: str, step: str) -> None:
-    name = STEP_TASKS[step]
-    app.send_task(name, kwargs={"job_id": job_id}, queue=queue_for(name))
-
-
-def dispatch_step(job_id: str, to: str, *from_steps: str) -> None:
-    if move_step(job_id, to, *from_steps):
-        send_step(job_id, to)
-
-
-def is_finished(job_id: str) -> bool:
-    return get_redis().hget(jobs.job_key(job_id), "state") in (None, *jobs.TERMINAL)
-
-
-def grace_seconds() -> float:
-    """How long before a step's message counts as lost (Redis would have redelivered it by then)."""
-    return get_settings().visibility_timeout + 60
-
-
-def report(task, job_id: str, phase: str, done: int | None = None, total: int | None = None) -> None:
-    get_ledger().progress(job_id, phase, done, total)
-    publish_progress(task, job_id, phase, done, total)
 
 
 def resumed(job: JobContext) -> bool:
