@@ -7,7 +7,7 @@ import time
 
 from producer.client import GeoQueue
 from workers.local_stack import LocalStack
-from workers.samples import scene
+from workers.samples import immersal_site, scene
 from workers.storage import S3Ref, parse_ref
 
 BUCKET = "geoqueue"
@@ -109,6 +109,31 @@ def upload_survey(stack: LocalStack, prefix: str, count: int = 8) -> str:
     return f"s3://{BUCKET}/{prefix}"
 
 
+def upload_site(stack: LocalStack, prefix: str) -> tuple[str, dict]:
+    """An Immersal scan: photos, poses and GPS in a manifest, around Helsinki's Senate Square."""
+    store = stack.object_store()
+    photos, manifest, intrinsics = immersal_site(10, (60.1699, 24.9523, 25.0))
+    for name, data in photos:
+        store.write(S3Ref(BUCKET, prefix + name), data, "image/jpeg")
+    store.write(S3Ref(BUCKET, prefix + "manifest.csv"), manifest.encode(), "text/csv")
+    return f"s3://{BUCKET}/{prefix}", intrinsics
+
+
+def visual_gps(queue: GeoQueue, site: str, intrinsics: dict, build_job: str) -> bool:
+    """Where was the sixth photo taken? Localize it in the map just built, then on the WGS84 ellipsoid."""
+    built = queue.status(build_job)
+    if built.state != "succeeded":
+        return False
+    fix = queue.wait(queue.submit("immersal.visual_gps", {
+        "image": f"{site}img-005.jpg", "intrinsics": intrinsics, "map_ids": [built.result["map_id"]]}), timeout=120)
+    if not fix.result["localized"]:
+        say(f"\nImmersal Visual GPS: {fix.result['message']}")
+        return False
+    say(f"\nImmersal Visual GPS: {site}img-005.jpg was taken at latitude {fix.result['latitude']:.6f}, "
+        f"longitude {fix.result['longitude']:.6f}, {fix.result['altitude']:.1f} m (map {built.result['map_id']})")
+    return True
+
+
 def run_demo() -> int:
     say("starting the embedded stack (Redis, moto S3, sandbox vendors, workers, beat, Flower) ...")
     with LocalStack() as stack:
@@ -118,15 +143,19 @@ def run_demo() -> int:
         say(f"uploaded {len(refs)} sample photos to s3://{BUCKET}/demo/photos/")
         survey = upload_survey(stack, "demo/survey/")
         say(f"uploaded a small drone survey to {survey}")
+        site, intrinsics = upload_site(stack, "demo/scan/")
+        say(f"uploaded an AR scan with its manifest to {site}")
         job_ids = {
             "Immersity disparity batch": queue.submit("immersity.batch", {"prefix": f"s3://{BUCKET}/demo/photos/"}),
             "Immersity disparity + animation": queue.submit("immersity.disparity", {
                 "image": refs[0].uri, "animation": {"animationType": "mp4", "animationLength": 4}}),
             "DroneMapper survey": queue.submit("dronemapper.process_survey", {
                 "images": survey, "project_name": "geoqueue demo"}),
+            "Immersal map": queue.submit("immersal.build_map", {"images": site, "name": "SenateSquare"}),
         }
         show_progress(queue, job_ids)
         ok = print_results(stack, queue, job_ids)
+        ok = visual_gps(queue, site, intrinsics, job_ids["Immersal map"]) and ok
         say(f"\nFlower was at {stack.flower_url}; logs in {stack.run_dir}")
         say("stopping the stack ...")
     say("done." if ok else "finished with failures.")

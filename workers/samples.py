@@ -24,3 +24,30 @@ def scene(seed: int, width: int = 320, height: int = 240, fmt: str = "JPEG") -> 
     out = io.BytesIO()
     img.save(out, format=fmt, quality=90) if fmt == "JPEG" else img.save(out, format=fmt)
     return out.getvalue()
+
+
+MANIFEST_COLUMNS = ["file", "run", "index", "anchor", "px", "py", "pz",
+                    *[f"r{i}{j}" for i in range(3) for j in range(3)],
+                    "fx", "fy", "ox", "oy", "latitude", "longitude", "altitude"]
+
+
+def immersal_site(count: int, origin: tuple[float, float, float], width: int = 320, height: int = 240):
+    """A walk of `count` photos with tracker poses and GPS, as (file name, JPEG bytes) pairs and
+    the Immersal manifest (CSV text) describing them."""
+    import csv
+
+    intrinsics = {"fx": width * 0.9, "fy": width * 0.9, "ox": width / 2, "oy": height / 2}
+    photos, rows = [], []
+    for index in range(count):
+        name = f"img-{index:03d}.jpg"
+        photos.append((name, scene(500 + index, width, height)))
+        rows.append({"file": name, "run": 0, "index": index, "anchor": int(index == 0),
+                     "px": 0.5 * index, "py": 1.6, "pz": -0.25 * index,
+                     **{f"r{i}{j}": float(i == j) for i in range(3) for j in range(3)}, **intrinsics,
+                     "latitude": origin[0] + 1e-5 * index, "longitude": origin[1] + 2e-5 * index,
+                     "altitude": origin[2]})
+    manifest = io.StringIO()
+    writer = csv.DictWriter(manifest, fieldnames=MANIFEST_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    return photos, manifest.getvalue(), intrinsics
