@@ -31,16 +31,12 @@ too (Immersal replaces an image sent twice with the same run and index; the resu
 """
 from __future__ import annotations
 
-import csv
 import functools
 import hashlib
-import io
 import json
 import logging
-import math
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -52,10 +48,15 @@ from producer.routes import queue_for
 from vendors.errors import TransientError, VendorError
 from vendors.geodesy import map_to_wgs84
 from vendors.immersal import (
-    CONSTRUCT_OPTIONS, FAILED, LOCALIZABLE, MAP_NAME, MAX_LOCALIZE_MAPS, ImmersalClient, ImmersalNotFound,
+    FAILED, LOCALIZABLE, MAX_LOCALIZE_MAPS, ImmersalClient, ImmersalNotFound,
 )
 from workers import app
 from workers.fanout import Fanout
+from tasks.immersal_inputs import (
+    POSITION_FIELDS, check_image_object, check_images, check_intrinsics, check_map_ids, check_map_name,
+    check_maps_exist, check_number, check_options, check_room, check_whole, object_ref, prefix_ref,
+    read_manifest,
+)
 from workers.steps import Steps, grace_seconds, is_finished, report
 from workers.jobtask import (
     PENDING, InvalidInput, JobContext, JobError, JobTask, error_dict, fail, job_task, retry_delay,
@@ -63,27 +64,16 @@ from workers.jobtask import (
 from workers.lease import Lease
 from workers.redis_client import get_ledger, get_redis
 from workers.settings import get_settings
-from workers.storage import BadReference, ObjectStore, S3Ref, get_store, parse_ref
+from workers.storage import ObjectStore, S3Ref, get_store
 from workers.token_cache import RedisTokenStore
 
 log = logging.getLogger("geoqueue.immersal")
 
-IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
-POSITION_FIELDS = ("px", "py", "pz")
-ROTATION_FIELDS = tuple(f"r{i}{j}" for i in range(3) for j in range(3))
-INTRINSIC_FIELDS = ("fx", "fy", "ox", "oy")
-GPS_FIELDS = ("latitude", "longitude", "altitude")
-REQUIRED_COLUMNS = ("file", "run", "index", *POSITION_FIELDS, *ROTATION_FIELDS, *INTRINSIC_FIELDS)
-KNOWN_COLUMNS = frozenset((*REQUIRED_COLUMNS, "anchor", *GPS_FIELDS))
-TRUE_WORDS, FALSE_WORDS = frozenset({"1", "true", "yes"}), frozenset({"", "0", "false", "no"})
 MANIFEST_NAME = "manifest.csv"
-MAX_MANIFEST_BYTES = 64 * 2 ** 20
-PROBLEMS_SHOWN = 10
 DEFAULT_CHUNK_SIZE = 8
 MAX_CHUNK_SIZE = 100
 MAX_PARALLEL = 32
 MIN_STITCH_MAPS = 2
-CHECK_THREADS = 8                 # concurrent S3 reads of image headers while checking inputs
 POLL_CALL_TIMEOUT = 10.0          # the poller runs every few seconds: a slow answer waits for the next round
 POLL_LOCK_SECONDS = 60
 CLOCK_SLACK_SECONDS = 300         # Immersal's clock against ours, when finding a map an interrupted call made
@@ -116,10 +106,6 @@ class Stopped(Exception):
     """The job finished elsewhere (failed, canceled) while this task worked for it."""
 
 
-class RowError(ValueError):
-    pass
-
-
 # --- the vendor, configured from settings ---
 def client(timeout: float | None = None, account: bool = True) -> ImmersalClient:
     """The configured account; `account=False` allows anonymous calls (public maps only)."""
@@ -133,263 +119,6 @@ def client(timeout: float | None = None, account: bool = True) -> ImmersalClient
         s.immersal_url, token=s.immersal_token.get_secret_value() if s.immersal_token else None,
         login=s.immersal_login, password=s.immersal_password.get_secret_value() if s.immersal_password else None,
         token_store=store, timeout=timeout or s.immersal_timeout)
-
-
-# --- checking inputs, before any vendor call ---
-def object_ref(value: Any, field: str) -> S3Ref:
-    try:
-        return parse_ref(value, field)
-    except BadReference as exc:
-        raise InvalidInput(str(exc), field=field) from exc
-
-
-def prefix_ref(value: Any, field: str) -> S3Ref:
-    try:
-        ref = parse_ref(value, field, prefix=True)
-    except BadReference as exc:
-        raise InvalidInput(str(exc), field=field) from exc
-    # "s3://b/site" must not also take in s3://b/site2/...
-    return ref if not ref.key or ref.key.endswith("/") else S3Ref(ref.bucket, ref.key + "/")
-
-
-def check_map_name(name: Any) -> str:
-    if not isinstance(name, str) or not MAP_NAME.fullmatch(name):
-        raise InvalidInput(f"name: {name!r} is not a valid Immersal map name: letters and digits only "
-                           "(A-Z, a-z, 0-9), no spaces, dashes, underscores or other characters", field="name")
-    return name
-
-
-def check_whole(value: Any, field: str, low: int = 0, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise InvalidInput(f"{field}: must be a whole number {bounds}, got {value!r}", field=field)
-    return value
-
-
-def check_number(value: Any, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidInput(f"{field}: must be a finite number, got {value!r}", field=field)
-    return float(value)
-
-
-def check_map_ids(value: Any, field: str, low: int = 1, high: int | None = None) -> list[int]:
-    ids = [value] if isinstance(value, int) and not isinstance(value, bool) else value
-    if not isinstance(ids, list) or any(isinstance(i, bool) or not isinstance(i, int) or i <= 0 for i in ids):
-        raise InvalidInput(f"{field}: must be a list of positive integer map ids, got {value!r}", field=field)
-    if len(set(ids)) != len(ids):
-        raise InvalidInput(f"{field}: a map id appears twice in {ids}", field=field)
-    if len(ids) < low:
-        raise InvalidInput(f"{field}: needs at least {low} map id(s), got {len(ids)}", field=field)
-    if high is not None and len(ids) > high:
-        raise InvalidInput(f"{field}: {len(ids)} map ids given; Immersal takes at most {high}", field=field)
-    return ids
-
-
-def check_options(options: Any) -> dict:
-    if options is None:
-        return {}
-    if not isinstance(options, dict):
-        raise InvalidInput(f"options: must be an object of construct options, got {options!r}", field="options")
-    unknown = sorted(set(options) - CONSTRUCT_OPTIONS)
-    if unknown:
-        raise InvalidInput(f"options: unknown construct option {unknown[0]!r} (known: {', '.join(sorted(CONSTRUCT_OPTIONS))}; "
-                           "the window size is the window_size parameter)", field="options")
-    return options
-
-
-def check_intrinsics(value: Any) -> list[float]:
-    values = [value.get(k) for k in INTRINSIC_FIELDS] if isinstance(value, dict) else value
-    if (not isinstance(values, (list, tuple)) or len(values) != 4
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
-            or values[0] <= 0 or values[1] <= 0):
-        raise InvalidInput(f"intrinsics: must be {{fx, fy, ox, oy}} (or a list of those four) in pixels with fx, fy > 0, "
-                           f"got {value!r}", field="intrinsics")
-    return [float(v) for v in values]
-
-
-def check_image_object(store: ObjectStore, ref: S3Ref, field: str) -> None:
-    size = store.size(ref)
-    if not size:
-        raise InvalidInput(f"{field}: {ref} {'does not exist' if size is None else 'is empty'}", field=field)
-    if not store.head_bytes(ref, 8).startswith(IMAGE_MAGIC):
-        raise InvalidInput(f"{field}: {ref} is not a PNG or JPEG image", field=field)
-
-
-def problems_message(what: str, problems: list[str]) -> str:
-    shown = "; ".join(problems[:PROBLEMS_SHOWN])
-    more = f"; and {len(problems) - PROBLEMS_SHOWN} more" if len(problems) > PROBLEMS_SHOWN else ""
-    return f"{what}: {len(problems)} problem{'s' if len(problems) > 1 else ''}: {shown}{more}"
-
-
-# --- the manifest: one CSV row per image (README, "Immersal manifest") ---
-def read_manifest(store: ObjectStore, ref: S3Ref) -> list[dict]:
-    size = store.size(ref)
-    if size is None:
-        raise InvalidInput(f"manifest: {ref} does not exist", field="manifest")
-    if size > MAX_MANIFEST_BYTES:
-        raise InvalidInput(f"manifest: {ref} is {size} bytes, more than {MAX_MANIFEST_BYTES}", field="manifest")
-    try:
-        text = store.read(ref).decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InvalidInput(f"manifest: {ref} is not UTF-8 text", field="manifest") from exc
-    return parse_manifest(text, ref.uri)
-
-
-def parse_manifest(text: str, where: str) -> list[dict]:
-    reader = csv.DictReader(io.StringIO(text))
-    columns = [c.strip() for c in reader.fieldnames or []]
-    reader.fieldnames = columns
-    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-    unknown = [c for c in columns if c not in KNOWN_COLUMNS]
-    gps_columns = [c for c in GPS_FIELDS if c in columns]
-    header = []
-    if missing:
-        header.append(f"missing column(s) {', '.join(missing)}")
-    if unknown:
-        header.append(f"unknown column(s) {', '.join(map(repr, unknown))}")
-    if gps_columns and len(gps_columns) != len(GPS_FIELDS):
-        header.append("latitude, longitude and altitude columns go together")
-    if header:
-        raise InvalidInput(problems_message(f"manifest {where}", header), field="manifest")
-    rows, problems = [], []
-    for line, raw in enumerate(reader, start=2):
-        try:
-            rows.append(parse_row(raw, bool(gps_columns)) | {"line": line})
-        except RowError as exc:
-            problems.append(f"line {line} ({(raw.get('file') or '').strip() or 'no file'}): {exc}")
-    if not rows and not problems:
-        problems.append("no image rows")
-    problems += clashes(rows)
-    if problems:
-        raise InvalidInput(problems_message(f"manifest {where}", problems), field="manifest")
-    for row in rows:
-        del row["line"]
-    return rows
-
-
-def parse_row(raw: dict, has_gps: bool) -> dict:
-    problems: list[str] = []
-
-    def text(name: str) -> str:
-        value = (raw.get(name) or "").strip()
-        if not value:
-            problems.append(f"{name} is missing")
-        return value
-
-    def number(name: str) -> float:
-        value = text(name)
-        try:
-            parsed = float(value) if value else 0.0
-        except ValueError:
-            parsed = math.nan
-        if not math.isfinite(parsed):
-            problems.append(f"{name} is not a number: {value!r}")
-            return 0.0
-        return parsed
-
-    def whole(name: str) -> int:
-        value = text(name)
-        if value and not value.isdigit():
-            problems.append(f"{name} must be a whole number >= 0, got {value!r}")
-        return int(value) if value.isdigit() else 0
-
-    if None in raw:
-        problems.append("more cells than columns")
-    file = text("file")
-    if file and (file.startswith("/") or "\\" in file or ".." in file.split("/")):
-        problems.append(f"file must be a name relative to the images prefix, got {file!r}")
-    run, index = whole("run"), whole("index")
-    anchor_cell = (raw.get("anchor") or "").strip().lower()
-    if anchor_cell not in TRUE_WORDS | FALSE_WORDS:
-        problems.append(f"anchor must be 1/0, true/false or yes/no, got {anchor_cell!r}")
-    position = [number(k) for k in POSITION_FIELDS]
-    rotation = [[number(f"r{i}{j}") for j in range(3)] for i in range(3)]
-    intrinsics = [number(k) for k in INTRINSIC_FIELDS]
-    if intrinsics[0] <= 0 or intrinsics[1] <= 0:
-        problems.append("fx and fy must be positive focal lengths in pixels")
-    gps = parse_gps(raw, problems) if has_gps else None
-    if problems:
-        raise RowError(", ".join(problems))
-    return {"file": file, "run": run, "index": index, "anchor": anchor_cell in TRUE_WORDS,
-            "position": position, "rotation": rotation, "intrinsics": intrinsics, "gps": gps}
-
-
-def parse_gps(raw: dict, problems: list[str]) -> list[float] | None:
-    cells = [(raw.get(k) or "").strip() for k in GPS_FIELDS]
-    if not any(cells):
-        return None
-    if not all(cells):
-        problems.append("latitude, longitude and altitude go together: give all three or none")
-        return None
-    try:
-        latitude, longitude, altitude = (float(c) for c in cells)
-    except ValueError:
-        problems.append(f"latitude, longitude, altitude must be numbers, got {', '.join(map(repr, cells))}")
-        return None
-    if not (all(map(math.isfinite, (latitude, longitude, altitude))) and -90 <= latitude <= 90 and -180 <= longitude <= 180):
-        problems.append("latitude must be within -90..90 and longitude within -180..180 degrees")
-        return None
-    return [latitude, longitude, altitude]
-
-
-def clashes(rows: list[dict]) -> list[str]:
-    """Rows that cannot go together: a (run, index) or a file twice (Immersal would keep one of the
-    two images), or two anchors (a later anchor overrides the earlier: which one depends on timing)."""
-    problems, seen_pairs, seen_files, anchor = [], {}, {}, None
-    for row in rows:
-        pair = (row["run"], row["index"])
-        if pair in seen_pairs:
-            problems.append(f"lines {seen_pairs[pair]} and {row['line']} both have run {pair[0]} index {pair[1]}")
-        seen_pairs.setdefault(pair, row["line"])
-        if row["file"] in seen_files:
-            problems.append(f"lines {seen_files[row['file']]} and {row['line']} both name {row['file']!r}")
-        seen_files.setdefault(row["file"], row["line"])
-        if row["anchor"]:
-            if anchor is not None:
-                problems.append(f"lines {anchor} and {row['line']} both set anchor; a map has one anchor image")
-            anchor = anchor or row["line"]
-    return problems
-
-
-def check_images(store: ObjectStore, prefix: S3Ref, manifest: S3Ref, rows: list[dict]) -> None:
-    """Every row's image exists and is a PNG or JPEG; every object under the prefix has a row."""
-    listed = {ref.key: size for ref, size in store.list(prefix) if not ref.key.endswith("/")}
-    listed.pop(manifest.key, None)
-    wanted = {prefix.child(row["file"]).key: row["file"] for row in rows}
-    problems = []
-    for key in sorted(wanted):
-        if key not in listed:
-            problems.append(f"{S3Ref(prefix.bucket, key)} (in the manifest) does not exist")
-        elif listed[key] == 0:
-            problems.append(f"{S3Ref(prefix.bucket, key)} is empty")
-    problems += [f"{S3Ref(prefix.bucket, key)} is not in the manifest" for key in sorted(set(listed) - set(wanted))]
-    present = sorted(key for key in wanted if listed.get(key))
-    with ThreadPoolExecutor(CHECK_THREADS) as pool:
-        heads = pool.map(lambda key: store.head_bytes(S3Ref(prefix.bucket, key), 8), present)
-        problems += [f"{S3Ref(prefix.bucket, key)} is not a PNG or JPEG image"
-                     for key, head in zip(present, heads) if not head.startswith(IMAGE_MAGIC)]
-    if problems:
-        raise InvalidInput(problems_message(f"images under {prefix}", problems), field="images")
-
-
-def check_room(vendor: ImmersalClient, bank: int, count: int) -> None:
-    """The workspace is emptied before submission, so only the image count itself can be too many yet."""
-    limit = int(vendor.status(bank).get("imageMax", 0))
-    if count > limit:
-        raise InvalidInput(f"images: {count} images, but an Immersal workspace holds at most {limit} (imageMax)",
-                           field="images")
-
-
-def check_maps_exist(vendor: ImmersalClient, map_ids: list[int], field: str, need_done: bool = False) -> None:
-    for map_id in map_ids:
-        try:
-            status = vendor.map_status(map_id)
-        except ImmersalNotFound as exc:
-            raise InvalidInput(f"{field}: map {map_id} was not found for this account", field=field,
-                               vendor_message=exc.code) from exc
-        if need_done and status != "done":
-            raise InvalidInput(f"{field}: map {map_id} is {status}; only finished (done) maps can be stitched",
-                               field=field)
 
 
 # --- the job's own records ---
