@@ -146,6 +146,7 @@ class MapillaryStandIn(VendorStandIn):
             "upload_rate_limit": 0,
             "rate_limit_window_s": 60.0,
             "rate_limit_http_status": 429,      # the upload service also sends its 429 body with HTTP 400
+            "deleted_image_ids": [],            # images Graph no longer resolves, though tiles and image_ids list them
             "graph_unavailable_next": 0,        # next N Graph calls: HTTP 500 "temporarily unavailable"
             # CDN.
             "thumbnail_lifetime_s": 60.0,
@@ -275,6 +276,8 @@ class MapillaryStandIn(VendorStandIn):
     def _node(self, node_id: str) -> tuple[str, Any] | None:
         world = self.world
         if node_id in world.images:
+            if node_id in self.options["deleted_image_ids"]:
+                return None
             return "Image", world.images[node_id]
         if node_id in world.organizations:
             return "Organization", world.organizations[node_id]

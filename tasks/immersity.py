@@ -247,7 +247,12 @@ def item_task(self, job_id: str, item: str) -> dict[str, Any]:
     """One image of a batch. Its outcome, success or a typed error, is recorded once."""
     ledger = get_ledger()
     job = ledger.get(job_id)
-    if job is None or job.finished or ledger.item_is_recorded(job_id, item):
+    if job is None or job.finished:
+        return {"job_id": job_id, "item": item, "skipped": True}
+    if ledger.item_is_recorded(job_id, item):
+        # A redelivery: the worker that recorded it may have died before finishing the batch.
+        if Fanout(get_redis(), ledger).complete(job_id):
+            finish_batch(job_id)
         return {"job_id": job_id, "item": item, "skipped": True}
     params = job.params
     source = S3Ref(parse_ref(params["prefix"], "prefix", prefix=True).bucket, item)
