@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import signal
+from datetime import datetime, timedelta, timezone
 import sys
 import time
 
 from producer.client import GeoQueue
 from workers.local_stack import LocalStack
-from workers.samples import immersal_site, scene
+from workers.samples import geotagged, immersal_site, scene
 from workers.storage import S3Ref, parse_ref
 
 BUCKET = "geoqueue"
@@ -95,6 +96,11 @@ def print_results(stack: LocalStack, queue: GeoQueue, job_ids: dict[str, str]) -
             ok = False
             say(f"  error: {job.error}")
             continue
+        counts = {k: v for k, v in job.result.items() if isinstance(v, int) and not isinstance(v, bool) and v}
+        if counts:
+            say("  " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items()))
+        for uri, reason in (job.result.get("rejected") or {}).items():
+            say(f"  rejected {uri}: {reason}")
         for where, uri in s3_uris(job.result):
             if where.endswith(("image", "images", "prefix")):
                 continue  # the inputs
@@ -134,6 +140,28 @@ def visual_gps(queue: GeoQueue, site: str, intrinsics: dict, build_job: str) -> 
     return True
 
 
+def upload_drive(stack: LocalStack, prefix: str) -> str:
+    """Two short drives twenty minutes apart (so two sequences), and one photo without EXIF."""
+    store = stack.object_store()
+    start = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
+    for i in range(12):
+        drive, step = divmod(i, 6)
+        taken = start + timedelta(minutes=20 * drive, seconds=2 * step)
+        data = geotagged(700 + i, 35.1700 + 0.00004 * step, 33.3650 + 0.002 * drive, taken, heading=0.0)
+        store.write(S3Ref(BUCKET, f"{prefix}drive-{i:02d}.jpg"), data, "image/jpeg")
+    store.write(S3Ref(BUCKET, f"{prefix}no-exif.jpg"), scene(799, 160, 120), "image/jpeg")
+    return f"s3://{BUCKET}/{prefix}"
+
+
+def harvest_params(stack: LocalStack) -> dict:
+    """A corner of the stand-in's world and its smallest organization (the stand-in says which)."""
+    world = stack.sandbox("GET", "/_sandbox/status/mapillary")["world"]
+    organization = min(world["organizations"], key=lambda org: world["organizations"][org]["images"])
+    west, south, east, north = world["bbox"]
+    corner = [west, south, west + (east - west) / 3, south + (north - south) / 3]
+    return {"organization_id": organization, "bbox": corner, "destination": f"s3://{BUCKET}/demo/harvest/"}
+
+
 def run_demo() -> int:
     say("starting the embedded stack (Redis, moto S3, sandbox vendors, workers, beat, Flower) ...")
     with LocalStack() as stack:
@@ -145,6 +173,8 @@ def run_demo() -> int:
         say(f"uploaded a small drone survey to {survey}")
         site, intrinsics = upload_site(stack, "demo/scan/")
         say(f"uploaded an AR scan with its manifest to {site}")
+        drive = upload_drive(stack, "demo/drive/")
+        say(f"uploaded street photos with GPS EXIF to {drive}")
         job_ids = {
             "Immersity disparity batch": queue.submit("immersity.batch", {"prefix": f"s3://{BUCKET}/demo/photos/"}),
             "Immersity disparity + animation": queue.submit("immersity.disparity", {
@@ -152,6 +182,8 @@ def run_demo() -> int:
             "DroneMapper survey": queue.submit("dronemapper.process_survey", {
                 "images": survey, "project_name": "geoqueue demo"}),
             "Immersal map": queue.submit("immersal.build_map", {"images": site, "name": "SenateSquare"}),
+            "Mapillary harvest": queue.submit("mapillary.harvest", harvest_params(stack)),
+            "Mapillary upload": queue.submit("mapillary.upload_sequence", {"images": drive}),
         }
         show_progress(queue, job_ids)
         ok = print_results(stack, queue, job_ids)

@@ -51,3 +51,27 @@ def immersal_site(count: int, origin: tuple[float, float, float], width: int = 3
     writer.writeheader()
     writer.writerows(rows)
     return photos, manifest.getvalue(), intrinsics
+
+
+def geotagged(seed: int, latitude: float, longitude: float, taken, heading: float = 0.0,
+              width: int = 160, height: int = 120) -> bytes:
+    """A JPEG with the EXIF an upload to Mapillary needs: GPS position with its refs, heading
+    and the time it was taken (DateTimeOriginal)."""
+    from PIL import ExifTags
+
+    def dms(value: float) -> tuple:
+        value = abs(value)
+        degrees, minutes = int(value), int(value * 60) % 60
+        return (degrees, minutes, round((value * 3600) % 60, 4))
+
+    img = Image.open(io.BytesIO(scene(seed, width, height)))
+    exif = Image.Exif()
+    exif[ExifTags.Base.DateTime] = taken.strftime("%Y:%m:%d %H:%M:%S")
+    exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = taken.strftime("%Y:%m:%d %H:%M:%S")
+    gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+    gps.update({ExifTags.GPS.GPSLatitudeRef: "N" if latitude >= 0 else "S", ExifTags.GPS.GPSLatitude: dms(latitude),
+                ExifTags.GPS.GPSLongitudeRef: "E" if longitude >= 0 else "W", ExifTags.GPS.GPSLongitude: dms(longitude),
+                ExifTags.GPS.GPSImgDirection: heading})
+    out = io.BytesIO()
+    img.save(out, format="JPEG", quality=90, exif=exif)
+    return out.getvalue()
