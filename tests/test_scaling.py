@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from producer import GeoQueue
 from tests.conftest import start_stack
 from tests.test_dronemapper_jobs import FAST, put_survey
+from tests.test_immersal_jobs import captures, put_site
 from tests.test_immersity_jobs import put_images
+from workers.samples import geotagged
+from workers.storage import S3Ref
 
 WORKERS = ("w1", "w2", "w3")
 SUCCEEDED = re.compile(r"Task ([\w.]+)\[[0-9a-f-]+\] succeeded")
@@ -38,6 +42,15 @@ def busy(stack, worker: str) -> bool:
     return any(name.startswith(f"{worker}@") and tasks for name, tasks in active.items())
 
 
+def put_drive(store, count: int) -> str:
+    start = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
+    prefix = f"drives/{time.time_ns()}/"
+    for i in range(count):
+        data = geotagged(900 + i, 35.17 + 0.00004 * i, 33.365, start + timedelta(seconds=2 * i))
+        store.write(S3Ref("geoqueue", f"{prefix}{i:03d}.jpg"), data, "image/jpeg")
+    return f"s3://geoqueue/{prefix}"
+
+
 def counters(stack, vendor: str) -> dict[str, int]:
     return stack.sandbox("GET", "/_sandbox/counters")[vendor]
 
@@ -51,6 +64,9 @@ def test_mixed_jobs_spread_over_three_workers_survive_one_killed(fleet):
         refs = put_images(store, 8)
         jobs[f"immersity-{batch}"] = queue.submit("immersity.batch", {
             "prefix": refs[0].uri.rsplit("/", 1)[0] + "/", "max_parallel": 3})
+    site, _rows = put_site(store, 24, seed=7)
+    jobs["immersal"] = queue.submit("immersal.build_map", {"images": site, "name": "ScalingSite", "chunk_size": 4})
+    jobs["mapillary"] = queue.submit("mapillary.upload_sequence", {"images": put_drive(store, 16)})
     for survey in range(3):
         prefix, _ = put_survey(store, 12)
         jobs[f"survey-{survey}"] = queue.submit("dronemapper.process_survey", {
@@ -79,6 +95,11 @@ def test_mixed_jobs_spread_over_three_workers_survive_one_killed(fleet):
     dronemapper = counters(fleet, "dronemapper")
     created = {k: v for k, v in dronemapper.items() if k.startswith("task_create:")}
     assert len(created) == 3 and all(count == 1 for count in created.values()), created
+    assert len(captures(fleet)) == 24 and set(captures(fleet).values()) == {1}
+    assert finished["immersal"].result["images"] == 24
+    mapillary = fleet.sandbox("GET", "/_sandbox/status/mapillary")
+    assert sum(cluster["images"] for cluster in mapillary["clusters"].values()) == 16
+    assert len([key for key in mapillary["upload_sessions"] if key.endswith(".jpg")]) == 16
     vendor_tasks = fleet.sandbox("GET", "/_sandbox/status/dronemapper")["tasks"]
     for label in ("survey-0", "survey-1", "survey-2"):
         assert len(vendor_tasks[str(finished[label].result["task"])]["images"]) == 12
