@@ -15,7 +15,6 @@ import multiprocessing
 import os
 import struct
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.memory import PeakMemory  # noqa: E402
 from producer import GeoQueue  # noqa: E402
 from workers.local_stack import LocalStack  # noqa: E402
 from workers.storage import S3Ref  # noqa: E402
@@ -35,42 +35,6 @@ SETTINGS = {"GEOQUEUE_CONTROL_CONCURRENCY": "2", "GEOQUEUE_TRANSFER_CONCURRENCY"
 MiB = 1 << 20
 
 
-class PeakMemory:
-    """Peak resident memory over a set of processes, sampled in the background."""
-
-    def __init__(self, processes: list[psutil.Process]) -> None:
-        self.processes = processes
-        self.start = self._rss()
-        self.peak = dict(self.start)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _rss(self) -> dict[int, int]:
-        found = {}
-        for process in self.processes:
-            try:
-                found[process.pid] = process.memory_info().rss
-            except psutil.NoSuchProcess:
-                pass
-        return found
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.02):
-            for pid, rss in self._rss().items():
-                self.peak[pid] = max(self.peak.get(pid, 0), rss)
-
-    def __enter__(self) -> "PeakMemory":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def highest(self) -> tuple[float, float]:
-        """The largest peak of one process and its growth over its start, in MiB."""
-        pid = max(self.peak, key=self.peak.get)
-        return self.peak[pid] / MiB, (self.peak[pid] - self.start.get(pid, 0)) / MiB
 
 
 def survey_jpeg(mb: float) -> bytes:
@@ -104,7 +68,7 @@ def pool_processes(stack: LocalStack) -> list[psutil.Process]:
 def run_geoqueue(stack: LocalStack, partial: bool) -> tuple[float, tuple[float, float]]:
     stack.sandbox("POST", "/_sandbox/config/dronemapper", json={"partial_upload": partial, "running_s": 600})
     queue = GeoQueue(stack.redis_url)
-    with PeakMemory(pool_processes(stack)) as memory:
+    with PeakMemory(lambda: pool_processes(stack)) as memory:
         started = time.perf_counter()
         job_id = queue.submit("dronemapper.process_survey", {"images": f"s3://geoqueue/{PREFIX}"})
         while queue.status(job_id).state != "waiting":  # every image is at the vendor, processing began
@@ -142,7 +106,7 @@ def run_doc_example(stack: LocalStack) -> tuple[float, tuple[float, float]]:
     done = context.Queue()
     child = context.Process(target=doc_upload, args=(stack.sandbox_url, stack.env, done))
     child.start()
-    with PeakMemory([psutil.Process(child.pid)]) as memory:
+    with PeakMemory(lambda: [psutil.Process(child.pid)]) as memory:
         elapsed = done.get(timeout=3600)
     child.join()
     return elapsed, memory.highest()

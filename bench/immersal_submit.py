@@ -17,19 +17,18 @@ import csv
 import io
 import json
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import psutil
 import requests
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.memory import PeakMemory, process_tree  # noqa: E402
 from producer import GeoQueue  # noqa: E402
 from vendors.immersal import ImmersalClient  # noqa: E402
 from workers.local_stack import LocalStack  # noqa: E402
@@ -103,36 +102,6 @@ def client_loop(url: str, store, prefix: str, rows: list[dict]) -> float:
 
 
 # --- geoqueue ---
-class PeakMemory:
-    """Samples the RSS of a process and its children (a prefork worker and its pool) every 20 ms."""
-
-    def __init__(self, pid: int) -> None:
-        self.root = psutil.Process(pid)
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def current(self) -> int:
-        total = 0
-        for process in [self.root, *self.root.children(recursive=True)]:
-            try:
-                total += process.memory_info().rss
-            except psutil.NoSuchProcess:
-                pass
-        return total
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.current())
-            time.sleep(0.02)
-
-    def __enter__(self) -> "PeakMemory":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def build(queue: GeoQueue, stack: LocalStack, prefix: str, count: int, name: str) -> dict:
@@ -195,13 +164,13 @@ def main() -> None:
         for count in memory_runs:
             prefix, _ = put_site(store, photo, count, f"memory{count}")
             restart_workers(stack)
-            transfer = PeakMemory(stack.processes["transfer"].popen.pid)
-            control = PeakMemory(stack.processes["control"].popen.pid)
-            idle = transfer.current()
+            transfer = PeakMemory(process_tree(stack.processes["transfer"].popen.pid))
+            control = PeakMemory(process_tree(stack.processes["control"].popen.pid))
+            idle = transfer.peak_total
             with transfer, control:
                 build(queue, stack, prefix, count, f"BenchMemory{count}")
-            print(f"  {count:5d} images: transfer worker {transfer.peak / 2**20:6.0f} (idle {idle / 2**20:.0f}), "
-                  f"control worker {control.peak / 2**20:6.0f}")
+            print(f"  {count:5d} images: transfer worker {transfer.peak_total / 2**20:6.0f} (idle {idle / 2**20:.0f}), "
+                  f"control worker {control.peak_total / 2**20:6.0f}")
     finally:
         stack.stop()
 

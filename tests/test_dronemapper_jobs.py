@@ -6,17 +6,16 @@ import io
 import os
 import re
 import struct
-import threading
 import time
 import uuid
 from collections import Counter
 
-import psutil
 import pytest
 import redis
 import requests
 from PIL import Image
 
+from bench.memory import PeakMemory, children
 from producer import JobFailed
 from tests.conftest import TEST_SETTINGS
 from vendors.dronemapper import DroneMapperClient, Status
@@ -112,41 +111,6 @@ def the_vendor_task(stack, job) -> dict:
     return vendor_tasks(stack)[str(job.result["task"])]
 
 
-class PeakMemory:
-    """Peak resident memory of each pool process of a worker, sampled in the background."""
-
-    def __init__(self, worker) -> None:
-        self.parent = psutil.Process(worker.popen.pid)
-        self.baseline = self._sample()
-        self.peak = dict(self.baseline)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _sample(self) -> dict[int, int]:
-        rss = {}
-        for child in self.parent.children(recursive=True):
-            try:
-                rss[child.pid] = child.memory_info().rss
-            except psutil.NoSuchProcess:
-                pass
-        return rss
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.02):
-            for pid, rss in self._sample().items():
-                self.peak[pid] = max(self.peak.get(pid, 0), rss)
-
-    def __enter__(self) -> "PeakMemory":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def growth(self) -> int:
-        """The most any pool process grew beyond the largest process at the start."""
-        return max(self.peak.values()) - max(self.baseline.values())
 
 
 # --- the main path ---
@@ -161,7 +125,7 @@ def test_a_200_image_survey_streams_with_bounded_worker_memory(queue, store, sta
     survey_bytes = 200 * len(picture)
     assert survey_bytes > 90 * 2 ** 20
 
-    with PeakMemory(stack.processes["transfer"]) as memory:
+    with PeakMemory(children(stack.processes["transfer"].popen.pid)) as memory:
         job = queue.wait(queue.submit("dronemapper.process_survey", {"images": prefix, "name": "two hundred"}),
                          timeout=150)
     assert memory.growth() < 40 * 2 ** 20, f"a pool process grew by {memory.growth() / 2 ** 20:.0f} MiB"
