@@ -225,7 +225,7 @@ class LocalStack:
         return process
 
     def start_worker(self, queue: str, name: str | None = None, concurrency: int | None = None,
-                     queues: str | None = None) -> Process:
+                     queues: str | None = None, pool: str | None = None) -> Process:
         """A worker for `queue`'s process type, named `name` (several may run, e.g. to kill one),
         consuming `queues` (comma-separated) when given instead of `queue` alone."""
         name = name or queue
@@ -233,6 +233,8 @@ class LocalStack:
         argv[argv.index("-n") + 1] = f"{name}@%h"
         if queues:
             argv[argv.index("-Q") + 1] = queues
+        if pool:
+            argv += ["-P", pool]
         if concurrency is not None:
             argv[argv.index("-c") + 1] = str(concurrency)
         return self.spawn(name, argv)
