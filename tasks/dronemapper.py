@@ -41,19 +41,37 @@ from redis.exceptions import LockError
 
 from producer import jobs
 from producer.routes import queue_for
+from tasks.dronemapper_inputs import (
+    check_assets,
+    check_option_names,
+    check_options,
+    check_output,
+    check_parallel,
+    check_prefix,
+    check_project_param,
+    existing_project,
+    find_images,
+    s3_code,
+)
 from vendors.dronemapper import DroneMapperClient, PendingAction, Status
 from vendors.errors import NotFound, TransientError, VendorError
 from workers import app
 from workers.fanout import Fanout
-from tasks.dronemapper_inputs import (
-    check_assets, check_option_names, check_options, check_output, check_parallel, check_prefix,
-    check_project_param, existing_project, find_images, s3_code,
+from workers.jobtask import (
+    PENDING,
+    InvalidInput,
+    JobCanceled,
+    JobContext,
+    JobError,
+    JobTask,
+    error_dict,
+    fail,
+    job_task,
+    retry_or_raise,
 )
-from workers.steps import Steps, grace_seconds, is_finished, report
-from workers.jobtask import (PENDING, InvalidInput, JobCanceled, JobContext, JobError, JobTask, error_dict, fail,
-                             job_task, retry_delay, retry_or_raise)
 from workers.redis_client import get_ledger, get_redis
 from workers.settings import get_settings
+from workers.steps import Steps, grace_seconds, is_finished, report
 from workers.storage import ObjectStore, S3Ref, get_store, parse_ref
 from workers.token_cache import RedisTokenStore
 
@@ -407,9 +425,7 @@ def upload(self, job_id: str, item: str) -> dict:
     except SoftTimeLimitExceeded:
         raise self.retry(countdown=1, max_retries=get_settings().max_retries)
     except TransientError as exc:
-        if self.request.retries < get_settings().max_retries:
-            raise self.retry(exc=exc, countdown=retry_delay(self.request.retries, exc.retry_after),
-                             max_retries=get_settings().max_retries)
+        retry_or_raise(self, exc)
         error = exc
     except (VendorError, JobError) as exc:
         error = exc

@@ -45,25 +45,47 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from producer import jobs
 from producer.routes import queue_for
+from tasks.immersal_inputs import (
+    POSITION_FIELDS,
+    check_image_object,
+    check_images,
+    check_intrinsics,
+    check_map_ids,
+    check_map_name,
+    check_maps_exist,
+    check_number,
+    check_options,
+    check_room,
+    check_whole,
+    read_manifest,
+)
 from vendors.errors import TransientError, VendorError
 from vendors.geodesy import map_to_wgs84
 from vendors.immersal import (
-    FAILED, LOCALIZABLE, MAX_LOCALIZE_MAPS, ImmersalClient, ImmersalNotFound,
+    FAILED,
+    LOCALIZABLE,
+    MAX_LOCALIZE_MAPS,
+    ImmersalClient,
+    ImmersalNotFound,
 )
 from workers import app
 from workers.fanout import Fanout
-from tasks.immersal_inputs import (
-    POSITION_FIELDS, check_image_object, check_images, check_intrinsics, check_map_ids, check_map_name,
-    check_maps_exist, check_number, check_options, check_room, check_whole, object_ref, prefix_ref,
-    read_manifest,
-)
-from workers.steps import Steps, grace_seconds, is_finished, report
+from workers.inputs import object_ref, prefix_ref
 from workers.jobtask import (
-    PENDING, InvalidInput, JobContext, JobError, JobTask, error_dict, fail, job_task, retry_delay,
+    PENDING,
+    InvalidInput,
+    JobContext,
+    JobError,
+    JobTask,
+    error_dict,
+    fail,
+    job_task,
+    retry_or_raise,
 )
 from workers.lease import Lease
 from workers.redis_client import get_ledger, get_redis
 from workers.settings import get_settings
+from workers.steps import Steps, grace_seconds, is_finished, report
 from workers.storage import ObjectStore, S3Ref, get_store
 from workers.token_cache import RedisTokenStore
 
@@ -298,9 +320,7 @@ def step_task(name: str, step: str):
             except SoftTimeLimitExceeded:
                 raise self.retry(countdown=1, max_retries=get_settings().max_retries)
             except TransientError as exc:
-                if self.request.retries < get_settings().max_retries:
-                    raise self.retry(exc=exc, countdown=retry_delay(self.request.retries, exc.retry_after),
-                                     max_retries=get_settings().max_retries)
+                retry_or_raise(self, exc)
                 fail_and_free(self, job_id, exc)
             except (VendorError, JobError) as exc:
                 fail_and_free(self, job_id, exc)
@@ -421,9 +441,7 @@ def submit_chunk(self, job_id: str, item: str) -> dict:
     except SoftTimeLimitExceeded:
         raise self.retry(countdown=1, max_retries=get_settings().max_retries)
     except TransientError as exc:
-        if self.request.retries < get_settings().max_retries:
-            raise self.retry(exc=exc, countdown=retry_delay(self.request.retries, exc.retry_after),
-                             max_retries=get_settings().max_retries)
+        retry_or_raise(self, exc)
         error, outcome = exc, {"state": "failed", "error": error_dict(exc)}
     except (VendorError, JobError) as exc:
         error, outcome = exc, {"state": "failed", "error": error_dict(exc)}

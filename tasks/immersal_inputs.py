@@ -8,9 +8,14 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from vendors.immersal import CONSTRUCT_OPTIONS, MAP_NAME, ImmersalClient, ImmersalNotFound
+from vendors.immersal import (
+    CONSTRUCT_OPTIONS,
+    MAP_NAME,
+    ImmersalClient,
+    ImmersalNotFound,
+)
 from workers.jobtask import InvalidInput
-from workers.storage import BadReference, ObjectStore, S3Ref, parse_ref
+from workers.storage import ObjectStore, S3Ref
 
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
 POSITION_FIELDS = ("px", "py", "pz")
@@ -30,20 +35,6 @@ class RowError(ValueError):
 
 
 # --- checking inputs, before any vendor call ---
-def object_ref(value: Any, field: str) -> S3Ref:
-    try:
-        return parse_ref(value, field)
-    except BadReference as exc:
-        raise InvalidInput(str(exc), field=field) from exc
-
-
-def prefix_ref(value: Any, field: str) -> S3Ref:
-    try:
-        ref = parse_ref(value, field, prefix=True)
-    except BadReference as exc:
-        raise InvalidInput(str(exc), field=field) from exc
-    # "s3://b/site" must not also take in s3://b/site2/...
-    return ref if not ref.key or ref.key.endswith("/") else S3Ref(ref.bucket, ref.key + "/")
 
 
 def check_map_name(name: Any) -> str:

@@ -11,13 +11,28 @@ from typing import Any
 
 from producer import jobs
 from vendors.errors import TransientError, VendorError
-from vendors.immersity import ANIMATION_OPTIONS, DISPARITY_OPTIONS, ImmersityClient, check_options
+from vendors.immersity import (
+    ANIMATION_OPTIONS,
+    DISPARITY_OPTIONS,
+    ImmersityClient,
+    check_options,
+)
 from workers import app
 from workers.budget import CreditBudget
 from workers.effects import charge_once, once_into_object
 from workers.fanout import Fanout
-from workers.jobtask import (PENDING, BudgetExceeded, InvalidInput, JobContext, JobTask, error_dict, job_task,
-                             publish_progress, retry_delay)
+from workers.inputs import object_ref
+from workers.jobtask import (
+    PENDING,
+    BudgetExceeded,
+    InvalidInput,
+    JobContext,
+    JobTask,
+    error_dict,
+    job_task,
+    publish_progress,
+    retry_or_raise,
+)
 from workers.redis_client import get_ledger, get_redis
 from workers.settings import get_settings
 from workers.storage import BadReference, S3Ref, get_store, parse_ref
@@ -58,11 +73,6 @@ def budget() -> CreditBudget:
 
 
 # --- inputs ---
-def image_ref(value: Any, field: str) -> S3Ref:
-    try:
-        return parse_ref(value, field)
-    except BadReference as exc:
-        raise InvalidInput(str(exc), field=field) from exc
 
 
 def check_image(ref: S3Ref, field: str = "image") -> None:
@@ -161,13 +171,13 @@ def default_outputs(job_id: str) -> S3Ref:
 def disparity(job: JobContext, image: str, output: str | None = None, options: dict | None = None,
               animation: dict | None = None, animation_output: str | None = None) -> dict[str, Any]:
     """A disparity map for one image (and its animation when `animation` is given)."""
-    source = image_ref(image, "image")
+    source = object_ref(image, "image")
     chosen = plan({"options": options, "animation": animation})
-    out = image_ref(output, "output") if output else output_for(source, default_outputs(job.id), ".png")
+    out = object_ref(output, "output") if output else output_for(source, default_outputs(job.id), ".png")
     anim_out = None
     if animation is not None:
         suffix = "." + animation.get("animationType", "mp4")
-        anim_out = image_ref(animation_output, "animation_output") if animation_output else output_for(source, default_outputs(job.id), suffix)
+        anim_out = object_ref(animation_output, "animation_output") if animation_output else output_for(source, default_outputs(job.id), suffix)
     check_image(source)
     reserve_credits(job.id, 1, animation)
     job.progress("disparity", 0, 1)
@@ -183,11 +193,11 @@ def disparity(job: JobContext, image: str, output: str | None = None, options: d
 def animation(job: JobContext, image: str, disparity: str, output: str | None = None,
               options: dict | None = None) -> dict[str, Any]:
     """An animation from an image and its disparity map."""
-    source, depth = image_ref(image, "image"), image_ref(disparity, "disparity")
+    source, depth = object_ref(image, "image"), object_ref(disparity, "disparity")
     options = dict(options or {})
     plan({"animation": options})
     kind = options.get("animationType", "mp4")
-    out = image_ref(output, "output") if output else output_for(source, default_outputs(job.id), f".{kind}")
+    out = object_ref(output, "output") if output else output_for(source, default_outputs(job.id), f".{kind}")
     check_image(source)
     check_image(depth, "disparity")
     reserve_credits(job.id, 1, None)  # one call, priced as an animation below
@@ -264,9 +274,7 @@ def item_task(self, job_id: str, item: str) -> dict[str, Any]:
             job_id, source, output_for(source, out_prefix, ".png"), params.get("options") or {},
             animation, output_for(source, out_prefix, f".{kind}") if animation is not None else None)}
     except TransientError as exc:
-        if self.request.retries < get_settings().max_retries:
-            raise self.retry(exc=exc, countdown=retry_delay(self.request.retries, exc.retry_after),
-                             max_retries=get_settings().max_retries)
+        retry_or_raise(self, exc)
         outcome = {"state": "failed", "image": source.uri, "error": error_dict(exc)}
     except (VendorError, InvalidInput) as exc:
         outcome = {"state": "failed", "image": source.uri, "error": error_dict(exc)}

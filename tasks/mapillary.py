@@ -44,25 +44,55 @@ from typing import Any, Callable, Iterable, Iterator
 import redis
 
 from producer import jobs
+from tasks.mapillary_exif import EXIF_HEAD_BYTES, Geotag, Rejected, read_geotag
+from tasks.mapillary_sequences import Placed, split_sequences
 from vendors.errors import TransientError, VendorError
 from vendors.http import new_session
 from vendors.mapillary import (
-    IMAGE_ZOOM, MAX_IDS_PER_BATCH, SEQUENCE_MIN_ZOOM, THUMBNAIL_RESOLUTIONS, CoverageTile, ExpiredUrl,
-    LegacyUploadCredentials, MapillaryClient, MapillaryNotFound, bbox_intersects, child_tiles, in_bbox, lonlat_to_tile,
-    tile_bounds, tiles_covering_bbox, upload_session_key,
+    IMAGE_ZOOM,
+    MAX_IDS_PER_BATCH,
+    SEQUENCE_MIN_ZOOM,
+    THUMBNAIL_RESOLUTIONS,
+    CoverageTile,
+    ExpiredUrl,
+    LegacyUploadCredentials,
+    MapillaryClient,
+    MapillaryNotFound,
+    bbox_intersects,
+    child_tiles,
+    in_bbox,
+    lonlat_to_tile,
+    tile_bounds,
+    tiles_covering_bbox,
+    upload_session_key,
 )
-from tasks.mapillary_exif import EXIF_HEAD_BYTES, Geotag, Rejected, read_geotag
-from tasks.mapillary_sequences import Placed, split_sequences
 from workers import app
 from workers.fanout import Fanout
+from workers.inputs import prefix_ref
 from workers.jobtask import (
-    PENDING, BudgetExceeded, InvalidInput, JobCanceled, JobContext, JobError, JobTask, error_dict, job_task,
-    publish_progress, retry_delay, retry_or_raise,
+    PENDING,
+    BudgetExceeded,
+    InvalidInput,
+    JobCanceled,
+    JobContext,
+    JobError,
+    JobTask,
+    error_dict,
+    job_task,
+    publish_progress,
+    retry_delay,
+    retry_or_raise,
 )
-from workers.rate_limit import Budget, FleetLimitReached, FleetRateLimiter, Rate, RateLimitedAdapter
+from workers.rate_limit import (
+    Budget,
+    FleetLimitReached,
+    FleetRateLimiter,
+    Rate,
+    RateLimitedAdapter,
+)
 from workers.redis_client import get_ledger, get_redis
 from workers.settings import get_settings
-from workers.storage import BadReference, ObjectStore, S3Ref, get_store, parse_ref
+from workers.storage import ObjectStore, S3Ref, get_store
 
 SEQUENCE_TASK = "mapillary.transfer.sequence"
 UPLOAD_TASK = "mapillary.transfer.upload_image"
@@ -145,13 +175,6 @@ def legacy_credentials() -> LegacyUploadCredentials:
 
 
 # --- checking parameters, before any vendor call ---
-def prefix_ref(value: Any, field: str) -> S3Ref:
-    try:
-        ref = parse_ref(value, field, prefix=True)
-    except BadReference as exc:
-        raise InvalidInput(str(exc), field=field) from exc
-    # "s3://b/site" must not also take in s3://b/site2/...
-    return ref if not ref.key or ref.key.endswith("/") else S3Ref(ref.bucket, ref.key + "/")
 
 
 def check_id(value: Any, field: str) -> str:
