@@ -47,7 +47,6 @@ from tasks.dronemapper_inputs import (
     check_options,
     check_output,
     check_parallel,
-    check_prefix,
     check_project_param,
     existing_project,
     find_images,
@@ -57,6 +56,7 @@ from vendors.dronemapper import DroneMapperClient, PendingAction, Status
 from vendors.errors import NotFound, TransientError, VendorError
 from workers import app
 from workers.fanout import Fanout
+from workers.inputs import prefix_ref
 from workers.jobtask import (
     PENDING,
     InvalidInput,
@@ -344,7 +344,7 @@ def process_survey(job: JobContext, images: str, project: int | None = None, pro
                    name: str | None = None, options: dict | list | None = None, assets: list[str] | None = None,
                    output: str | None = None, max_parallel_uploads: int | None = None) -> Any:
     """Process the survey under an S3 prefix at DroneMapper and deliver its assets to S3."""
-    prefix = check_prefix(images, "images")
+    prefix = prefix_ref(images, "images")
     project_id = check_project_param(project, project_name)
     chosen = check_options(options)
     check_assets(assets)
@@ -748,7 +748,7 @@ def deliver(task, job: jobs.Job, state: dict) -> None:
     sync_console(vendor, job.id, state)
     wanted = check_assets(job.params.get("assets"))
     available = json.loads(state.get("available_assets") or "[]")
-    target = check_prefix(job.params["output"], "output") if job.params.get("output") else S3Ref(
+    target = prefix_ref(job.params["output"], "output") if job.params.get("output") else S3Ref(
         get_settings().s3_bucket, f"dronemapper/{job.id}/")
     deliverable = [a for a in wanted if a in available]
     delivered = {k: json.loads(v) for k, v in r.hgetall(assets_key(job.id)).items()}

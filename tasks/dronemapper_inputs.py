@@ -10,9 +10,10 @@ from botocore.exceptions import ClientError
 
 from vendors.dronemapper import DroneMapperClient
 from vendors.errors import NotFound
+from workers.inputs import prefix_ref
 from workers.jobtask import InvalidInput
 from workers.settings import get_settings
-from workers.storage import BadReference, ObjectStore, S3Ref, parse_ref
+from workers.storage import ObjectStore, S3Ref
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 DEFAULT_ASSETS = ("orthophoto.tif", "dsm.tif", "pointcloud.ply")
@@ -26,21 +27,6 @@ MIN_IMAGES = 2
 MAX_PARALLEL_UPLOADS = 32
 CHECK_THREADS = 8               # concurrent S3 reads of image headers while checking inputs
 PROBLEMS_SHOWN = 10
-
-
-# Steps of a survey (the `step` field of its state hash).
-CREATE, UPLOAD, SEND, COMMIT, PROCESSING, DELIVER, FINISH = (
-    "create", "upload", "send", "commit", "processing", "deliver", "finish")
-
-
-# --- inputs ---
-def check_prefix(value: Any, field: str) -> S3Ref:
-    try:
-        ref = parse_ref(value, field, prefix=True)
-    except BadReference as exc:
-        raise InvalidInput(str(exc), field=field) from exc
-    # a prefix is a folder here: "s3://b/flight" must not take in "s3://b/flight2/..."
-    return ref if not ref.key or ref.key.endswith("/") else S3Ref(ref.bucket, ref.key + "/")
 
 
 def check_options(options: Any, field: str = "options") -> dict | list:
@@ -134,7 +120,7 @@ def find_images(store: ObjectStore, prefix: S3Ref) -> dict[str, tuple[S3Ref, int
 
 
 def check_output(store: ObjectStore, output: Any, job_id: str) -> S3Ref:
-    target = check_prefix(output, "output") if output is not None else S3Ref(get_settings().s3_bucket,
+    target = prefix_ref(output, "output") if output is not None else S3Ref(get_settings().s3_bucket,
                                                                               f"dronemapper/{job_id}/")
     try:
         next(iter(store.list(target)), None)
