@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from producer import jobs
 from vendors.errors import TransientError, VendorError
 from vendors.immersity import (
     ANIMATION_OPTIONS,
@@ -300,11 +299,7 @@ def finish_batch(job_id: str) -> None:
                     for v in items.values() if v.get("state") == "succeeded"},
     }
     budget().release(job_id)
-    Fanout(get_redis(), ledger).close(job_id)
-    if failed:
-        names = sorted(v["image"] for v in failed.values())
-        ledger.transition(job_id, jobs.FAILED, result=result, error={
-            "type": "SomeItemsFailed", "message": f"{len(failed)} of {len(items)} images failed: {', '.join(names[:10])}",
-            "items": {v["image"]: v["error"] for v in failed.values()}})
-    else:
-        ledger.transition(job_id, jobs.SUCCEEDED, result=result)
+    names = sorted(v["image"] for v in failed.values())
+    Fanout(get_redis(), ledger).finish(job_id, result, failed and {
+        "type": "SomeItemsFailed", "message": f"{len(failed)} of {len(items)} images failed: {', '.join(names[:10])}",
+        "items": {v["image"]: v["error"] for v in failed.values()}})

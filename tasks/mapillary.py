@@ -629,13 +629,9 @@ def finish_harvest(job_id: str) -> None:
     failed = {seq: o["error"] for seq, o in outcomes.items() if o["state"] != "succeeded"}
     result = harvest_result(plan, outcomes, checkpoints.counts(),
                             write_datasets(get_store(), plan, sorted(outcomes), checkpoints))
-    Fanout(get_redis(), ledger).close(job_id)
-    if failed:
-        ledger.transition(job_id, jobs.FAILED, result=result, error={
-            "type": "SomeSequencesFailed", "message": f"{len(failed)} of {len(outcomes)} sequences failed: "
-                                                      f"{', '.join(sorted(failed)[:10])}", "sequences": failed})
-    else:
-        ledger.transition(job_id, jobs.SUCCEEDED, result=result)
+    Fanout(get_redis(), ledger).finish(job_id, result, failed and {
+        "type": "SomeSequencesFailed", "message": f"{len(failed)} of {len(outcomes)} sequences failed: "
+                                                  f"{', '.join(sorted(failed)[:10])}", "sequences": failed})
     checkpoints.expire(FINISHED_CHECKPOINT_TTL)
 
 
@@ -831,10 +827,6 @@ def finish_upload(job_id: str) -> None:
     result = {"protocol": plan["protocol"], "images_found": plan["images_found"],
               "uploaded": sum(1 for o in outcomes.values() if o["state"] == "succeeded"),
               "rejected": plan["rejected"], "duplicates": plan["duplicates"], "sequences": sequences}
-    Fanout(get_redis(), ledger).close(job_id)
-    if failed:
-        ledger.transition(job_id, jobs.FAILED, result=result, error={
-            "type": "SomeImagesFailed", "message": f"{len(failed)} images failed to upload: "
-                                                   f"{', '.join(sorted(failed)[:10])}", "images": failed})
-    else:
-        ledger.transition(job_id, jobs.SUCCEEDED, result=result)
+    Fanout(get_redis(), ledger).finish(job_id, result, failed and {
+        "type": "SomeImagesFailed", "message": f"{len(failed)} images failed to upload: "
+                                               f"{', '.join(sorted(failed)[:10])}", "images": failed})

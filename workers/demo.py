@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import signal
-from datetime import datetime, timedelta, timezone
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 
 from producer.client import GeoQueue
 from workers.local_stack import LocalStack

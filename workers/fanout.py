@@ -79,6 +79,15 @@ class Fanout:
         total = int(self.redis.hget(jobs.job_key(job_id), "total") or 0)
         return self.ledger.finished_count(job_id) >= total
 
+    def finish(self, job_id: str, result: dict, error: dict | None = None) -> None:
+        """Every item has its outcome: the job succeeds, or fails with `error` (naming what failed);
+        either way it keeps `result`, the outcomes of all its items."""
+        self.close(job_id)
+        if error:
+            self.ledger.transition(job_id, jobs.FAILED, result=result, error=error)
+        else:
+            self.ledger.transition(job_id, jobs.SUCCEEDED, result=result)
+
     def close(self, job_id: str) -> None:
         pending, inflight = self._keys(job_id)
         self.redis.delete(pending, inflight)
