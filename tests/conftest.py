@@ -2,6 +2,8 @@
 real worker processes, started once per session on loopback."""
 from __future__ import annotations
 
+import time
+
 import pytest
 import redis
 
@@ -23,6 +25,14 @@ TEST_SETTINGS = {
 def start_stack(flower: bool = True, beat: bool = True, worker_queues=("control", "transfer"), **settings: str) -> LocalStack:
     return LocalStack(settings_env={**TEST_SETTINGS, **settings}, isolated=True, flower=flower, beat=beat,
                       worker_queues=worker_queues).start()
+
+
+def wait_for_done(queue: GeoQueue, job_id: str, done: int, timeout: float = 60) -> None:
+    """Until the job reports `done` items, so that a fault lands while its work is under way."""
+    deadline = time.monotonic() + timeout
+    while queue.status(job_id).done < done:
+        assert time.monotonic() < deadline, f"job {job_id} did not reach {done} done in {timeout:g}s"
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="session")

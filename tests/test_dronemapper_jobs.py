@@ -218,9 +218,7 @@ def test_worker_killed_during_upload_still_makes_one_vendor_task(queue, store, s
     prefix, digests = put_survey(store, 40)
     job_id = queue.submit("dronemapper.process_survey", {"images": prefix, "name": "killed mid-upload"})
     wait_until(lambda: queue.status(job_id).done >= 8, 60, "eight uploads")
-    stack.processes["transfer"].kill()  # the worker and its pool children, uploads in flight
-    stack.start_worker("transfer")
-    stack.wait_for_workers(["transfer"])
+    stack.replace_worker("transfer")  # SIGKILL with uploads in flight, then a fresh worker
     job = queue.wait(job_id, timeout=180)
     assert job.state == "succeeded"
     assert counters(stack)["task_create:killed mid-upload"] == 1

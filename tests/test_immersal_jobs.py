@@ -16,6 +16,7 @@ from pyproj import Transformer
 
 from producer import JobFailed
 from sandbox.immersal import DEFAULT_TOKEN
+from tests.conftest import wait_for_done
 from workers.samples import scene
 from workers.storage import S3Ref, parse_ref
 
@@ -126,13 +127,8 @@ def test_worker_killed_during_submission_submits_each_image_once(queue, store, s
     stack.sandbox("POST", "/_sandbox/faults/immersal", json={"latency_ms": 150, "paths": "/immersal/capture"})
     job_id = queue.submit("immersal.build_map", {"images": images, "name": "Killed", "chunk_size": 5,
                                                  "max_parallel": 4})
-    deadline = time.monotonic() + 60
-    while queue.status(job_id).done < 12:
-        assert time.monotonic() < deadline, "no images were submitted"
-        time.sleep(0.05)
-    stack.processes["transfer"].kill()          # the worker and its pool children, mid-call
-    stack.start_worker("transfer")
-    stack.wait_for_workers(["transfer"])
+    wait_for_done(queue, job_id, 12)
+    stack.replace_worker("transfer")            # SIGKILL mid-call, then a fresh worker
     job = queue.wait(job_id, timeout=180)
     assert job.state == "succeeded"
     assert len(captures(stack)) == 60

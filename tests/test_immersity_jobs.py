@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import io
-import time
 import uuid
 
 import pytest
 from PIL import Image
 
 from producer import JobFailed
-from tests.conftest import start_stack
+from tests.conftest import start_stack, wait_for_done
 from workers.samples import scene
 from workers.storage import S3Ref, parse_ref
 
@@ -169,13 +168,8 @@ def test_worker_killed_mid_batch_finishes_with_each_image_once(queue, store, sta
     prefix = refs[0].uri.rsplit("/", 1)[0] + "/"
     stack.sandbox("POST", "/_sandbox/config/immersity", json={"processing_delay_s": 1.0})
     job_id = queue.submit("immersity.batch", {"prefix": prefix, "max_parallel": 4})
-    deadline = time.monotonic() + 60
-    while queue.status(job_id).done < 2:
-        assert time.monotonic() < deadline, "the batch made no progress"
-        time.sleep(0.1)
-    stack.processes["transfer"].kill()          # the worker and its pool children, mid-call
-    stack.start_worker("transfer")
-    stack.wait_for_workers(["transfer"])
+    wait_for_done(queue, job_id, 2)
+    stack.replace_worker("transfer")            # SIGKILL mid-call, then a fresh worker
     job = queue.wait(job_id, timeout=180)
     assert job.state == "succeeded" and job.result["succeeded"] == 12
     for outcome in queue.items(job_id).values():

@@ -239,6 +239,13 @@ class LocalStack:
             argv[argv.index("-c") + 1] = str(concurrency)
         return self.spawn(name, argv)
 
+    def replace_worker(self, name: str) -> Process:
+        """SIGKILL a worker with whatever it holds, and start a fresh one of the same name."""
+        self.processes[name].kill()
+        process = self.start_worker(name)
+        self.wait_for_workers([name])
+        return process
+
     def wait_for_workers(self, names: list[str], timeout: float = 60) -> None:
         from celery import Celery
 
