@@ -22,19 +22,22 @@ def parse_params(pairs: list[str], raw_json: str | None) -> dict:
     return params
 
 
-def watch(queue: GeoQueue, job_id: str, out=sys.stderr) -> int:
-    """A live progress bar until the job finishes; exit status 0 only for success."""
-    from tqdm import tqdm
+def progress_line(job, width: int = 30) -> str:
+    """One line of a job's progress: name, state/phase, a bar and done/total."""
+    filled = round(width * job.done / job.total) if job.total else 0
+    count = f" {job.done}/{job.total}" if job.total else ""
+    return f"{job.name} {job.state}/{job.phase} [{'#' * filled}{'.' * (width - filled)}]{count}"
 
-    bar = tqdm(total=0, file=out, unit="item", dynamic_ncols=True)
-    try:
-        for job in queue.watch(job_id):
-            bar.total = max(job.total, 1)
-            bar.n = job.done
-            bar.set_description(f"{job.name} {job.state}/{job.phase}")
-            bar.refresh()
-    finally:
-        bar.close()
+
+def watch(queue: GeoQueue, job_id: str, out=sys.stderr) -> int:
+    """A live progress line until the job finishes; exit status 0 only for success."""
+    shown = 0
+    for job in queue.watch(job_id):
+        line = progress_line(job)
+        out.write("\r" + line.ljust(shown))
+        out.flush()
+        shown = len(line)
+    out.write("\n")
     job = queue.status(job_id)
     print(json.dumps(job.to_dict(), indent=2))
     return 0 if job.state == "succeeded" else 1

@@ -71,3 +71,26 @@ def test_systemd_units():
         unit.read(DEPLOY / "systemd" / f"geoqueue-{name}.service")
         assert normalized(unit["Service"]["ExecStart"]) == expected(name), name
         assert unit["Service"]["KillSignal"] == "SIGTERM"
+
+
+def dockerfile_stages() -> dict[str, list[str]]:
+    """Each build stage's instructions, by stage name."""
+    stages: dict[str, list[str]] = {}
+    current = None
+    for line in (DEPLOY / "Dockerfile").read_text().splitlines():
+        if line.startswith("FROM "):
+            current = line.split(" AS ")[-1].strip()
+            stages[current] = []
+        elif line.strip() and not line.startswith("#") and current:
+            stages[current].append(line.strip())
+    return stages
+
+
+def test_the_fleet_image_carries_no_sandbox():
+    fleet = dockerfile_stages()["fleet"]
+    assert not any("sandbox" in line for line in fleet)
+    assert "RUN pip install --no-cache-dir '.[fleet]'" in fleet
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]
+    assert compose["control"]["build"]["target"] == "fleet"
+    assert compose["sandbox"]["build"]["target"] == "sandbox"
+    assert any("'.[local]'" in line for line in dockerfile_stages()["sandbox"])
