@@ -16,7 +16,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from workers.local_stack import free_port, redis_answers, redis_server_binary, wait_until  # noqa: E402
+from devstack.local_stack import (  # noqa: E402
+    free_port,
+    redis_answers,
+    redis_server_binary,
+    wait_until,
+)
 
 
 def start_worker(app: str, queue: str, concurrency: int, env: dict) -> subprocess.Popen:

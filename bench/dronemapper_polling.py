@@ -25,11 +25,11 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from producer import GeoQueue  # noqa: E402
+from devstack.local_stack import LocalStack  # noqa: E402
+from devstack.samples import scene  # noqa: E402
+from geoqueue import GeoQueue  # noqa: E402
+from geoqueue.s3ref import S3Ref  # noqa: E402
 from vendors.dronemapper import DroneMapperClient, Status  # noqa: E402
-from workers.local_stack import LocalStack  # noqa: E402
-from workers.samples import scene  # noqa: E402
-from workers.storage import S3Ref  # noqa: E402
 
 DOC_SLEEP_S = 3.0  # the vendor doc's polling loop
 STATUS_PATH = re.compile(r"/api/projects/\d+/tasks/(\d+/)?$")

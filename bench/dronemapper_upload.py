@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.memory import PeakMemory  # noqa: E402
-from producer import GeoQueue  # noqa: E402
-from workers.local_stack import LocalStack  # noqa: E402
-from workers.storage import S3Ref  # noqa: E402
+from devstack.local_stack import LocalStack  # noqa: E402
+from geoqueue import GeoQueue  # noqa: E402
+from geoqueue.s3ref import S3Ref  # noqa: E402
 
 PREFIX = "bench-upload/"
 SETTINGS = {"GEOQUEUE_CONTROL_CONCURRENCY": "2", "GEOQUEUE_TRANSFER_CONCURRENCY": "4"}

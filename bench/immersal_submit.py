@@ -29,12 +29,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.memory import PeakMemory, process_tree  # noqa: E402
-from producer import GeoQueue  # noqa: E402
+from devstack.local_stack import LocalStack  # noqa: E402
+from devstack.samples import scene  # noqa: E402
+from geoqueue import GeoQueue  # noqa: E402
+from geoqueue.s3ref import S3Ref  # noqa: E402
 from vendors.immersal import ImmersalClient  # noqa: E402
-from workers.local_stack import LocalStack  # noqa: E402
-from workers.samples import scene  # noqa: E402
 from workers.settings import Settings  # noqa: E402
-from workers.storage import S3Ref  # noqa: E402
 
 BUCKET = "geoqueue"
 LOGIN, PASSWORD = "sandbox@example.com", "sandbox-password"

@@ -22,13 +22,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from producer import GeoQueue  # noqa: E402
+from devstack.local_stack import LocalStack  # noqa: E402
+from geoqueue import GeoQueue  # noqa: E402
+from geoqueue.s3ref import parse_ref  # noqa: E402
 from sandbox.mapillary_world import build_world  # noqa: E402
 from vendors.mapillary import (  # noqa: E402
-    MAX_IDS_PER_BATCH, MapillaryClient, MapillaryNotFound, child_tiles, tiles_covering_bbox,
+    MAX_IDS_PER_BATCH,
+    MapillaryClient,
+    MapillaryNotFound,
+    child_tiles,
+    tiles_covering_bbox,
 )
-from workers.local_stack import LocalStack  # noqa: E402
-from workers.storage import parse_ref  # noqa: E402
 
 TOOLSET_MIN_ZOOM, TOOLSET_MAX_ZOOM = 13, 14        # the toolset's settings.py
 TOOLSET_FIELDS = ("sequence", "captured_at", "compass_angle", "thumb_256_url", "width")

@@ -14,10 +14,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.memory import MiB, PeakMemory, process_tree  # noqa: E402
-from producer import GeoQueue  # noqa: E402
-from workers.local_stack import LocalStack  # noqa: E402
-from workers.samples import scene  # noqa: E402
-from workers.storage import S3Ref  # noqa: E402
+from devstack.local_stack import LocalStack  # noqa: E402
+from devstack.samples import scene  # noqa: E402
+from geoqueue import GeoQueue  # noqa: E402
+from geoqueue.s3ref import S3Ref  # noqa: E402
 
 VARIANTS = [("prefork", 4), ("prefork", 8), ("threads", 8), ("threads", 32)]
 

@@ -39,8 +39,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from celery.exceptions import SoftTimeLimitExceeded
 from redis.exceptions import LockError
 
-from producer import jobs
-from producer.routes import queue_for
+from geoqueue import jobs
+from geoqueue.routes import queue_for
+from geoqueue.s3ref import S3Ref, parse_ref
 from tasks.dronemapper_inputs import (
     check_assets,
     check_option_names,
@@ -72,7 +73,7 @@ from workers.jobtask import (
 from workers.redis_client import get_ledger, get_redis
 from workers.settings import get_settings
 from workers.steps import Steps, grace_seconds, is_finished, report
-from workers.storage import ObjectStore, S3Ref, get_store, parse_ref
+from workers.storage import ObjectStore, get_store
 from workers.token_cache import RedisTokenStore
 
 log = logging.getLogger("geoqueue.dronemapper")

@@ -1,7 +1,7 @@
 """Periodic bookkeeping: re-dispatch fan-out items whose messages were lost."""
 from __future__ import annotations
 
-from producer.routes import queue_for
+from geoqueue.routes import queue_for
 from workers import app
 from workers.fanout import Fanout
 from workers.jobtask import JobTask

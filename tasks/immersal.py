@@ -43,8 +43,9 @@ from typing import Any, Callable
 from botocore.exceptions import ClientError
 from celery.exceptions import SoftTimeLimitExceeded
 
-from producer import jobs
-from producer.routes import queue_for
+from geoqueue import jobs
+from geoqueue.routes import queue_for
+from geoqueue.s3ref import S3Ref
 from tasks.immersal_inputs import (
     POSITION_FIELDS,
     check_image_object,
@@ -86,7 +87,7 @@ from workers.lease import Lease
 from workers.redis_client import get_ledger, get_redis
 from workers.settings import get_settings
 from workers.steps import Steps, grace_seconds, is_finished, report
-from workers.storage import ObjectStore, S3Ref, get_store
+from workers.storage import ObjectStore, get_store
 from workers.token_cache import RedisTokenStore
 
 log = logging.getLogger("geoqueue.immersal")

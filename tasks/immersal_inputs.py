@@ -8,6 +8,7 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from geoqueue.s3ref import S3Ref
 from vendors.immersal import (
     CONSTRUCT_OPTIONS,
     MAP_NAME,
@@ -15,7 +16,7 @@ from vendors.immersal import (
     ImmersalNotFound,
 )
 from workers.jobtask import InvalidInput
-from workers.storage import ObjectStore, S3Ref
+from workers.storage import ObjectStore
 
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
 POSITION_FIELDS = ("px", "py", "pz")

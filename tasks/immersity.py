@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from geoqueue.s3ref import BadReference, S3Ref, parse_ref
 from vendors.errors import TransientError, VendorError
 from vendors.immersity import (
     ANIMATION_OPTIONS,
@@ -34,7 +35,7 @@ from workers.jobtask import (
 )
 from workers.redis_client import get_ledger, get_redis
 from workers.settings import get_settings
-from workers.storage import BadReference, S3Ref, get_store, parse_ref
+from workers.storage import get_store
 from workers.token_cache import RedisTokenStore
 
 IMAGE_MAGIC = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png"}

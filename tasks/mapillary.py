@@ -43,7 +43,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 import redis
 
-from producer import jobs
+from geoqueue import jobs
+from geoqueue.s3ref import S3Ref
 from tasks.mapillary_exif import EXIF_HEAD_BYTES, Geotag, Rejected, read_geotag
 from tasks.mapillary_sequences import Placed, split_sequences
 from vendors.errors import TransientError, VendorError
@@ -92,7 +93,7 @@ from workers.rate_limit import (
 )
 from workers.redis_client import get_ledger, get_redis
 from workers.settings import get_settings
-from workers.storage import ObjectStore, S3Ref, get_store
+from workers.storage import ObjectStore, get_store
 
 SEQUENCE_TASK = "mapillary.transfer.sequence"
 UPLOAD_TASK = "mapillary.transfer.upload_image"

@@ -7,8 +7,8 @@ import time
 import pytest
 import redis
 
-from producer import GeoQueue
-from workers.local_stack import LocalStack
+from devstack.local_stack import LocalStack
+from geoqueue import GeoQueue
 
 # Short enough that a killed worker's messages come back within a test, and every limit below it.
 TEST_SETTINGS = {

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from workers.processes import PROCESSES, SANDBOX
+from devstack.processes import PROCESSES, SANDBOX
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
 EXPECTED = {**PROCESSES, "sandbox": SANDBOX}
@@ -89,7 +89,8 @@ def dockerfile_stages() -> dict[str, list[str]]:
 def test_the_fleet_image_carries_no_sandbox():
     fleet = dockerfile_stages()["fleet"]
     assert not any("sandbox" in line for line in fleet)
-    assert "RUN pip install --no-cache-dir '.[fleet]'" in fleet
+    assert "RUN pip install --no-cache-dir ./client '.[fleet]'" in fleet
+    assert not any("devstack" in line for line in fleet)
     compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]
     assert compose["control"]["build"]["target"] == "fleet"
     assert compose["sandbox"]["build"]["target"] == "sandbox"

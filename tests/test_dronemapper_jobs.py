@@ -16,12 +16,12 @@ import requests
 from PIL import Image
 
 from bench.memory import PeakMemory, children
-from producer import JobFailed
+from devstack.samples import scene
+from geoqueue import JobFailed
+from geoqueue.s3ref import S3Ref, parse_ref
 from tests.conftest import TEST_SETTINGS
 from vendors.dronemapper import DroneMapperClient, Status
 from vendors.errors import NotFound
-from workers.samples import scene
-from workers.storage import S3Ref, parse_ref
 
 BUCKET = "geoqueue"
 # A short task clock and small assets keep the suite quick.

@@ -7,10 +7,10 @@ from datetime import datetime
 
 import requests
 
+from devstack.local_stack import expand
+from devstack.processes import PROCESSES
 from tests.conftest import start_stack
 from tests.test_immersity_jobs import counters, disparity_calls_for, put_images
-from workers.local_stack import expand
-from workers.processes import PROCESSES
 
 
 def scrape(url: str) -> dict[str, float]:

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from producer import GeoQueue
+from geoqueue import GeoQueue
+from geoqueue.s3ref import parse_ref
 from tests.conftest import start_stack
 from tests.test_immersity_jobs import put_images
-from workers.storage import parse_ref
 
 ROOT = Path(__file__).resolve().parent.parent
 

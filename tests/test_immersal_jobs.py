@@ -14,11 +14,11 @@ import pytest
 import requests
 from pyproj import Transformer
 
-from producer import JobFailed
+from devstack.samples import scene
+from geoqueue import JobFailed
+from geoqueue.s3ref import S3Ref, parse_ref
 from sandbox.immersal import DEFAULT_TOKEN
 from tests.conftest import wait_for_done
-from workers.samples import scene
-from workers.storage import S3Ref, parse_ref
 
 BUCKET = "geoqueue"
 INTRINSICS = {"fx": 60.0, "fy": 60.0, "ox": 32.0, "oy": 24.0}

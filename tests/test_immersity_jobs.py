@@ -7,10 +7,10 @@ import uuid
 import pytest
 from PIL import Image
 
-from producer import JobFailed
+from devstack.samples import scene
+from geoqueue import JobFailed
+from geoqueue.s3ref import S3Ref, parse_ref
 from tests.conftest import start_stack, wait_for_done
-from workers.samples import scene
-from workers.storage import S3Ref, parse_ref
 
 BUCKET = "geoqueue"
 
@@ -180,7 +180,7 @@ def test_worker_killed_mid_batch_finishes_with_each_image_once(queue, store, sta
 def test_credit_budget_refuses_a_job_before_any_call():
     small = start_stack(flower=False, beat=False, GEOQUEUE_IMMERSITY_CREDIT_BUDGET="50")
     try:
-        from producer import GeoQueue
+        from geoqueue import GeoQueue
 
         queue, store = GeoQueue(small.redis_url), small.object_store()
         refs = put_images(store, 6)

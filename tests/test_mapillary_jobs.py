@@ -20,15 +20,19 @@ import redis
 import requests
 from PIL import Image
 
-from producer import GeoQueue
-from sandbox.mapillary_world import EARTH_M_PER_DEG, build_world, organization_images_in_bbox
+from geoqueue import GeoQueue
+from geoqueue.s3ref import S3Ref, parse_ref
+from sandbox.mapillary_world import (
+    EARTH_M_PER_DEG,
+    build_world,
+    organization_images_in_bbox,
+)
 from tasks.mapillary import HarvestCheckpoints
 from tasks.mapillary_exif import Geotag
 from tasks.mapillary_sequences import Placed, split_sequences
 from tests.conftest import start_stack
 from vendors.mapillary import MAX_IDS_PER_BATCH, upload_session_key
 from workers.rate_limit import Budget, FleetLimitReached, FleetRateLimiter, Rate
-from workers.storage import S3Ref, parse_ref
 
 BUCKET = "geoqueue"
 WORLD = build_world()

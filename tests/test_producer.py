@@ -10,7 +10,7 @@ from tests.test_immersity_jobs import counters, put_images
 
 
 def geoqueue(stack, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "producer.cli", "--redis-url", stack.redis_url, *args],
+    return subprocess.run([sys.executable, "-m", "geoqueue.cli", "--redis-url", stack.redis_url, *args],
                           capture_output=True, text=True, timeout=timeout)
 
 

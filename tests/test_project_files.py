@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workers.processes import PROCESSES, SANDBOX
+from devstack.processes import PROCESSES, SANDBOX
 
 ROOT = Path(__file__).parent.parent
 

@@ -9,13 +9,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from producer import GeoQueue
+from devstack.samples import geotagged
+from geoqueue import GeoQueue
+from geoqueue.s3ref import S3Ref
 from tests.conftest import start_stack
 from tests.test_dronemapper_jobs import FAST, put_survey
 from tests.test_immersal_jobs import captures, put_site
 from tests.test_immersity_jobs import put_images
-from workers.samples import geotagged
-from workers.storage import S3Ref
 
 WORKERS = ("w1", "w2", "w3")
 SUCCEEDED = re.compile(r"Task ([\w.]+)\[[0-9a-f-]+\] succeeded")

@@ -5,8 +5,8 @@ from celery import Celery
 from kombu import Queue
 
 import beat_schedule
-from producer.redis_url import is_sentinel, sentinel_hosts
-from producer.routes import QUEUES, TASK_ROUTES
+from geoqueue.redis_url import is_sentinel, sentinel_hosts
+from geoqueue.routes import QUEUES, TASK_ROUTES
 from workers.settings import Settings, get_settings
 
 TASK_MODULES = ["tasks.housekeeping", "tasks.immersity", "tasks.immersal", "tasks.dronemapper", "tasks.mapillary"]

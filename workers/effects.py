@@ -11,8 +11,9 @@ from typing import Callable
 
 import redis
 
+from geoqueue.s3ref import S3Ref
 from vendors.errors import TransientError
-from workers.storage import ObjectStore, S3Ref
+from workers.storage import ObjectStore
 
 
 class EffectInFlight(TransientError):

@@ -16,7 +16,7 @@ from typing import Callable
 
 import redis
 
-from producer import jobs
+from geoqueue import jobs
 
 ACTIVE_KEY = "gq:fanouts"
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from geoqueue.s3ref import BadReference, S3Ref, parse_ref
 from workers.jobtask import InvalidInput
-from workers.storage import BadReference, S3Ref, parse_ref
 
 
 def object_ref(value: Any, field: str) -> S3Ref:

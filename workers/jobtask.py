@@ -15,7 +15,7 @@ from typing import Any, Callable
 from celery import Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 
-from producer import jobs
+from geoqueue import jobs
 from vendors.errors import TransientError, VendorError
 from workers.redis_client import get_ledger
 from workers.settings import get_settings

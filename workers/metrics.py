@@ -10,9 +10,9 @@ import redis
 from prometheus_client import start_http_server
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
 
-from producer import jobs
-from producer.redis_url import connect
-from producer.routes import QUEUES
+from geoqueue import jobs
+from geoqueue.redis_url import connect
+from geoqueue.routes import QUEUES
 from workers.settings import get_settings
 
 # kombu keeps messages of priority p (1..9) in sub-lists named "<queue>\x06\x16<p>".

@@ -5,8 +5,8 @@ import functools
 
 import redis
 
-from producer.jobs import Ledger
-from producer.redis_url import connect
+from geoqueue.jobs import Ledger
+from geoqueue.redis_url import connect
 from workers.settings import get_settings
 
 

@@ -7,8 +7,8 @@ from typing import Callable
 
 from celery import Task
 
-from producer import jobs
-from producer.routes import queue_for
+from geoqueue import jobs
+from geoqueue.routes import queue_for
 from workers.jobtask import publish_progress
 from workers.redis_client import get_ledger, get_redis
 from workers.settings import get_settings

@@ -2,53 +2,14 @@
 from __future__ import annotations
 
 import functools
-import re
-from dataclasses import dataclass
 from typing import Iterator
 
 import boto3
 from botocore.client import Config
 from botocore.exceptions import ClientError
 
+from geoqueue.s3ref import S3Ref
 from workers.settings import SEVEN_DAYS, Settings, get_settings
-
-_BUCKET_RULE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
-
-
-class BadReference(ValueError):
-    """An s3:// reference that cannot be right; the message names the field and the value."""
-
-
-@dataclass(frozen=True)
-class S3Ref:
-    bucket: str
-    key: str
-
-    @property
-    def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
-
-    @property
-    def name(self) -> str:
-        return self.key.rsplit("/", 1)[-1]
-
-    def child(self, name: str) -> "S3Ref":
-        return S3Ref(self.bucket, f"{self.key.rstrip('/')}/{name}" if self.key else name)
-
-    def __str__(self) -> str:
-        return self.uri
-
-
-def parse_ref(value: object, field: str = "uri", prefix: bool = False) -> S3Ref:
-    """Parse `s3://bucket/key`; with prefix=True the key may be empty or end in '/'."""
-    if not isinstance(value, str) or not value.startswith("s3://"):
-        raise BadReference(f"{field}: {value!r} is not an s3://bucket/key reference")
-    bucket, _, key = value[len("s3://"):].partition("/")
-    if not _BUCKET_RULE.match(bucket):
-        raise BadReference(f"{field}: {value!r} has no valid bucket name")
-    if not prefix and (not key or key.endswith("/")):
-        raise BadReference(f"{field}: {value!r} names no object (the key is empty or ends in '/')")
-    return S3Ref(bucket, key)
 
 
 def _client(settings: Settings, endpoint: str | None):

@@ -1,6 +1,6 @@
 """How an app asks the fleet for work. Needs only celery and redis installed."""
-from producer.client import GeoQueue, JobFailed, UnknownJob, WaitTimeout
-from producer.jobs import CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED, WAITING, Job
+from geoqueue.client import GeoQueue, JobFailed, UnknownJob, WaitTimeout
+from geoqueue.jobs import CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED, WAITING, Job
 
 __all__ = ["GeoQueue", "Job", "JobFailed", "UnknownJob", "WaitTimeout",
            "QUEUED", "RUNNING", "WAITING", "SUCCEEDED", "FAILED", "CANCELED"]

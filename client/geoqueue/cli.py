@@ -5,8 +5,9 @@ import argparse
 import json
 import sys
 import time
+from importlib.metadata import entry_points
 
-from producer.client import GeoQueue, UnknownJob
+from geoqueue.client import GeoQueue, UnknownJob
 
 
 def parse_params(pairs: list[str], raw_json: str | None) -> dict:
@@ -49,6 +50,12 @@ def print_jobs(jobs) -> None:
         print(f"{job.id}  {created}  {job.state:<9}  {job.name:<28} {job.phase} {job.done}/{job.total}")
 
 
+def plugin_commands() -> dict:
+    """Commands other installed distributions add (the fleet's `stack` and `demo`): entry points
+    in the group `geoqueue.commands`, each a function of its remaining arguments."""
+    return {point.name: point.load() for point in entry_points(group="geoqueue.commands")}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="geoqueue", description=__doc__)
     parser.add_argument("--redis-url", help="the fleet's Redis (default: $GEOQUEUE_REDIS_URL)")
@@ -71,16 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     listing.add_argument("--vendor")
     listing.add_argument("--limit", type=int, default=20)
 
-    sub.add_parser("stack", help="run the whole stack locally (Redis, S3, sandbox vendors, workers, beat, Flower)")
-    sub.add_parser("demo", help="run the main job end to end on the local stack, then stop it")
+    plugins = plugin_commands()
+    for name, command in plugins.items():
+        plugin = sub.add_parser(name, help=(command.__doc__ or "").strip())
+        plugin.add_argument("args", nargs=argparse.REMAINDER)
 
     args = parser.parse_args(argv)
-    if args.command == "stack":
-        from workers.demo import run_stack
-        return run_stack()
-    if args.command == "demo":
-        from workers.demo import run_demo
-        return run_demo()
+    if args.command in plugins:
+        return plugins[args.command](args.args)
 
     queue = GeoQueue(args.redis_url)
     try:

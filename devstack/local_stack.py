@@ -22,8 +22,8 @@ from pathlib import Path
 import redis
 import requests
 
-from producer.redis_url import connect
-from workers.processes import PROCESSES, SANDBOX
+from devstack.processes import PROCESSES, SANDBOX
+from geoqueue.redis_url import connect
 
 SANDBOX_IMMERSITY = {"client_id": "sandbox-client", "client_secret": "sandbox-secret"}
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -6,10 +6,10 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
-from producer.client import GeoQueue
-from workers.local_stack import LocalStack
-from workers.samples import geotagged, immersal_site, scene
-from workers.storage import S3Ref, parse_ref
+from devstack.local_stack import LocalStack
+from devstack.samples import geotagged, immersal_site, scene
+from geoqueue.client import GeoQueue
+from geoqueue.s3ref import S3Ref, parse_ref
 
 BUCKET = "geoqueue"
 SAMPLE_COUNT = 6

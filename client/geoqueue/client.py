@@ -7,9 +7,9 @@ from typing import Any, Iterator
 
 from celery import Celery
 
-from producer import jobs
-from producer.redis_url import DEFAULT_MASTER, connect, is_sentinel
-from producer.routes import queue_for
+from geoqueue import jobs
+from geoqueue.redis_url import DEFAULT_MASTER, connect, is_sentinel
+from geoqueue.routes import queue_for
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
