@@ -27,9 +27,9 @@ from sandbox.mapillary_world import (
     build_world,
     organization_images_in_bbox,
 )
-from tasks.mapillary import HarvestCheckpoints
-from tasks.mapillary_exif import Geotag
-from tasks.mapillary_sequences import Placed, split_sequences
+from tasks.mapillary.exif import Geotag
+from tasks.mapillary.records import HarvestCheckpoints
+from tasks.mapillary.sequences import Placed, split_sequences
 from tests.conftest import start_stack
 from vendors.mapillary import MAX_IDS_PER_BATCH, upload_session_key
 from workers.rate_limit import Budget, FleetLimitReached, FleetRateLimiter, Rate

@@ -9,7 +9,12 @@ from geoqueue.redis_url import is_sentinel, sentinel_hosts
 from geoqueue.routes import QUEUES, TASK_ROUTES
 from workers.settings import Settings, get_settings
 
-TASK_MODULES = ["tasks.housekeeping", "tasks.immersity", "tasks.immersal", "tasks.dronemapper", "tasks.mapillary"]
+TASK_MODULES = [
+    "tasks.housekeeping", "tasks.immersity.jobs",
+    "tasks.immersal.jobs", "tasks.immersal.submission", "tasks.immersal.construction", "tasks.immersal.localize",
+    "tasks.dronemapper.jobs", "tasks.dronemapper.survey", "tasks.dronemapper.poller", "tasks.dronemapper.delivery",
+    "tasks.mapillary.jobs",
+]
 
 
 def configure(app: Celery, settings: Settings) -> None:

@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-from tasks.mapillary_exif import Geotag
+from tasks.mapillary.exif import Geotag
 
 MAX_SEQUENCE_LENGTH = 1000
 CUTOFF_TIME_S = 60.0

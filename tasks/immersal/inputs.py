@@ -9,12 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from geoqueue.s3ref import S3Ref
-from vendors.immersal import (
-    CONSTRUCT_OPTIONS,
-    MAP_NAME,
-    ImmersalClient,
-    ImmersalNotFound,
-)
+from vendors.immersal import CONSTRUCT_OPTIONS, MAP_NAME, ImmersalClient, ImmersalNotFound
 from workers.jobtask import InvalidInput
 from workers.storage import ObjectStore
 

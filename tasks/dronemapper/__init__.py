@@ -1,0 +1,1 @@
+"""Dronemapper jobs: see jobs.py."""

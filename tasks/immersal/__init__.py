@@ -1,0 +1,1 @@
+"""Immersal jobs: see jobs.py."""

@@ -1,0 +1,1 @@
+"""Immersity jobs: see jobs.py."""

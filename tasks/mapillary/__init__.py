@@ -1,0 +1,1 @@
+"""Mapillary jobs: see jobs.py."""

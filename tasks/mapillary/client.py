@@ -1,0 +1,75 @@
+"""The Mapillary client, configured from the fleet's settings, its Graph and tile calls under fleet-wide limits."""
+from __future__ import annotations
+
+import functools
+import hashlib
+
+from vendors.http import new_session
+from vendors.mapillary import LegacyUploadCredentials, MapillaryClient
+from workers.jobtask import JobError
+from workers.rate_limit import Budget, FleetRateLimiter, Rate, RateLimitedAdapter
+from workers.redis_client import get_redis
+from workers.settings import get_settings
+
+RATE_WAIT_INLINE_S = 10.0              # longer waits for a fleet-wide slot retry the task instead
+TILE_BUDGET_PERIOD_S = 86_400.0
+
+
+RESUMABLE, LEGACY = "resumable", "legacy"
+
+
+# --- the vendor, configured from settings ---
+def _secret(value) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def token_fingerprint(token: str) -> str:
+    """Names the token in Redis keys without revealing it."""
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+def limited_session(graph_url: str, tiles_url: str, token: str):
+    """An HTTP session whose Graph and tile requests take a slot of the fleet-wide limits of this token:
+    search (GET /images) and entity calls per minute, coverage tiles per UTC day."""
+    s, limiter = get_settings(), FleetRateLimiter(get_redis())
+    name = f"mapillary:{token_fingerprint(token)}"
+    session = new_session()
+    # requests picks the longest mounted prefix, so /images goes to search and the rest of Graph to entity.
+    session.mount(f"{graph_url}/images", RateLimitedAdapter(
+        limiter, f"{name}:search", Rate.per_minute(s.mapillary_search_per_minute), RATE_WAIT_INLINE_S))
+    session.mount(f"{graph_url}/", RateLimitedAdapter(
+        limiter, f"{name}:entity", Rate.per_minute(s.mapillary_entity_per_minute), RATE_WAIT_INLINE_S))
+    session.mount(f"{tiles_url}/", RateLimitedAdapter(
+        limiter, f"{name}:tiles", Budget(s.mapillary_tiles_per_day, TILE_BUDGET_PERIOD_S), RATE_WAIT_INLINE_S))
+    return session
+
+
+@functools.lru_cache(maxsize=1)
+def client() -> MapillaryClient:
+    """One client per worker process, so connections are reused."""
+    s = get_settings()
+    token = _secret(s.mapillary_token)
+    if not token:
+        raise JobError("the Mapillary access token is not configured (GEOQUEUE_MAPILLARY_TOKEN)")
+    graph_url, tiles_url = s.mapillary_graph_url.rstrip("/"), s.mapillary_tiles_url.rstrip("/")
+    return MapillaryClient(graph_url, tiles_url, s.mapillary_upload_url, token, timeout=s.mapillary_timeout,
+                           legacy_upload_url=s.mapillary_legacy_upload_url,
+                           session=limited_session(graph_url, tiles_url, token))
+
+
+def upload_protocol() -> str:
+    protocol = get_settings().mapillary_upload_protocol
+    if protocol not in (RESUMABLE, LEGACY):
+        raise JobError(f"GEOQUEUE_MAPILLARY_UPLOAD_PROTOCOL must be {RESUMABLE} or {LEGACY}, not {protocol!r}")
+    if protocol == LEGACY:
+        legacy_credentials()
+    return protocol
+
+
+def legacy_credentials() -> LegacyUploadCredentials:
+    s = get_settings()
+    values = (s.mapillary_username, _secret(s.mapillary_permission_hash), _secret(s.mapillary_signature_hash))
+    if not all(values):
+        raise JobError("legacy uploads need GEOQUEUE_MAPILLARY_USERNAME, GEOQUEUE_MAPILLARY_PERMISSION_HASH "
+                       "and GEOQUEUE_MAPILLARY_SIGNATURE_HASH")
+    return LegacyUploadCredentials(*values)

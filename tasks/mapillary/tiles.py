@@ -1,0 +1,81 @@
+"""Harvest: the owner's sequences, from coverage tiles drilled down only where the owner has imagery."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from tasks.mapillary.inputs import HarvestPlan
+from tasks.mapillary.records import HarvestCheckpoints
+from vendors.mapillary import (
+    IMAGE_ZOOM,
+    SEQUENCE_MIN_ZOOM,
+    CoverageTile,
+    MapillaryClient,
+    bbox_intersects,
+    child_tiles,
+    in_bbox,
+    lonlat_to_tile,
+    tile_bounds,
+    tiles_covering_bbox,
+)
+from workers.jobtask import BudgetExceeded, JobContext
+from workers.rate_limit import FleetLimitReached
+from workers.settings import get_settings
+
+START_TILES = 4                        # drilling starts at the deepest zoom where this many tiles cover the bbox
+
+
+# --- harvest: tiles ---
+def start_zoom(bbox: tuple[float, float, float, float]) -> int:
+    """The deepest zoom at which a few tiles cover the bbox: drilling from there prunes empty areas
+    without fetching coarse tiles that prune nothing. Never above z6, where the sequence layer
+    (the first with organization ids) begins."""
+    west, south, east, north = bbox
+    for z in range(IMAGE_ZOOM, SEQUENCE_MIN_ZOOM, -1):
+        x0, y0 = lonlat_to_tile(west, north, z)
+        x1, y1 = lonlat_to_tile(east, south, z)
+        if (x1 - x0 + 1) * (y1 - y0 + 1) <= START_TILES:
+            return z
+    return SEQUENCE_MIN_ZOOM
+
+
+def explore_tile(coverage: CoverageTile, plan: HarvestPlan) -> dict:
+    """Where to go from a tile: its children that meet the bbox while above z14, or at z14 the
+    owner's sequences with an image in the bbox (the toolset's seq_dataset)."""
+    if not any(plan.owns(f) for f in (*coverage.sequences, *coverage.images)):
+        return {"children": [], "sequences": []}
+    if coverage.z < IMAGE_ZOOM:
+        children = [c for c in child_tiles(coverage.z, coverage.x, coverage.y)
+                    if bbox_intersects(tile_bounds(*c), plan.bbox)]
+        return {"children": children, "sequences": []}
+    sequences = {i.sequence_id for i in coverage.images if plan.owns(i) and in_bbox(i.lon, i.lat, plan.bbox)}
+    return {"children": [], "sequences": sorted(sequences)}
+
+
+def fetch_tile(vendor: MapillaryClient, tile: tuple[int, int, int]) -> CoverageTile:
+    try:
+        return vendor.coverage_tile(*tile)
+    except FleetLimitReached as exc:
+        if (exc.retry_after or 0) > get_settings().retry_backoff_max:
+            renews = datetime.now(timezone.utc) + timedelta(seconds=exc.retry_after)
+            raise BudgetExceeded(f"the daily budget of {get_settings().mapillary_tiles_per_day} coverage tiles for "
+                                 f"this token is spent; it renews at {renews:%Y-%m-%d %H:%M} UTC") from exc
+        raise
+
+
+def discover_sequences(job: JobContext, vendor: MapillaryClient, plan: HarvestPlan,
+                       checkpoints: HarvestCheckpoints) -> list[str]:
+    pending = tiles_covering_bbox(plan.bbox, start_zoom(plan.bbox))
+    sequences: set[str] = set()
+    visited = 0
+    while pending:
+        tile = tuple(pending.pop())
+        outcome = checkpoints.tile(tile)
+        if outcome is None:
+            job.check_canceled()
+            outcome = explore_tile(fetch_tile(vendor, tile), plan)
+            checkpoints.save_tile(tile, outcome)
+        pending.extend(tuple(child) for child in outcome["children"])
+        sequences.update(outcome["sequences"])
+        visited += 1
+        job.progress(f"tiles {visited} of {visited + len(pending)} so far, sequences found {len(sequences)}")
+    return sorted(sequences)
