@@ -63,7 +63,7 @@ def wait_until(check, timeout: float, what: str, interval: float = 0.1) -> None:
     raise TimeoutError(f"{what} did not come up within {timeout:g}s")
 
 
-def expand(command: str, env: dict[str, str]) -> list[str]:
+def _expand(command: str, env: dict[str, str]) -> list[str]:
     """Fill ${VAR:-default} from env, as a shell would, then split."""
     out = command
     while "${" in out:
@@ -81,7 +81,7 @@ _THROUGH_INTERPRETER = {"celery": [sys.executable, "-m", "celery"], "python": [s
 
 def local_argv(command: str, env: dict[str, str]) -> list[str]:
     """A process definition as argv for this machine: filled from env, its program this interpreter."""
-    argv = expand(command, env)
+    argv = _expand(command, env)
     return _THROUGH_INTERPRETER.get(argv[0], argv[:1]) + argv[1:]
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import requests
 
-from devstack.local_stack import expand
+from devstack.local_stack import local_argv
 from devstack.processes import PROCESSES
 from tests.conftest import start_stack
 from tests.test_immersity_jobs import counters, disparity_calls_for, put_images
@@ -70,7 +70,7 @@ def sends(log: str) -> list[float]:
 def test_two_beats_dispatch_once_and_the_standby_takes_over():
     stack = start_stack(flower=False, beat=False, GEOQUEUE_BEAT_LOCK_TIMEOUT="6", GEOQUEUE_BEAT_MAX_LOOP_INTERVAL="1")
     try:
-        beats = {name: stack.spawn(name, expand(PROCESSES["beat"], stack.env)) for name in ("beat-a", "beat-b")}
+        beats = {name: stack.spawn(name, local_argv(PROCESSES["beat"], stack.env)) for name in ("beat-a", "beat-b")}
         time.sleep(16)
         first = {name: sends(stack.logs(name)) for name in beats}
         leader = max(first, key=lambda name: len(first[name]))
