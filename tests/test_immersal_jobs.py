@@ -15,7 +15,7 @@ import requests
 from pyproj import Transformer
 
 from devstack.samples import scene
-from geoqueue import JobFailed
+from geoqueue import InvalidParams, JobFailed
 from geoqueue.s3ref import S3Ref, parse_ref
 from sandbox.immersal import DEFAULT_TOKEN
 from tests.conftest import wait_for_done
@@ -217,14 +217,22 @@ def test_bad_inputs_fail_with_errors_naming_the_input(queue, store, stack):
                             "images", f"{stray}extra.png is not in the manifest"),
         "imageMax": ("immersal.build_map", {"images": too_many, "name": "D"},
                      "images", "12 images, but an Immersal workspace holds at most 10 (imageMax)"),
+    }
+    refused = {
         "map name": ("immersal.build_map", {"images": too_many, "name": "my-map 1"}, "name", "'my-map 1'"),
         "option": ("immersal.build_map", {"images": too_many, "name": "E", "options": {"featureCont": 1}},
-                   "options", "'featureCont'"),
+                   "options.featureCont", "featureCont"),
         "9 map ids": ("immersal.localize", {"image": f"{too_many}img-000.jpg", "intrinsics": INTRINSICS,
                                             "map_ids": list(range(1001, 1010))}, "map_ids", "at most 8"),
         "intrinsics": ("immersal.visual_gps", {"image": f"{too_many}img-000.jpg", "intrinsics": [60, 60],
-                                               "map_ids": [1001]}, "intrinsics", "fx, fy > 0"),
+                                               "map_ids": [1001]}, "intrinsics", "{fx, fy, ox, oy}"),
+        "focal length": ("immersal.visual_gps", {"image": f"{too_many}img-000.jpg", "intrinsics": [0, 60, 1, 1],
+                                                 "map_ids": [1001]}, "intrinsics", "positive focal lengths"),
     }
+    for label, (name, params, field, expected) in refused.items():
+        with pytest.raises(InvalidParams) as refusal:
+            queue.submit(name, params)
+        assert refusal.value.field == field and expected in str(refusal.value), (label, refusal.value)
     submitted = {label: queue.submit(name, params) for label, (name, params, _, _) in cases.items()}
     for label, (_, _, field, expected) in cases.items():
         with pytest.raises(JobFailed) as failed:

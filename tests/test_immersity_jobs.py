@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from devstack.samples import scene
-from geoqueue import JobFailed
+from geoqueue import InvalidParams, JobFailed
 from geoqueue.s3ref import S3Ref, parse_ref
 from tests.conftest import start_stack, wait_for_done
 
@@ -132,18 +132,19 @@ def test_rate_limit_honours_retry_after(queue, store, stack):
 
 
 def test_bad_inputs_fail_with_clear_errors(queue, store):
-    cases = {
-        "not-a-uri": ("immersity.disparity", {"image": "https://example.com/a.jpg"}, "image"),
-        "missing": ("immersity.disparity", {"image": f"s3://{BUCKET}/nowhere/missing.jpg"}, "does not exist"),
-        "option": ("immersity.disparity", {"image": f"s3://{BUCKET}/x.jpg", "options": {"depth": 1}}, "depth"),
-        "param": ("immersity.disparity", {"imagee": f"s3://{BUCKET}/x.jpg"}, "imagee"),
+    refused = {
+        "not-a-uri": ({"image": "https://example.com/a.jpg"}, "image"),
+        "option": ({"image": f"s3://{BUCKET}/x.jpg", "options": {"depth": 1}}, "options.depth"),
+        "param": ({"imagee": f"s3://{BUCKET}/x.jpg"}, "imagee"),
     }
-    for label, (name, params, expected) in cases.items():
-        with pytest.raises(JobFailed) as failed:
-            queue.wait(queue.submit(name, params), timeout=30)
-        error = failed.value.job.error
-        assert error["type"] == "InvalidInput", label
-        assert expected in error["message"], (label, error)
+    for label, (params, field) in refused.items():
+        with pytest.raises(InvalidParams) as refusal:
+            queue.submit("immersity.disparity", params)
+        assert refusal.value.field == field, (label, refusal.value)
+    with pytest.raises(JobFailed) as failed:
+        queue.wait(queue.submit("immersity.disparity", {"image": f"s3://{BUCKET}/nowhere/missing.jpg"}), timeout=30)
+    error = failed.value.job.error
+    assert error["type"] == "InvalidInput" and "does not exist" in error["message"], error
 
 
 def test_one_bad_image_does_not_spoil_the_batch(queue, store, stack):

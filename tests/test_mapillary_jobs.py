@@ -20,13 +20,9 @@ import redis
 import requests
 from PIL import Image
 
-from geoqueue import GeoQueue
+from geoqueue import GeoQueue, InvalidParams
 from geoqueue.s3ref import S3Ref, parse_ref
-from sandbox.mapillary_world import (
-    EARTH_M_PER_DEG,
-    build_world,
-    organization_images_in_bbox,
-)
+from sandbox.mapillary_world import EARTH_M_PER_DEG, build_world, organization_images_in_bbox
 from tasks.mapillary.exif import Geotag
 from tasks.mapillary.records import HarvestCheckpoints
 from tasks.mapillary.sequences import Placed, split_sequences
@@ -236,14 +232,17 @@ def test_one_missing_image_does_not_lose_its_batch(queue, store, stack):
     ({"organization_id": "1", "bbox": [33.3, 35.1, 33.2]}, "bbox"),
     ({"organization_id": "1", "bbox": [33.4, 35.1, 33.3, 35.2]}, "bbox"),
     ({"organization_id": "1", "quality": "512"}, "quality"),
-    ({"organization_id": "1", "fields": ["captured_at", "nope"]}, "fields"),
+    ({"organization_id": "1", "fields": ["captured_at", "nope"]}, "fields[1]"),
     ({"organization_id": "1", "destination": "/tmp/out"}, "destination"),
     ({"organization_id": "org-1"}, "organization_id"),
 ])
-def test_harvest_refuses_bad_parameters_before_any_call(queue, stack, params, field):
+def test_harvest_refuses_bad_parameters_before_anything_is_enqueued(queue, stack, params, field):
     full = {"bbox": list(REGION), "destination": destination(), **params}
-    job = queue.wait(queue.submit("mapillary.harvest", full), timeout=30, raise_on_failure=False)
-    assert job.state == "failed" and job.error["type"] == "InvalidInput" and job.error["field"] == field
+    before = queue.list(limit=1)
+    with pytest.raises(InvalidParams) as refusal:
+        queue.submit("mapillary.harvest", full)
+    assert refusal.value.field == field
+    assert queue.list(limit=1) == before
     assert counters(stack) == {}
 
 

@@ -7,7 +7,10 @@ import sys
 import time
 from importlib.metadata import entry_points
 
+from geoqueue import jobs
+from geoqueue.catalog import CATALOG
 from geoqueue.client import GeoQueue, UnknownJob
+from geoqueue.params import InvalidParams
 
 
 def parse_params(pairs: list[str], raw_json: str | None) -> dict:
@@ -66,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     submit.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                         help="a parameter (VALUE parsed as JSON when it is JSON)")
     submit.add_argument("--json", help="all parameters as one JSON object")
+    submit.add_argument("--job-id", help="your own id for the job (letters, digits, '-', '_'); submitting it again "
+                                         "with the same parameters is the same job")
     submit.add_argument("--watch", action="store_true", help="then show progress until it finishes")
 
     for name, text in (("status", "print a job's record"), ("watch", "live progress until the job finishes"),
@@ -74,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         cmd.add_argument("job_id")
 
     listing = sub.add_parser("list", help="recent jobs")
-    listing.add_argument("--state")
-    listing.add_argument("--vendor")
+    listing.add_argument("--state", choices=jobs.STATES)
+    listing.add_argument("--vendor", choices=sorted({spec.vendor for spec in CATALOG.specs.values()}))
     listing.add_argument("--limit", type=int, default=20)
 
     plugins = plugin_commands()
@@ -90,12 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     queue = GeoQueue(args.redis_url)
     try:
         if args.command == "submit":
-            job_id = queue.submit(args.name, parse_params(args.param, args.json))
+            job_id = queue.submit(args.name, parse_params(args.param, args.json), job_id=args.job_id)
             print(job_id)
             return watch(queue, job_id) if args.watch else 0
         if args.command == "status":
             print(json.dumps(queue.status(args.job_id).to_dict(), indent=2))
         elif args.command == "items":
+            queue.status(args.job_id)
             print(json.dumps(queue.items(args.job_id), indent=2))
         elif args.command == "watch":
             return watch(queue, args.job_id)
@@ -107,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
             print_jobs(queue.list(args.limit, state=args.state, vendor=args.vendor))
     except UnknownJob as exc:
         print(f"no job {exc.args[0]}", file=sys.stderr)
+        return 2
+    except InvalidParams as exc:
+        print(f"refused: {exc}", file=sys.stderr)
         return 2
     return 0
 

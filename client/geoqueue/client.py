@@ -8,6 +8,8 @@ from typing import Any, Iterator
 from celery import Celery
 
 from geoqueue import jobs
+from geoqueue.catalog import CATALOG
+from geoqueue.params import InvalidParams
 from geoqueue.redis_url import DEFAULT_MASTER, connect, is_sentinel
 from geoqueue.routes import queue_for
 
@@ -31,6 +33,10 @@ class UnknownJob(KeyError):
     pass
 
 
+class JobConflict(InvalidParams):
+    """The job id given names another job already (another name, or other parameters)."""
+
+
 class GeoQueue:
     """A handle on the fleet through its Redis.
 
@@ -52,11 +58,20 @@ class GeoQueue:
             self.celery.conf.result_backend_transport_options = {"master_name": master}
 
     def submit(self, name: str, params: dict[str, Any] | None = None, job_id: str | None = None) -> str:
-        """Enqueue a job by its stable name; returns the job id. Resubmitting an id is a no-op."""
+        """Enqueue a job by its name; returns the job id. Nothing is enqueued unless the job and its
+        parameters are right (InvalidParams names the field). Submitting an id again with the same
+        name and parameters is the same job; with others it is refused (JobConflict)."""
         params = dict(params or {})
-        job_id = job_id or jobs.new_job_id()
-        if self.ledger.create(job_id, name, params):
+        CATALOG[name].check(params)
+        job_id = jobs.new_job_id() if job_id is None else jobs.check_job_id(job_id)
+        created = self.ledger.create(job_id, name, params)
+        if created == jobs.CONFLICT:
+            other = self.status(job_id)
+            raise JobConflict(f"job_id: {job_id} is already a {other.name} job with other parameters "
+                              f"({jobs.canonical(other.params)})", field="job_id")
+        if created == jobs.CREATED or not self.ledger.sent(job_id):
             self.celery.send_task(name, kwargs=params, task_id=job_id, queue=queue_for(name))
+            self.ledger.mark_sent(job_id)
         return job_id
 
     def status(self, job_id: str) -> jobs.Job:

@@ -11,12 +11,15 @@ A job outlives any worker: its record, not a Celery result, is the truth about i
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import redis
+
+from geoqueue.params import InvalidParams
 
 QUEUED, RUNNING, WAITING, SUCCEEDED, FAILED, CANCELED = (
     "queued", "running", "waiting", "succeeded", "failed", "canceled")
@@ -25,6 +28,9 @@ TERMINAL = (SUCCEEDED, FAILED, CANCELED)
 
 INDEX_KEY = "gq:jobs"
 RECORD_TTL_SECONDS = 7 * 24 * 3600
+# Job ids name Redis keys and output objects: letters, digits, '-' and '_' only, never a path.
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+CREATED, SAME, CONFLICT = 1, 0, -1
 
 # A finished job stays finished: a late or redelivered task must not flip it back.
 _TRANSITION = """
@@ -42,9 +48,14 @@ end
 return 1
 """
 
+# A record is created once; submitting its id again is the same job only with the same name and params.
 _CREATE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+local name = redis.call('HGET', KEYS[1], 'name')
+if name then
+  if name == ARGV[3] and redis.call('HGET', KEYS[1], 'params') == ARGV[4] then return 0 end
+  return -1
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 return 1
 """
@@ -56,6 +67,18 @@ def job_key(job_id: str) -> str:
 
 def new_job_id() -> str:
     return uuid.uuid4().hex
+
+
+def check_job_id(job_id: object) -> str:
+    """A caller-chosen job id, refused unless it is 1 to 64 letters, digits, '-' or '_'."""
+    if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
+        raise InvalidParams(f"job_id: {job_id!r} is not a job id: 1 to 64 letters, digits, '-' or '_'", field="job_id")
+    return job_id
+
+
+def canonical(params: dict) -> str:
+    """Parameters as stored: the same parameters always give the same text."""
+    return json.dumps(params, sort_keys=True, separators=(",", ":"))
 
 
 @dataclass
@@ -110,16 +133,24 @@ class Ledger:
         self._create = client.register_script(_CREATE)
 
     # --- create and read ---
-    def create(self, job_id: str, name: str, params: dict, state: str = QUEUED) -> bool:
-        """Record a new job; False when the id exists already (a redelivered submit)."""
-        now = time.time()
+    def create(self, job_id: str, name: str, params: dict, state: str = QUEUED) -> int:
+        """Record a new job: CREATED; SAME when the id has a record of this name and params already
+        (a submit again, a redelivered message); CONFLICT when its record is another job's."""
+        now, stored = time.time(), canonical(params)
         record = {
             "id": job_id, "name": name, "vendor": name.split(".", 1)[0], "state": state,
-            "phase": state, "done": 0, "total": 0, "params": json.dumps(params),
-            "created": now, "updated": now, "credits": 0,
+            "phase": state, "done": 0, "total": 0, "params": stored,
+            "created": now, "updated": now, "credits": 0, "sent": 0,
         }
         flat = [value for pair in record.items() for value in pair]
-        return self._create(keys=[job_key(job_id), INDEX_KEY], args=[job_id, now, *flat]) == 1
+        return int(self._create(keys=[job_key(job_id), INDEX_KEY], args=[job_id, now, name, stored, *flat]))
+
+    def mark_sent(self, job_id: str) -> None:
+        """The job's message reached the broker."""
+        self.redis.hset(job_key(job_id), "sent", time.time())
+
+    def sent(self, job_id: str) -> bool:
+        return float(self.redis.hget(job_key(job_id), "sent") or 0) > 0
 
     def get(self, job_id: str) -> Job | None:
         data = self.redis.hgetall(job_key(job_id))
@@ -154,7 +185,7 @@ class Ledger:
         fields.setdefault("phase", state)
         flat: list[Any] = []
         for key, value in {**fields, "updated": time.time()}.items():
-            if key in ("result", "error", "params"):
+            if key in ("result", "error"):
                 value = json.dumps(value)
             flat += [key, value]
         outcome = self._transition(keys=[job_key(job_id)],

@@ -27,6 +27,10 @@ class S3Ref:
     def child(self, name: str) -> "S3Ref":
         return S3Ref(self.bucket, f"{self.key.rstrip('/')}/{name}" if self.key else name)
 
+    def within(self, prefix: "S3Ref") -> bool:
+        """True when this object or prefix lies under `prefix` (a prefix ends in '/' or is the bucket)."""
+        return self.bucket == prefix.bucket and self.key.startswith(prefix.key)
+
     def __str__(self) -> str:
         return self.uri
 
@@ -40,4 +44,13 @@ def parse_ref(value: object, field: str = "uri", prefix: bool = False) -> S3Ref:
         raise BadReference(f"{field}: {value!r} has no valid bucket name")
     if not prefix and (not key or key.endswith("/")):
         raise BadReference(f"{field}: {value!r} names no object (the key is empty or ends in '/')")
+    if key and any(part in (".", "..") for part in key.split("/")):
+        # An HTTP client resolves these in a (presigned) URL, leaving the bucket or the prefix.
+        raise BadReference(f"{field}: {value!r} has a '.' or '..' path segment")
     return S3Ref(bucket, key)
+
+
+def parse_prefix(value: object, field: str = "prefix") -> S3Ref:
+    """A prefix always ends in '/', so that s3://b/site never takes in s3://b/site2/..."""
+    ref = parse_ref(value, field, prefix=True)
+    return ref if not ref.key or ref.key.endswith("/") else S3Ref(ref.bucket, ref.key + "/")

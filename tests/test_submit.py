@@ -1,0 +1,70 @@
+"""Submitting: the job and its parameters are checked before anything is enqueued, and a job id
+names one job only."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import redis
+
+from geoqueue import InvalidParams, JobConflict
+from tests.test_immersity_jobs import BUCKET, counters, put_images
+
+
+def enqueued(stack) -> tuple[int, int]:
+    """Messages waiting in the queues, and job records."""
+    client = redis.Redis.from_url(stack.redis_url)
+    return sum(client.llen(queue) for queue in ("control", "transfer")), client.zcard("gq:jobs")
+
+
+def refusal(queue, name, params, **kwargs) -> InvalidParams:
+    with pytest.raises(InvalidParams) as refused:
+        queue.submit(name, params, **kwargs)
+    return refused.value
+
+
+def test_an_unknown_job_is_refused_naming_the_known_ones(queue, stack):
+    refused = refusal(queue, "immersity.disparty", {"image": f"s3://{BUCKET}/a.jpg"})
+    assert refused.field == "name" and "immersity.disparity" in str(refused) and "mapillary.harvest" in str(refused)
+
+
+@pytest.mark.parametrize("name, params, field", [
+    ("immersity.disparity", {"image": f"s3://{BUCKET}/a.jpg", "options": 5}, "options"),
+    ("immersity.disparity", {"image": f"s3://{BUCKET}/a.jpg", "options": {"dilation": math.nan}}, "options.dilation"),
+    ("immersity.disparity", {"image": f"s3://{BUCKET}/a.jpg", "animation": {"outputFps": 7}}, "animation.outputFps"),
+    ("immersity.batch", {"prefix": f"s3://{BUCKET}/p/", "max_parallel": -1}, "max_parallel"),
+    ("immersity.batch", {"prefix": f"s3://{BUCKET}/p/", "max_parallel": "abc"}, "max_parallel"),
+    ("immersity.batch", {"prefix": f"s3://{BUCKET}/p/", "max_parallel": 101}, "max_parallel"),
+    ("immersity.batch", {}, "prefix"),
+    ("immersity.batch", {"prefix": f"s3://{BUCKET}/p/", "prefx": 1}, "prefx"),
+    ("immersity.disparity", {"image": f"s3://{BUCKET}/../other/a.jpg"}, "image"),
+    ("immersal.maps_near", {"latitude": 91, "longitude": 0, "radius": 10}, "latitude"),
+    ("immersal.maps_near", {"latitude": 10, "longitude": 0, "radius": math.inf}, "radius"),
+])
+def test_bad_parameters_are_refused_naming_the_field_and_nothing_is_enqueued(queue, stack, name, params, field):
+    before = enqueued(stack)
+    refused = refusal(queue, name, params)
+    assert refused.field == field, str(refused)
+    assert enqueued(stack) == before
+
+
+@pytest.mark.parametrize("job_id", ["a/b", "../../x-escape/pwn", "..", "", "x" * 65, "tab\there", "é"])
+def test_job_ids_outside_the_safe_alphabet_are_refused(queue, job_id):
+    refused = refusal(queue, "immersity.disparity", {"image": f"s3://{BUCKET}/a.jpg"}, job_id=job_id)
+    assert refused.field == "job_id"
+
+
+def test_a_job_id_names_one_job(queue, store, stack):
+    [image] = put_images(store, 1)
+    params = {"image": image.uri}
+    job_id = queue.submit("immersity.disparity", params, job_id="order-4711_disparity")
+    assert queue.submit("immersity.disparity", dict(params), job_id="order-4711_disparity") == job_id
+    assert queue.wait(job_id, timeout=60).state == "succeeded"
+    assert queue.submit("immersity.disparity", params, job_id=job_id) == job_id   # done: the same job, not again
+    with pytest.raises(JobConflict) as other_params:
+        queue.submit("immersity.disparity", {**params, "options": {"dilation": 0.001}}, job_id=job_id)
+    with pytest.raises(JobConflict) as other_name:
+        queue.submit("immersity.batch", {"prefix": f"s3://{BUCKET}/t/"}, job_id=job_id)
+    assert other_params.value.field == other_name.value.field == "job_id"
+    assert queue.status(job_id).params == params
+    assert sum(v for k, v in counters(stack).items() if k.startswith("disparity:")) == 1
