@@ -2,6 +2,7 @@
 real worker processes, started once per session on loopback."""
 from __future__ import annotations
 
+import tempfile
 import time
 
 import pytest
@@ -22,9 +23,14 @@ TEST_SETTINGS = {
 }
 
 
+# The stack's processes get a PATH with nothing on it, so that a program of ours found through PATH
+# (celery, python, flower, redis-server) fails every test, as it would on a fresh machine.
+EMPTY_PATH = tempfile.mkdtemp(prefix="geoqueue-empty-path-")
+
+
 def start_stack(flower: bool = True, beat: bool = True, worker_queues=("control", "transfer"), **settings: str) -> LocalStack:
-    return LocalStack(settings_env={**TEST_SETTINGS, **settings}, isolated=True, flower=flower, beat=beat,
-                      worker_queues=worker_queues).start()
+    return LocalStack(settings_env={"PATH": EMPTY_PATH, **TEST_SETTINGS, **settings}, isolated=True, flower=flower,
+                      beat=beat, worker_queues=worker_queues).start()
 
 
 def wait_for_done(queue: GeoQueue, job_id: str, done: int, timeout: float = 60) -> None:
