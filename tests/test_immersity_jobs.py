@@ -105,7 +105,7 @@ def test_payment_required_fails_without_retry(queue, store, stack):
         queue.wait(queue.submit("immersity.disparity", {"image": image.uri}), timeout=60)
     error = failed.value.job.error
     assert error["type"] == "PaymentRequired"
-    assert error["message"] == "not enough credits"
+    assert error["message"] == f"disparity into s3://geoqueue/immersity/{failed.value.job.id}/img-000.png: not enough credits"
     assert error["vendor_message"] == "Not enough credit balance"
     assert counters(stack)["payment_required"] == 1
 

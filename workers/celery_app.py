@@ -10,7 +10,7 @@ from geoqueue.routes import QUEUES, TASK_ROUTES
 from workers.settings import Settings, get_settings
 
 TASK_MODULES = [
-    "tasks.housekeeping", "tasks.immersity.jobs",
+    "workers.sweeper", "tasks.immersity.jobs",
     "tasks.immersal.jobs", "tasks.immersal.submission", "tasks.immersal.construction", "tasks.immersal.localize",
     "tasks.dronemapper.jobs", "tasks.dronemapper.survey", "tasks.dronemapper.poller", "tasks.dronemapper.delivery",
     "tasks.mapillary.jobs",

@@ -1,8 +1,8 @@
 """Fan-out of a job's items with bounded concurrency, verified by the ledger (no chords).
 
 The items of a job wait in a Redis list; at most `max_parallel` are in flight (a sorted set
-scored by dispatch time). Each finished item dispatches the next. The job finishes when the
-ledger has an outcome for every item, counted once however often an item task ran. A sweeper
+scored by dispatch time). Each finished item dispatches the next. The job is complete when the
+ledger has an outcome for every item, counted once however often an item task ran. The sweeper
 re-dispatches items whose message was lost (dispatched long ago, still without an outcome).
 
     gq:job:<id>:pending    list of item keys not yet dispatched
@@ -12,11 +12,17 @@ re-dispatches items whose message was lost (dispatched long ago, still without a
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import redis
 
 from geoqueue import jobs
+from geoqueue.routes import queue_for
+from workers import ending
+from workers.context import JobContext
+from workers.ending import on_job_end
+from workers.guard import STOPPED, JobTask, fail_job, guarded
+from workers.redis_client import get_ledger, get_redis
 
 ACTIVE_KEY = "gq:fanouts"
 
@@ -32,21 +38,25 @@ end
 return moved
 """
 
-Dispatch = Callable[[str, str], None]  # (job_id, item) -> send the item's task
+
+def send_item(job_id: str, item: str, task_name: str) -> None:
+    from workers import app
+
+    app.send_task(task_name, kwargs={"job_id": job_id, "item": item}, queue=queue_for(task_name))
 
 
 class Fanout:
-    def __init__(self, client: redis.Redis, ledger: jobs.Ledger) -> None:
-        self.redis = client
-        self.ledger = ledger
-        self._take = client.register_script(_TAKE)
+    def __init__(self, client: redis.Redis | None = None, ledger: jobs.Ledger | None = None) -> None:
+        self.redis = client or get_redis()
+        self.ledger = ledger or get_ledger()
+        self._take = self.redis.register_script(_TAKE)
 
     @staticmethod
     def _keys(job_id: str) -> tuple[str, str]:
         base = jobs.job_key(job_id)
         return f"{base}:pending", f"{base}:inflight"
 
-    def start(self, job_id: str, items: list[str], item_task: str, max_parallel: int, dispatch: Dispatch) -> None:
+    def start(self, job_id: str, items: list[str], item_task: str, max_parallel: int, dispatch=None) -> None:
         """Queue the items once (a redelivered start queues nothing twice) and dispatch the first."""
         pending, _ = self._keys(job_id)
         key = jobs.job_key(job_id)
@@ -59,15 +69,18 @@ class Fanout:
             pipe.execute()
         self.fill(job_id, dispatch)
 
-    def fill(self, job_id: str, dispatch: Dispatch) -> list[str]:
+    def started(self, job_id: str) -> bool:
+        return bool(self.redis.hexists(jobs.job_key(job_id), "item_task"))
+
+    def fill(self, job_id: str, dispatch=None) -> list[str]:
         pending, inflight = self._keys(job_id)
-        max_parallel = int(self.redis.hget(jobs.job_key(job_id), "max_parallel") or 1)
-        moved = self._take(keys=[pending, inflight], args=[max_parallel, time.time()])
+        task_name, max_parallel = self.redis.hmget(jobs.job_key(job_id), "item_task", "max_parallel")
+        moved = self._take(keys=[pending, inflight], args=[int(max_parallel or 1), time.time()])
         for item in moved:
-            dispatch(job_id, item)
+            dispatch(job_id, item) if dispatch else send_item(job_id, item, task_name)
         return moved
 
-    def finish_item(self, job_id: str, item: str, outcome: dict, dispatch: Dispatch) -> bool:
+    def finish_item(self, job_id: str, item: str, outcome: dict, dispatch=None) -> bool:
         """Record an item's outcome and keep the window full; True once every item has one."""
         _, inflight = self._keys(job_id)
         self.ledger.record_item(job_id, item, outcome)
@@ -82,11 +95,10 @@ class Fanout:
     def finish(self, job_id: str, result: dict, error: dict | None = None) -> None:
         """Every item has its outcome: the job succeeds, or fails with `error` (naming what failed);
         either way it keeps `result`, the outcomes of all its items."""
-        self.close(job_id)
         if error:
-            self.ledger.transition(job_id, jobs.FAILED, result=result, error=error)
+            ending.fail(job_id, error, result=result)
         else:
-            self.ledger.transition(job_id, jobs.SUCCEEDED, result=result)
+            ending.succeed(job_id, result)
 
     def close(self, job_id: str) -> None:
         pending, inflight = self._keys(job_id)
@@ -99,10 +111,65 @@ class Fanout:
         items = self.redis.zrangebyscore(inflight, "-inf", time.time() - older_than)
         return [item for item in items if not self.ledger.item_is_recorded(job_id, item)]
 
-    def redispatch(self, job_id: str, item: str, dispatch: Dispatch) -> None:
+    def redispatch(self, job_id: str, item: str, dispatch=None) -> None:
         _, inflight = self._keys(job_id)
         self.redis.zadd(inflight, {item: time.time()})
-        dispatch(job_id, item)
+        if dispatch:
+            dispatch(job_id, item)
+        else:
+            send_item(job_id, item, self.redis.hget(jobs.job_key(job_id), "item_task"))
 
     def active_jobs(self) -> list[str]:
         return sorted(self.redis.smembers(ACTIVE_KEY))
+
+
+@on_job_end
+def _close_fanout(job_id: str) -> None:
+    Fanout().close(job_id)
+
+
+ItemWork = Callable[[JobContext, str], dict[str, Any]]
+
+
+def item_task(app, name: str, work: ItemWork, finish: Callable[[JobContext], None], *,
+              progress: Callable[[JobContext], None] | None = None,
+              fails_job: Callable[[str, dict], Exception] | None = None):
+    """Register the task of one item of a fan-out: `work(job, item)` returns the item's outcome
+    fields; a typed failure is recorded as the item's outcome (or, with `fails_job(item, error)`,
+    fails the whole job at once). Whoever sees every outcome recorded runs `finish(job)`, a
+    redelivered message too, so a finisher killed midway is replaced."""
+
+    def run(self, job_id: str, item: str) -> dict[str, Any]:
+        ledger, fanout = get_ledger(), Fanout()
+        record = ledger.get(job_id)
+        if record is None or record.finished:
+            return {"job_id": job_id, "item": item, "skipped": True}
+        job = JobContext(record)
+        state = "recorded earlier"
+        if ledger.item_is_recorded(job_id, item):
+            # The run that recorded it may have died before taking it off the in-flight window and
+            # dispatching the next item: redo that bookkeeping (recording again changes nothing).
+            fanout.finish_item(job_id, item, ledger.items(job_id)[item])
+        else:
+            outcome = guarded(self, job_id, lambda: {"state": "succeeded", **work(job, item)},
+                              on_failure=lambda error: {"state": "failed", "error": error})
+            if outcome is STOPPED:
+                return {"job_id": job_id, "item": item, "skipped": True}
+            fanout.finish_item(job_id, item, outcome)
+            state = outcome["state"]
+            if state == "failed" and fails_job is not None:
+                fail_job(job_id, fails_job(item, outcome["error"]).to_dict())
+            (progress or _count_progress)(job)
+        if fanout.complete(job_id):
+            guarded(self, job_id, lambda: finish(job))
+        return {"job_id": job_id, "item": item, "state": state}
+
+    run.__name__ = name.rsplit(".", 1)[-1]
+    run.__doc__ = work.__doc__
+    return app.task(bind=True, base=JobTask, name=name)(run)
+
+
+def _count_progress(job: JobContext) -> None:
+    """The job's phase stays; done counts the items with an outcome."""
+    record = job.record
+    job.progress(record.phase, job.ledger.finished_count(job.id), record.total)

@@ -17,6 +17,8 @@ from celery.exceptions import Retry, SoftTimeLimitExceeded
 
 from geoqueue import jobs
 from vendors.errors import TransientError, VendorError
+from workers.errors import BudgetExceeded, InvalidInput, JobError, JobFailed, JobStopped  # noqa: F401
+from workers.guard import JobTask  # noqa: F401
 from workers.redis_client import get_ledger
 from workers.settings import get_settings
 
@@ -25,37 +27,7 @@ log = logging.getLogger("geoqueue.jobs")
 PENDING = object()  # returned by a job function whose job continues in other tasks
 
 
-class JobError(Exception):
-    """A job cannot succeed; the message names the input or the reason. Never retried."""
-
-    kind = "JobError"
-
-    def __init__(self, message: str, field: str | None = None, **details: Any) -> None:
-        super().__init__(message)
-        self.field = field
-        self.details = details
-
-    def to_dict(self) -> dict[str, Any]:
-        data = {"type": self.kind, "message": str(self)}
-        if self.field:
-            data["field"] = self.field
-        return {**data, **self.details}
-
-
-class InvalidInput(JobError):
-    kind = "InvalidInput"
-
-
-class BudgetExceeded(JobError):
-    kind = "BudgetExceeded"
-
-
-class JobCanceled(Exception):
-    pass
-
-
-class JobFailed(Exception):
-    """Raised after the ledger recorded the failure, so Celery and Flower show FAILURE too."""
+JobCanceled = JobStopped
 
 
 def error_dict(exc: BaseException) -> dict[str, Any]:
@@ -113,12 +85,6 @@ class JobContext:
     def check_canceled(self) -> None:
         if self.ledger.redis.hget(jobs.job_key(self.id), "state") == jobs.CANCELED:
             raise JobCanceled(self.id)
-
-
-class JobTask(Task):
-    """Base for every geoqueue task: secrets-free reprs, expected failures logged without noise."""
-
-    throws = (JobFailed,)
 
 
 def retry_or_raise(task: Task, exc: TransientError) -> None:

@@ -1,15 +1,27 @@
-"""A job's steps in Redis: a compare-and-set move between named steps, so that of several tasks
-racing for a job (a redelivered message, the poller, a retry) exactly one dispatches its next step."""
+"""A job's steps in Redis, and the tasks that carry it from one step to the next.
+
+Several tasks may race for a job (a redelivered message, the poller re-sending a lost step, a
+retry), so a move between steps is a compare-and-set: exactly one of them dispatches the next
+step. A step's task runs only while the job is at that step, and one run at a time (a lease on
+the job), so a late duplicate finds nothing to do.
+
+    gq:job:<id>:<vendor>        hash: step, step_at, and the vendor's own fields
+    gq:job:<id>:<vendor>:busy   lease: the step task running for the job
+"""
 from __future__ import annotations
 
+import functools
 import time
-from typing import Callable
+import uuid
+from typing import Any, Callable
 
 from celery import Task
 
 from geoqueue import jobs
 from geoqueue.routes import queue_for
-from workers.jobtask import publish_progress
+from workers.context import JobContext, publish_progress
+from workers.guard import JobTask, guarded
+from workers.lease import Lease
 from workers.redis_client import get_ledger, get_redis
 from workers.settings import get_settings
 
@@ -25,7 +37,88 @@ end
 return 0
 """
 
+StepWork = Callable[[JobContext, dict[str, str]], None]
 
+
+@functools.lru_cache(maxsize=1)
+def _move_script():
+    return get_redis().register_script(_MOVE_STEP)
+
+
+def is_finished(job_id: str) -> bool:
+    return get_redis().hget(jobs.job_key(job_id), "state") in (None, *jobs.TERMINAL)
+
+
+def grace_seconds() -> float:
+    """How long before a step's message counts as lost (Redis would have redelivered it by then)."""
+    return get_settings().visibility_timeout + 60
+
+
+class StepMachine:
+    """The steps of one vendor's jobs: where each job's step lives and which task runs each step."""
+
+    def __init__(self, vendor: str, step_tasks: dict[str, str]) -> None:
+        self.vendor = vendor
+        self.step_tasks = step_tasks
+
+    def key(self, job_id: str) -> str:
+        return f"{jobs.job_key(job_id)}:{self.vendor}"
+
+    def state(self, job_id: str) -> dict[str, str]:
+        return get_redis().hgetall(self.key(job_id))
+
+    def set(self, job_id: str, **fields: Any) -> None:
+        get_redis().hset(self.key(job_id), mapping={k: str(v) for k, v in fields.items()})
+
+    def move(self, job_id: str, to: str, *from_steps: str) -> bool:
+        """Compare and set: the job moves to `to` only from one of `from_steps`, so one caller wins."""
+        return _move_script()(keys=[self.key(job_id)], args=[to, time.time(), *from_steps]) == 1
+
+    def send(self, job_id: str, step: str) -> None:
+        from workers import app
+
+        name = self.step_tasks[step]
+        app.send_task(name, kwargs={"job_id": job_id}, queue=queue_for(name))
+
+    def dispatch(self, job_id: str, to: str, *from_steps: str) -> None:
+        if self.move(job_id, to, *from_steps):
+            self.send(job_id, to)
+
+    def resend_if_lost(self, job_id: str, state: dict[str, str]) -> bool:
+        """Send the job's step again when its message is older than Redis would keep it unacked."""
+        step = state.get("step")
+        if step not in self.step_tasks or time.time() - float(state.get("step_at") or 0) <= grace_seconds():
+            return False
+        self.set(job_id, step_at=time.time())
+        self.send(job_id, step)
+        return True
+
+    def task(self, app, step: str) -> Callable[[StepWork], Any]:
+        """Register `fn(job, state)` as the task of `step`, run under the guard."""
+        steps = self
+
+        def register(fn: StepWork):
+            def run(self, job_id: str) -> dict:
+                skipped = {"job_id": job_id, "step": step, "skipped": True}
+                if is_finished(job_id) or steps.state(job_id).get("step") != step:
+                    return skipped
+                busy, owner = Lease(get_redis(), f"{steps.key(job_id)}:busy", get_settings().task_time_limit), \
+                    uuid.uuid4().hex
+                if not busy.acquire(owner):
+                    return skipped
+                try:
+                    guarded(self, job_id, lambda: fn(JobContext.load(job_id), steps.state(job_id)))
+                finally:
+                    busy.release(owner)
+                return {"job_id": job_id, "step": step}
+
+            run.__name__, run.__doc__ = fn.__name__, fn.__doc__
+            return app.task(bind=True, base=JobTask, name=steps.step_tasks[step])(run)
+
+        return register
+
+
+# --- transitional: the old step API, until every vendor runs on StepMachine ---
 class Steps:
     """The steps of one kind of job: where each job's step lives and which task runs each step."""
 
@@ -37,7 +130,7 @@ class Steps:
     def move(self, job_id: str, to: str, *from_steps: str) -> bool:
         """Compare and set: the job moves to `to` only from one of `from_steps`, so one caller wins."""
         if self._script is None:
-            self._script = get_redis().register_script(_MOVE_STEP)
+            self._script = _move_script()
         return self._script(keys=[self.state_key(job_id)], args=[to, time.time(), *from_steps]) == 1
 
     def send(self, job_id: str, step: str) -> None:
@@ -51,16 +144,7 @@ class Steps:
             self.send(job_id, to)
 
 
-def is_finished(job_id: str) -> bool:
-    return get_redis().hget(jobs.job_key(job_id), "state") in (None, *jobs.TERMINAL)
-
-
-def grace_seconds() -> float:
-    """How long before a step's message counts as lost (Redis would have redelivered it by then)."""
-    return get_settings().visibility_timeout + 60
-
-
 def report(task: Task, job_id: str, phase: str, done: int | None = None, total: int | None = None) -> None:
     """Progress of a job from any of its tasks: in the ledger, and on the job's row in Flower."""
     get_ledger().progress(job_id, phase, done, total)
-    publish_progress(task, job_id, phase, done, total)
+    publish_progress(job_id, phase, done, total)

@@ -25,11 +25,10 @@ from tasks.dronemapper.steps import step_task
 from tasks.dronemapper.streams import ChunkStream
 from vendors.dronemapper import DroneMapperClient, Status
 from vendors.errors import TransientError
-from workers.inputs import prefix_ref
 from workers.redis_client import get_ledger, get_redis
 from workers.settings import get_settings
 from workers.steps import report
-from workers.storage import get_store
+from workers.storage import get_store, prefix_ref
 
 
 # --- the end of processing ---

@@ -11,10 +11,9 @@ from botocore.exceptions import ClientError
 from geoqueue.s3ref import S3Ref
 from vendors.dronemapper import DroneMapperClient
 from vendors.errors import NotFound
-from workers.inputs import prefix_ref
 from workers.jobtask import InvalidInput
 from workers.settings import get_settings
-from workers.storage import ObjectStore
+from workers.storage import ObjectStore, prefix_ref
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 DEFAULT_ASSETS = ("orthophoto.tif", "dsm.tif", "pointcloud.ply")

@@ -68,10 +68,9 @@ from tasks.dronemapper.survey import send_upload
 from vendors.errors import NotFound, VendorError
 from workers import app
 from workers.fanout import Fanout
-from workers.inputs import prefix_ref
 from workers.jobtask import PENDING, InvalidInput, JobContext, job_task
 from workers.redis_client import get_ledger, get_redis
-from workers.storage import get_store
+from workers.storage import get_store, prefix_ref
 
 
 # --- dronemapper.process_survey ---

@@ -39,13 +39,12 @@ from tasks.immersal.workspace import retire, start_on_workspace, tend_workspace,
 from vendors.errors import TransientError, VendorError
 from vendors.immersal import FAILED, LOCALIZABLE, ImmersalClient
 from workers import app
-from workers.inputs import object_ref
 from workers.jobtask import JobTask, error_dict
 from workers.lease import Lease
 from workers.redis_client import get_ledger, get_redis
 from workers.settings import get_settings
 from workers.steps import grace_seconds, report
-from workers.storage import get_store
+from workers.storage import get_store, object_ref
 
 
 def create_once(vendor: ImmersalClient, job_id: str, name: str, bank: int | None, call: Callable[[], dict]) -> int:

@@ -60,9 +60,8 @@ from tasks.immersal.records import (
 from tasks.immersal.submission import extend_ids, save_chunks
 from tasks.immersal.workspace import queue_for_workspace, waiting_phase
 from workers import app
-from workers.inputs import object_ref, prefix_ref
 from workers.jobtask import PENDING, InvalidInput, JobContext, job_task
-from workers.storage import get_store
+from workers.storage import get_store, object_ref, prefix_ref
 
 
 def resumed(job: JobContext) -> bool:

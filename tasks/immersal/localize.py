@@ -16,9 +16,8 @@ from tasks.immersal.records import MAP_FIELDS
 from vendors.geodesy import map_to_wgs84
 from vendors.immersal import MAX_LOCALIZE_MAPS, ImmersalNotFound
 from workers import app
-from workers.inputs import object_ref
 from workers.jobtask import InvalidInput, JobContext, JobError, job_task
-from workers.storage import get_store
+from workers.storage import get_store, object_ref
 
 
 # --- localization ---

@@ -40,12 +40,11 @@ from vendors.errors import TransientError, VendorError
 from vendors.immersal import ImmersalClient
 from workers import app
 from workers.fanout import Fanout
-from workers.inputs import prefix_ref
 from workers.jobtask import InvalidInput, JobError, JobTask, error_dict, retry_or_raise
 from workers.redis_client import get_ledger, get_redis
 from workers.settings import get_settings
 from workers.steps import is_finished, report
-from workers.storage import ObjectStore, get_store
+from workers.storage import ObjectStore, get_store, prefix_ref
 
 
 def extend_ids(extend: Any) -> list[int]:

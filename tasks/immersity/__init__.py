@@ -1,1 +1,1 @@
-"""Immersity jobs: see jobs.py."""
+"""Immersity AI jobs: see jobs.py."""

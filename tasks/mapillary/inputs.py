@@ -7,9 +7,9 @@ from typing import Any
 
 from geoqueue.s3ref import S3Ref
 from vendors.mapillary import THUMBNAIL_RESOLUTIONS
-from workers.inputs import prefix_ref
 from workers.jobtask import InvalidInput
 from workers.settings import get_settings
+from workers.storage import prefix_ref
 
 IMAGE_FIELDS = frozenset({
     "id", "altitude", "atomic_scale", "camera_parameters", "camera_type", "captured_at", "compass_angle",

@@ -46,10 +46,9 @@ from tasks.mapillary.tiles import discover_sequences
 from tasks.mapillary.upload import finish_upload, stored_upload_plan, upload_one_image
 from workers import app
 from workers.fanout import Fanout
-from workers.inputs import prefix_ref
 from workers.jobtask import PENDING, JobContext, JobTask, job_task
 from workers.redis_client import get_redis
-from workers.storage import get_store
+from workers.storage import get_store, prefix_ref
 
 
 def dispatch_sequence(job_id: str, item: str) -> None:

@@ -1,0 +1,56 @@
+"""A job's own task: the one a producer sends, named as the job (`immersity.batch`), whose task id
+is the job id. `@job_task(app, name)` registers `fn(job, **params)`, which returns the job's result,
+or PENDING when the job goes on in other tasks (a fan-out, a poller).
+
+Delivery is at least once, so a redelivered message is harmless: a finished job returns its
+record, and each vendor side effect is guarded by its own record (workers/once.py).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from geoqueue import jobs
+from geoqueue.catalog import CATALOG
+from geoqueue.params import InvalidParams
+from workers import ending
+from workers.context import JobContext
+from workers.errors import InvalidInput
+from workers.guard import STOPPED, JobTask, fail_job, guarded
+from workers.redis_client import get_ledger
+
+PENDING = object()  # returned by a job function whose job continues in other tasks
+
+
+def run_job(task, fn: Callable[..., Any], params: dict[str, Any]) -> dict[str, Any]:
+    job_id, ledger = task.request.id, get_ledger()
+    # A job sent straight through Flower or send_task has no record yet.
+    ledger.create(job_id, task.name, params)
+    job = ledger.get(job_id)
+    if job.finished:
+        return {"job_id": job_id, "state": job.state}
+    try:
+        jobs.check_job_id(job_id)
+        checked = CATALOG[task.name].check(params)
+    except InvalidParams as exc:
+        fail_job(job_id, InvalidInput(str(exc), field=exc.field).to_dict())
+    if job.state == jobs.QUEUED:
+        ledger.transition(job_id, jobs.RUNNING, phase="starting")
+    result = guarded(task, job_id, lambda: fn(JobContext(job), **checked))
+    if result is PENDING or result is STOPPED:
+        return {"job_id": job_id, "state": ledger.get(job_id).state}
+    ending.succeed(job_id, result)
+    return {"job_id": job_id, "state": jobs.SUCCEEDED}
+
+
+def job_task(app, name: str, **options: Any):
+    """Register `fn(job, **params)` as the job named `name` (which the catalog must declare)."""
+    CATALOG[name]  # a job the catalog does not know could never be submitted
+
+    def register(fn: Callable[..., Any]):
+        def run(self, **params: Any) -> dict[str, Any]:
+            return run_job(self, fn, params)
+
+        run.__name__, run.__doc__ = fn.__name__, fn.__doc__
+        return app.task(bind=True, base=JobTask, name=name, **options)(run)
+
+    return register

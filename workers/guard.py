@@ -1,0 +1,99 @@
+"""The guard: the one place where every exception of every task is classified.
+
+    transient (5xx, 429, timeouts, dropped connections, a call still in flight)
+                           -> this task is tried again with backoff, while retries remain
+    vendor, job or input error -> the job fails with that typed error
+    soft time limit        -> tried again (the task resumes from its checkpoints), then TimedOut
+    the job ended elsewhere -> the task stops quietly
+    anything else          -> the job fails with InternalError naming the exception; the traceback is logged
+
+Whatever escapes a task anyway (a bug in bookkeeping outside the guarded work) still ends the
+job: JobTask.on_failure fails it, so no job stays running or queued with nothing left to do.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any, Callable, TypeVar
+
+from celery import Task
+from celery.exceptions import Retry, SoftTimeLimitExceeded
+
+from geoqueue.catalog import CATALOG
+from vendors.errors import TransientError, VendorError
+from workers import ending
+from workers.errors import InternalError, JobError, JobFailed, JobStopped, TimedOut, error_dict
+from workers.settings import get_settings
+
+log = logging.getLogger("geoqueue.jobs")
+
+T = TypeVar("T")
+STOPPED = object()          # what guarded() returns when the job ended elsewhere
+Failure = Callable[[dict[str, Any]], Any]
+
+
+def retry_delay(retries: int, hint: float | None = None) -> float:
+    """Exponential backoff with full jitter, never shorter than the vendor's hint, capped below
+    the visibility timeout."""
+    ceiling = min(get_settings().retry_backoff_max, 2.0 ** (retries + 1))
+    delay = random.uniform(0, ceiling)
+    if hint is not None:
+        delay = max(delay, hint)
+    return min(delay, get_settings().retry_backoff_max)
+
+
+def retry_or_fail(task: Task, exc: Exception, hint: float | None, failed: Callable[[], Any]) -> Any:
+    if task.request.retries < get_settings().max_retries:
+        raise task.retry(exc=exc, countdown=retry_delay(task.request.retries, hint),
+                         max_retries=get_settings().max_retries)
+    return failed()
+
+
+def fail_job(job_id: str, error: dict[str, Any]) -> None:
+    """The job fails with `error`; raises JobFailed so Celery and Flower show the task failed too."""
+    ending.fail(job_id, error)
+    log.info("job %s failed: %s: %s", job_id, error.get("type"), error.get("message"))
+    raise JobFailed(f"{error.get('type')}: {error.get('message')}")
+
+
+def guarded(task: Task, job_id: str, work: Callable[[], T], on_failure: Failure | None = None) -> T | Any:
+    """Run `work()` for a job under the guard. A failure goes to `on_failure(error)` (default: the
+    job fails); its return value is then returned."""
+    failed: Failure = on_failure or (lambda error: fail_job(job_id, error))
+    try:
+        return work()
+    except Retry:
+        raise
+    except JobStopped:
+        return STOPPED
+    except SoftTimeLimitExceeded:
+        limit = get_settings().soft_time_limit
+        timed_out = TimedOut(f"the task ran past its time limit ({limit}s) {get_settings().max_retries + 1} times")
+        return retry_or_fail(task, timed_out, 1.0, lambda: failed(timed_out.to_dict()))
+    except TransientError as exc:
+        error = exc.to_dict()
+        return retry_or_fail(task, exc, exc.retry_after, lambda: failed(error))
+    except (VendorError, JobError) as exc:
+        return failed(error_dict(exc))
+    except Exception as exc:
+        log.exception("job %s: unexpected %s in %s", job_id, type(exc).__name__, task.name)
+        return failed(InternalError(f"{type(exc).__name__} in {task.name}: {exc}").to_dict())
+
+
+class JobTask(Task):
+    """Base of every geoqueue task. An exception that escapes a task working for a job (its kwargs
+    name the job, or it is the job's own entry task) fails that job: nothing stays running."""
+
+    throws = (JobFailed,)  # recorded already; logged without a traceback
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        if isinstance(exc, JobFailed):
+            return
+        job_id = (kwargs or {}).get("job_id") if self.name not in CATALOG else task_id
+        if not isinstance(job_id, str):
+            return
+        log.error("job %s: %s escaped %s", job_id, type(exc).__name__, self.name)
+        try:
+            ending.fail(job_id, InternalError(f"{type(exc).__name__} in {self.name}: {exc}").to_dict())
+        except Exception:
+            log.exception("job %s: could not record the failure", job_id)

@@ -1,0 +1,123 @@
+"""Vendor side effects done once: an image submitted, a task or map created, a paid call.
+
+Delivery is at least once and any worker may die mid-call, so each effect of a job has a record:
+a marker written just before its call, the result written just after. A later attempt that finds
+
+    the result            returns it, calling nothing;
+    a marker, no result   knows a call may have reached the vendor without its answer reaching us:
+                          it asks `lookup` (does the map exist? is the object there?) before
+                          anything is called again; while the earlier call may still be running
+                          (`in_flight` seconds) it waits (EffectInFlight, a retry) rather than pay
+                          twice; with no lookup at all it raises CutOff and the caller decides.
+
+A call the vendor answered with a refusal (4xx) or a 5xx took no effect: its marker goes, and the
+next attempt calls again. Only a call cut off without an answer leaves its marker.
+
+    gq:job:<id>:once         hash: effect name -> {"at": time, "seq": n} or {"result": ...}
+    gq:job:<id>:once:seq     counter giving markers their order (Redis's, not worker clocks)
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, TypeVar
+
+from geoqueue import jobs
+from vendors.errors import TransientError, VendorError
+from workers.redis_client import get_redis
+
+T = TypeVar("T")
+
+CALLED, EARLIER, FOUND, RECORDED = "called", "earlier", "found", "recorded"
+
+# Write the marker unless the effect has a record already; returns the record found, or nil.
+_MARK = """
+local found = redis.call('HGET', KEYS[1], ARGV[1])
+if found then return found end
+local seq = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[1], ARGV[1], string.format('{"at": %s, "seq": %d}', ARGV[2], seq))
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return false
+"""
+
+
+class EffectInFlight(TransientError):
+    """An earlier attempt of this call may still be running at the vendor; try again later."""
+
+
+class CutOff(Exception):
+    """A call of this effect was cut off without an answer and nothing can tell whether it took effect."""
+
+    def __init__(self, name: str, marker: dict) -> None:
+        super().__init__(name)
+        self.name, self.marker = name, marker
+
+
+@dataclass
+class Effect(Generic[T]):
+    result: T
+    by: str    # CALLED now, EARLIER (an earlier attempt's call, found by lookup), FOUND (there without a
+               # call of this job), RECORDED (done and recorded before)
+
+
+def answered(exc: BaseException) -> bool:
+    """The vendor answered (any HTTP status): the call is over and, if it failed, took no effect."""
+    return isinstance(exc, VendorError) and exc.status is not None
+
+
+class Once:
+    """The effects of one job."""
+
+    def __init__(self, job_id: str) -> None:
+        self.redis = get_redis()
+        self.key = f"{jobs.job_key(job_id)}:once"
+        self._mark = self.redis.register_script(_MARK)
+
+    def entry(self, name: str) -> dict | None:
+        raw = self.redis.hget(self.key, name)
+        return json.loads(raw) if raw else None
+
+    def markers(self) -> dict[str, dict]:
+        """Every effect begun and not recorded: name -> marker."""
+        entries = {name: json.loads(raw) for name, raw in self.redis.hgetall(self.key).items()}
+        return {name: entry for name, entry in entries.items() if "result" not in entry}
+
+    def record(self, name: str, result: Any) -> None:
+        self.redis.hset(self.key, name, json.dumps({"result": result}))
+        self.redis.expire(self.key, jobs.RECORD_TTL_SECONDS)
+
+    def forget(self, name: str) -> None:
+        self.redis.hdel(self.key, name)
+
+    def run(self, name: str, call: Callable[[], T], lookup: Callable[[float | None], T | None] | None = None, *,
+            look_first: bool = False, in_flight: float = 0.0) -> Effect[T]:
+        """Make the effect `name` happen once. `lookup(since)` finds the effect made by a call cut off
+        since that time (None: not there); with `look_first` it is asked before any call too."""
+        entry = self.entry(name)
+        if entry and "result" in entry:
+            return Effect(entry["result"], RECORDED)
+        if lookup is not None and (entry or look_first):
+            found = lookup(entry["at"] if entry else None)
+            if found is not None:
+                self.record(name, found)
+                return Effect(found, EARLIER if entry else FOUND)
+        if entry:
+            since = time.time() - float(entry["at"])
+            if since < in_flight:
+                raise EffectInFlight(f"an earlier attempt of {name} may still be running",
+                                     retry_after=min(in_flight - since, 30.0) + 1)
+            if lookup is None:
+                raise CutOff(name, entry)
+            self.forget(name)     # looked for and not there, and no longer in flight: call again
+        if self._mark(keys=[self.key, f"{self.key}:seq"], args=[name, time.time(), jobs.RECORD_TTL_SECONDS]):
+            raise EffectInFlight(f"another attempt of {name} began just now", retry_after=1.0)
+        try:
+            result = call()
+        except BaseException as exc:
+            if answered(exc):
+                self.forget(name)   # the vendor answered: the call is over and took no effect
+            raise
+        self.record(name, result)
+        return Effect(result, CALLED)
