@@ -1,0 +1,97 @@
+"""DroneMapper stand-in: token-auth and the JWTs djangorestframework-jwt issues."""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import time
+
+from flask import Response, jsonify, request
+
+from sandbox.dronemapper_api import ApiError, _request_data, invalid
+
+EXPIRED = "Signature has expired."
+
+
+# --- JWT (HS256), as djangorestframework-jwt issues it ---
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def jwt_encode(payload: dict, secret: bytes) -> str:
+    claims = json.dumps(payload, separators=(",", ":")).encode()
+    signing_input = _b64(b'{"typ":"JWT","alg":"HS256"}') + "." + _b64(claims)
+    signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return signing_input + "." + _b64(signature)
+
+
+def jwt_decode(token: str, secret: bytes, now: float) -> dict:
+    """The payload, or ApiError with djangorestframework-jwt's message."""
+    try:
+        header, payload, signature = token.split(".")
+        expected = hmac.new(secret, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+        if not hmac.compare_digest(expected, _unb64(signature)):
+            raise ValueError("bad signature")
+        claims = json.loads(_unb64(payload))
+    except (ValueError, binascii.Error):
+        raise ApiError(403, {"detail": "Error decoding signature."})
+    if now >= float(claims.get("exp", 0)):
+        raise ApiError(403, {"detail": EXPIRED})
+    return claims
+
+
+class AuthRoutes:
+    """POST /api/token-auth/, and who each request comes from."""
+
+    def _token_auth(self) -> Response:
+        data = _request_data()
+        missing = {k: ["This field is required."] for k in ("username", "password") if not data.get(k)}
+        if missing:
+            raise invalid(missing)
+        username = str(data["username"])
+        if self.options["users"].get(username) != data["password"]:
+            raise invalid({"non_field_errors": ["Unable to log in with provided credentials."]})
+        exp = int(self._vendor_time() + float(self.options["token_lifetime_s"]))
+        user_id = sorted(self.options["users"]).index(username) + 1
+        token = jwt_encode({"user_id": user_id, "username": username, "exp": exp, "email": ""}, self.secret)
+        self.calls.add("token", username)
+        return jsonify({"token": token})
+
+    def _authenticate(self, auth: str) -> str | None:
+        """The username; None for an anonymous caller where the view allows one (it then sees 404s)."""
+        header = request.headers.get("Authorization", "").split()
+        token = None
+        if header and header[0].lower() == "jwt":
+            if len(header) != 2:
+                self.calls.add("auth_rejected", "invalid")
+                problem = ("No credentials provided." if len(header) == 1
+                           else "Credentials string should not contain spaces.")
+                raise ApiError(403, {"detail": f"Invalid Authorization header. {problem}"})
+            token = header[1]
+        elif request.args.get("jwt"):
+            token = request.args["jwt"]
+        if token is None:
+            if auth == "optional":
+                return None
+            self.calls.add("auth_rejected", "missing")
+            raise ApiError(int(self.options["unauthenticated_status"]),
+                           {"detail": "Authentication credentials were not provided."})
+        try:
+            claims = jwt_decode(token, self.secret, self._vendor_time())
+        except ApiError as exc:
+            self.calls.add("auth_rejected", "expired" if exc.body["detail"] == EXPIRED else "invalid")
+            raise
+        if claims.get("username") not in self.options["users"]:
+            self.calls.add("auth_rejected", "invalid")
+            raise ApiError(403, {"detail": "Invalid signature."})
+        return claims["username"]
+
+    def _vendor_time(self) -> float:
+        return time.time() + float(self.options["clock_offset_s"])
