@@ -1,11 +1,10 @@
 """DroneMapper stand-in: assets (downloads, raw paths, all.zip) and map tiles of a completed task."""
 from __future__ import annotations
 
-import struct
-import zlib
 from typing import Any, Iterator
 
 from flask import Response, request
+from zipstream import ZIP_STORED, ZipStream
 
 from sandbox.dronemapper_api import _json, not_found
 from sandbox.dronemapper_processing import Task
@@ -57,7 +56,7 @@ class AssetRoutes:
             return site.point_cloud()
         if asset == "all.zip":
             members = [(path, self._make_asset(task, a)) for path, a in RAW_PATHS.items() if a in task.available_assets]
-            return StoredZip(members)
+            return stored_zip(members)
         raise not_found("Asset does not exist")
 
     def _stream(self, body, filename: str, disposition: str) -> Response:
@@ -120,32 +119,20 @@ def _cut_after(chunks: Iterator[bytes], limit: int, sock) -> Iterator[bytes]:
             pass
 
 
-class StoredZip:
-    """A zip of (name, member) pairs, uncompressed and streamed: CRCs go in data descriptors,
-    so the size is known before any member is made (like WebODM's sized zipstream)."""
+def stored_zip(members: list[tuple[str, Any]]) -> "SizedZip":
+    """A zip of (name, member) pairs, uncompressed and streamed, its size known before any member
+    is made: what WebODM serves for all.zip (zipstream-ng, sized)."""
+    stream = ZipStream(compress_type=ZIP_STORED, sized=True)
+    for name, member in members:
+        stream.add(member.chunks(), name, size=member.size)
+    return SizedZip(stream)
 
-    DOS_TIME, DOS_DATE = 0, (2024 - 1980) << 9 | 1 << 5 | 1
 
-    def __init__(self, members: list[tuple[str, Any]]) -> None:
-        self.members = members
-        self.size = sum(30 + len(n.encode()) + m.size + 16 + 46 + len(n.encode()) for n, m in members) + 22
+class SizedZip:
+    """A ZipStream with the size/chunks() face the other assets have."""
+
+    def __init__(self, stream: ZipStream) -> None:
+        self.stream, self.size = stream, len(stream)
 
     def chunks(self) -> Iterator[bytes]:
-        central, offset = [], 0
-        for name, member in self.members:
-            raw = name.encode()
-            local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0x08, 0, self.DOS_TIME, self.DOS_DATE,
-                                0, 0, 0, len(raw), 0) + raw
-            yield local
-            crc, written = 0, 0
-            for chunk in member.chunks():
-                crc = zlib.crc32(chunk, crc)
-                written += len(chunk)
-                yield chunk
-            yield struct.pack("<IIII", 0x08074B50, crc, written, written)
-            central.append(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0x08, 0, self.DOS_TIME,
-                                       self.DOS_DATE, crc, written, written, len(raw), 0, 0, 0, 0, 0, offset) + raw)
-            offset += len(local) + written + 16
-        directory = b"".join(central)
-        yield directory
-        yield struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(central), len(central), len(directory), offset, 0)
+        return iter(self.stream)
