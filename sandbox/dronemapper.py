@@ -1,18 +1,25 @@
-"""DroneMapper stand-in: the WebODM-style REST API the vendor documents, offline and stateful.
+"""DroneMapper stand-in: the REST API of vendor-docs/dronemapper-cloud-api.txt, offline and stateful.
 
-Faithful to the contract (vendor doc + facts/webodm.md):
-- JWT token-auth (HS256 with `exp`); an expired token is 403 {"detail": "Signature has expired."};
-  other auth failures are 403 {"detail": ...} as WebODM answers them (configurable to 401).
-- Projects (paginated only when ?page= is given), tasks (a bare list), DRF-shaped errors:
-  {"detail": ...}, {"field": [...]} and ["..."] for a plain ValidationError.
+The vendor's document is the contract; where it is silent, WebODM (which the document copies, see
+facts/webodm.md §0) fills in. What it does:
+- JWT token-auth (HS256 with `exp`). No credentials: 401, as the document's "Error Status Codes"
+  table says; an expired token: 403 {"detail": "Signature has expired."} ("Token Expiration").
+- Projects listed as the document's paginated object {count, next, previous, results}; tasks as a
+  bare list ("Get list of tasks"). Errors in DRF's shapes: {"detail": ...}, {"field": [...]}, ["..."].
+- Task options: any JSON list of name/value pairs, as "Create a task" describes them; the
+  quickstart's own [{"name": "null", "value": "null"}] is accepted.
 - Tasks run null -> QUEUED -> RUNNING -> COMPLETED | FAILED on a clock read at each request
   (no threads); cancel/remove/restart set `pending_action`, which takes effect a moment later.
-- The undocumented partial flow: create {partial: true} -> POST upload/ per image -> commit/.
 - Assets are made on the fly, deterministic per task, streamed with a Content-Length:
   a real GeoTIFF orthophoto and DSM, a binary PLY point cloud, and all.zip holding them.
 
-Sandbox-only checks (the brief's, not WebODM's): option names are validated against ODM's list,
-and images must be JPEG.
+Deliberate departures from the document (each also commented where it is made):
+- WebODM's undocumented partial flow (create {partial: true} -> upload/ per image -> commit/) and
+  /api/processingnodes/ are served, so the fleet's probes for them find something to probe;
+  `partial_upload: false` takes the partial flow away.
+- Options that reproduce WebODM where it differs from the document, for clients that must cope
+  with either: `unauthenticated_status: 403`, `projects_pagination: "when_asked"`, and stricter
+  option checks (`option_checks: "webodm"` or `"odm"`); `jpeg_only` refuses other images.
 
 This module holds the stand-in's options and routing; its parts live beside it, one concern each:
 dronemapper_auth (token-auth, JWT), dronemapper_projects, dronemapper_tasks (tasks, images, actions),
@@ -46,9 +53,18 @@ class DroneMapperStandIn(AuthRoutes, ProjectRoutes, TaskRoutes, Processing, Asse
         return {
             "users": {"sandbox": "sandbox-password"},
             "token_lifetime_s": 6 * 3600.0,       # WebODM's JWT_EXPIRATION_DELTA
-            "unauthenticated_status": 403,        # WebODM answers 403; the vendor's table says 401
+            # The document's "Error Status Codes" table: 401 Unauthenticated. WebODM itself answers 403
+            # (SessionAuthentication comes first, facts/webodm.md §1 Auth); set 403 to play that server.
+            "unauthenticated_status": 401,
             "clock_offset_s": 0.0,                # the vendor's clock ahead of ours (tokens die early)
-            "page_size": 10,
+            "page_size": 10,                      # WebODM's PAGE_SIZE; the document names none
+            # "always": the document's "Get list of projects" object {count, next, previous, results}.
+            # "when_asked": WebODM's, a bare list unless ?page= is given (facts/webodm.md §1 Projects).
+            "projects_pagination": "always",
+            # "document": any JSON list of name/value pairs ("Create a task"; the quickstart sends
+            # {"name": "null", "value": "null"}). Stricter, neither documented: "webodm" also refuses a
+            # falsy value ("Invalid options"), "odm" also names and values outside ODM's option list.
+            "option_checks": "document",
             # The task clock (seconds). Status is null while the images go to the node.
             "upload_to_node_s": 0.2,
             "queued_s": 0.5,
@@ -62,8 +78,13 @@ class DroneMapperStandIn(AuthRoutes, ProjectRoutes, TaskRoutes, Processing, Asse
             "fail_at": 0.6,                       # share of the running time before the failure
             "fail_error": "Cannot process dataset",
             "seed": 0,
-            "partial_upload": True,               # expose upload/ and commit/ (probe before relying on it)
-            "jpeg_only": True,
+            # Departs from "Create a task", which documents only the one-shot upload: WebODM's partial
+            # flow (upload/, commit/) is served so the client's probe for it has something to find;
+            # false answers those routes with Django's 404, as a server without them would.
+            "partial_upload": True,
+            # "Create a task" says "multipart-encoded images", no format: any file is taken. True
+            # refuses all but JPEG (as a fault, for tests of what the fleet does with a 400 naming it).
+            "jpeg_only": False,
             # Assets: the doc's names; pixel/point counts set their (deterministic) size.
             "assets": ["all.zip", "orthophoto.tif", "dsm.tif", "pointcloud.ply"],
             "asset_aliases": {"ORT-DrnMppr.tif": "orthophoto.tif"},  # the doc's quickstart name
@@ -116,8 +137,11 @@ class DroneMapperStandIn(AuthRoutes, ProjectRoutes, TaskRoutes, Processing, Asse
             (f"{task}/output/", "required", {"get": self._output}),
             (f"{task}/download/<path:asset>", "optional", {"get": self._download}),
             (f"{task}/assets/<path:path>", "optional", {"get": self._raw_asset}),
+            # "Orthomosaic TMS layer", "Digital Elevation Model TMS layer"; dtm too, as WebODM serves it.
             (f"{task}/<layer>/tiles.json", "optional", {"get": self._tiles_json}),
             (f"{task}/<layer>/tiles/<int:z>/<int:x>/<int:y>.png", "optional", {"get": self._tile}),
+            # Not in the document: WebODM's routes (facts/webodm.md §1 Processing nodes), served because
+            # the fleet reads the option names from them; a DroneMapper without them answers 404.
             ("/api/processingnodes/", "required", {"get": self._processing_nodes}),
             ("/api/processingnodes/options/", "required", {"get": self._node_options}),
         ]
@@ -140,6 +164,7 @@ class DroneMapperStandIn(AuthRoutes, ProjectRoutes, TaskRoutes, Processing, Asse
         _discard_body()  # as nginx does, so the client reads the answer instead of a reset
         response = jsonify(exc.body)
         response.status_code = exc.status
+        response.headers.update(exc.headers)
         return response
 
     # --- processing nodes ---

@@ -12,9 +12,9 @@ from flask import Response, jsonify, request
 # --- errors in Django REST Framework's shapes ---
 
 class ApiError(Exception):
-    def __init__(self, status: int, body: Any) -> None:
+    def __init__(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         super().__init__(status, body)
-        self.status, self.body = status, body
+        self.status, self.body, self.headers = status, body, headers or {}
 
 
 def not_found(detail: str = "Not found.") -> ApiError:

@@ -64,8 +64,10 @@ class AuthRoutes:
             if auth == "optional":
                 return None
             self.calls.add("auth_rejected", "missing")
-            raise ApiError(int(self.options["unauthenticated_status"]),
-                           {"detail": "Authentication credentials were not provided."})
+            status = int(self.options["unauthenticated_status"])
+            # DRF sends WWW-Authenticate with a 401 (JSONWebTokenAuthentication's header), none with a 403.
+            raise ApiError(status, {"detail": "Authentication credentials were not provided."},
+                           headers={"WWW-Authenticate": 'JWT realm="api"'} if status == 401 else None)
         try:
             claims = jwt_decode(token, self.secret, self._vendor_time())
         except ApiError as exc:

@@ -63,6 +63,6 @@ class ProjectRoutes:
             needle = args["search"].lower()
             rows = [r for r in rows if needle in r["name"].lower() or needle in r["description"].lower()]
         rows = _ordered(rows, args.get("ordering") or "-created_at")
-        if "page" not in args:
-            return _json(rows)  # WebODM paginates only when asked to
-        return _json(_page(rows, args.get("page", ""), int(self.options["page_size"])))
+        if "page" not in args and self.options["projects_pagination"] == "when_asked":
+            return _json(rows)  # WebODM's own: paginated only when asked to
+        return _json(_page(rows, args.get("page", "1"), int(self.options["page_size"])))

@@ -29,7 +29,11 @@ class Site:
     @classmethod
     def of(cls, task: Task, options: dict[str, Any]) -> "Site":
         chosen = {o["name"]: o["value"] for o in task.options}
-        gsd_cm = float(chosen.get("orthophoto-resolution", 5.0))
+        try:  # options are taken as sent (see option_checks): a value ODM would refuse reads as the default
+            gsd_cm = float(chosen.get("orthophoto-resolution", 5.0))
+        except (TypeError, ValueError):
+            gsd_cm = 5.0
+        gsd_cm = gsd_cm if gsd_cm > 0 else 5.0
         lon, lat = options["site_lonlat"]
         lonlat = (lon + 0.01 * (task.id % 50), lat + 0.005 * (task.id // 50 % 50))  # each task its own field
         return cls(task.id, lonlat, int(options["orthophoto_px"]), gsd_cm / 100.0, options)

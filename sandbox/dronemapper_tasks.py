@@ -85,7 +85,8 @@ class TaskRoutes:
             fields["name"] = data["name"] or None
         if "options" in data:
             try:
-                fields["options"] = _validate_options(data["options"], from_form=not request.is_json)
+                fields["options"] = _validate_options(data["options"], from_form=not request.is_json,
+                                                      checks=self.options["option_checks"])
             except ValueError as exc:
                 errors["options"] = [str(exc)]
         if "auto_processing_node" in data:

@@ -1,0 +1,149 @@
+"""The vendors' own sample requests, from /work/shared/vendor-docs/, sent to the sandbox as the
+documents send them (plain requests, no geoqueue client), and answered as the documents say."""
+from __future__ import annotations
+
+import io
+import json
+import random
+import time
+
+import pytest
+import requests
+from PIL import Image
+
+from sandbox.server import SandboxServer
+
+# A short task clock keeps the quickstart quick; nothing here changes what is answered.
+DRONEMAPPER_FAST = {"upload_to_node_s": 0.05, "queued_s": 0.05, "running_s": 0.3, "orthophoto_px": 256,
+                    "dsm_px": 64, "pointcloud_points": 1000}
+COMPLETED, FAILED = 40, 30
+
+
+@pytest.fixture(scope="module")
+def server():
+    sandbox = SandboxServer().start()
+    yield sandbox
+    sandbox.stop()
+
+
+@pytest.fixture(autouse=True)
+def fresh_sandbox(server):
+    requests.post(f"{server.url}/_sandbox/reset", timeout=5).raise_for_status()
+
+
+def configure(server, vendor: str, **values) -> None:
+    requests.post(f"{server.url}/_sandbox/config/{vendor}", json=values, timeout=5).raise_for_status()
+
+
+def jpeg(seed: int) -> bytes:
+    out = io.BytesIO()
+    Image.frombytes("RGB", (64, 48), random.Random(seed).randbytes(64 * 48 * 3)).save(out, format="JPEG")
+    return out.getvalue()
+
+
+# --- DroneMapper: dronemapper-cloud-api.txt ---
+
+@pytest.fixture
+def dronemapper(server):
+    configure(server, "dronemapper", **DRONEMAPPER_FAST)
+    return f"{server.url}/dronemapper"
+
+
+def dm_token(base: str) -> str:
+    res = requests.post(f"{base}/api/token-auth/",
+                        data={"username": "sandbox", "password": "sandbox-password"}, timeout=5).json()
+    return res["token"]
+
+
+def test_dronemapper_quickstart_runs_as_written(dronemapper, tmp_path):
+    """"Getting Started / Processing Imagery", step by step, options=[{"name": "null", "value": "null"}] included."""
+    base = dronemapper
+    token = dm_token(base)
+    res = requests.post(f"{base}/api/projects/", headers={"Authorization": "JWT {}".format(token)},
+                        data={"name": "My First Project"}, timeout=5).json()
+    project_id = res["id"]
+
+    for name, seed in (("DJI_0001.JPG", 1), ("DJI_0002.JPG", 2)):
+        (tmp_path / name).write_bytes(jpeg(seed))
+    with open(tmp_path / "DJI_0001.JPG", "rb") as first, open(tmp_path / "DJI_0002.JPG", "rb") as second:
+        images = [
+            ("images", ("DJI_0001.JPG", first, "image/jpg")),
+            ("images", ("DJI_0002.JPG", second, "image/jpg")),
+        ]
+        options = json.dumps([
+            {"name": "null", "value": "null"}
+        ])
+        response = requests.post(f"{base}/api/projects/{project_id}/tasks/",
+                                 headers={"Authorization": "JWT {}".format(token)},
+                                 files=images, data={"options": options, "name": "Optional Task Name"}, timeout=10)
+    assert response.status_code == 201, response.text
+    res = response.json()
+    task_id = res["id"]
+    assert res["options"] == [{"name": "null", "value": "null"}] and res["images_count"] == 2
+
+    deadline = time.monotonic() + 20
+    while True:
+        res = requests.get(f"{base}/api/projects/{project_id}/tasks/{task_id}/",
+                           headers={"Authorization": "JWT {}".format(token)}, timeout=5).json()
+        assert res["status"] != FAILED, res
+        if res["status"] == COMPLETED:
+            break
+        assert time.monotonic() < deadline, res
+        time.sleep(0.05)
+
+    res = requests.get(f"{base}/api/projects/{project_id}/tasks/{task_id}/download/ORT-DrnMppr.tif",
+                       headers={"Authorization": "JWT {}".format(token)}, stream=True, timeout=10)
+    assert res.status_code == 200
+    with open(tmp_path / "orthophoto.tif", "wb") as f:
+        for chunk in res.iter_content(chunk_size=1024):
+            if chunk:
+                f.write(chunk)
+    with Image.open(tmp_path / "orthophoto.tif") as tif:
+        assert tif.format == "TIFF"
+
+
+def test_dronemapper_authentication_basics(dronemapper):
+    """"Authentication Basics": the token by form post; then by header and by querystring, {"count": ...}."""
+    base = dronemapper
+    res = requests.post(f"{base}/api/token-auth/", data="username=sandbox&password=sandbox-password",
+                        headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=5)
+    token = res.json()["token"]
+    by_header = requests.get(f"{base}/api/projects/", headers={"Authorization": f"JWT {token}"}, timeout=5)
+    by_query = requests.get(f"{base}/api/projects/?jwt={token}", timeout=5)
+    for answer in (by_header, by_query):
+        assert answer.status_code == 200 and answer.json()["count"] == 0
+
+
+def test_dronemapper_error_status_codes(server, dronemapper):
+    """"Handling Errors": 401 without credentials; "Token Expiration": 403 Signature has expired."""
+    base = dronemapper
+    missing = requests.get(f"{base}/api/projects/", timeout=5)
+    assert missing.status_code == 401
+    assert missing.json() == {"detail": "Authentication credentials were not provided."}
+    token = dm_token(base)
+    configure(server, "dronemapper", clock_offset_s=7 * 3600)  # past the token's exp on the vendor's clock
+    expired = requests.get(f"{base}/api/projects/", headers={"Authorization": f"JWT {token}"}, timeout=5)
+    assert (expired.status_code, expired.json()) == (403, {"detail": "Signature has expired."})
+    bad = requests.post(f"{base}/api/projects/", headers={"Authorization": f"JWT {dm_token(base)}"},
+                        data={"description": "no name"}, timeout=5)
+    assert bad.status_code == 400 and "name" in bad.json()
+    assert requests.get(f"{base}/api/projects/999/", headers={"Authorization": f"JWT {dm_token(base)}"},
+                        timeout=5).status_code == 404
+
+
+def test_dronemapper_project_list_is_the_documents_paginated_object(dronemapper):
+    """"Get list of projects": {count, next, previous, results}, filters and ordering as in the examples."""
+    base = dronemapper
+    auth = {"Authorization": f"JWT {dm_token(base)}"}
+    ids = [requests.post(f"{base}/api/projects/", headers=auth, data={"name": name}, timeout=5).json()["id"]
+           for name in ("hello", "world")]
+    listed = requests.get(f"{base}/api/projects/", headers=auth, timeout=5).json()
+    assert set(listed) == {"count", "next", "previous", "results"}
+    assert (listed["count"], listed["next"], listed["previous"]) == (2, None, None)
+    named = requests.get(f"{base}/api/projects/?name=hello", headers=auth, timeout=5).json()
+    assert [p["name"] for p in named["results"]] == ["hello"]
+    ordered = requests.get(f"{base}/api/projects/?ordering=-id", headers=auth, timeout=5).json()
+    assert [p["id"] for p in ordered["results"]] == ids[::-1]
+    tasks = requests.get(f"{base}/api/projects/{ids[0]}/tasks/", headers=auth, timeout=5).json()
+    assert tasks == []  # "Get list of tasks": a bare list
+
