@@ -11,6 +11,7 @@ import pytest
 import requests
 from PIL import Image
 
+from sandbox.mapillary_world import build_world
 from sandbox.server import SandboxServer
 
 # A short task clock keeps the quickstart quick; nothing here changes what is answered.
@@ -146,4 +147,43 @@ def test_dronemapper_project_list_is_the_documents_paginated_object(dronemapper)
     assert [p["id"] for p in ordered["results"]] == ids[::-1]
     tasks = requests.get(f"{base}/api/projects/{ids[0]}/tasks/", headers=auth, timeout=5).json()
     assert tasks == []  # "Get list of tasks": a bare list
+
+
+# --- Mapillary: mapillary-api-v4-toolset-readme.md ---
+
+MAPILLARY_TOKEN = "MLY|4242424242424242|sandbox-client-token"
+
+
+def test_mapillary_toolset_csv_of_thumbnail_urls_downloads_later(server, tmp_path):
+    """get_images.py, get_images_metadata.py and download_images.py as the README chains them:
+    URLs stored in a CSV stay good for days (its sample URLs' `oe`), so a later run downloads them."""
+    graph = f"{server.url}/mapillary/graph"
+    sequence = next(iter(build_world().sequences.values()))
+    ids = requests.get(f"{graph}/image_ids?access_token={MAPILLARY_TOKEN}&sequence_id={sequence.id}",
+                       timeout=10).json()["data"]
+    batch = ",".join(row["id"] for row in ids[:50])
+    fields = "sequence,id,captured_at,compass_angle,thumb_256_url,thumb_original_url,width,height"
+    meta = requests.get(f"{graph}?ids={batch}&fields={fields}&access_token={MAPILLARY_TOKEN}", timeout=10).json()
+    assert set(meta) == {row["id"] for row in ids[:50]}
+    rows = [(image["id"], image["thumb_256_url"]) for image in meta.values()]
+    (tmp_path / "img_meta_dataset.csv").write_text("\n".join(f"{i},{url}" for i, url in rows))
+
+    for _image_id, url in rows:
+        expires = int(dict(p.split("=", 1) for p in url.split("?", 1)[1].split("&"))["oe"], 16)
+        assert expires - time.time() > 86400, url         # days ahead, as in the README's sample CSV
+    for line in (tmp_path / "img_meta_dataset.csv").read_text().splitlines()[:3]:  # "later": a re-run
+        image_id, url = line.split(",", 1)
+        picture = requests.get(url, timeout=10)
+        assert picture.status_code == 200 and picture.content[:2] == b"\xff\xd8", image_id
+
+
+def test_mapillary_short_lived_thumbnail_urls_are_an_injected_fault(server):
+    graph = f"{server.url}/mapillary/graph"
+    image_id = next(iter(build_world().images))
+    configure(server, "mapillary", thumbnail_lifetime_s=1)
+    url = requests.get(f"{graph}/{image_id}?fields=thumb_256_url&access_token={MAPILLARY_TOKEN}",
+                       timeout=10).json()["thumb_256_url"]
+    time.sleep(2.1)
+    refused = requests.get(url, timeout=10)
+    assert (refused.status_code, refused.text) == (403, "URL signature expired")
 
