@@ -6,12 +6,16 @@ import io
 import json
 import random
 import time
+import uuid
 
+import boto3
 import pytest
 import requests
+from botocore.client import Config
 from PIL import Image
 
 from sandbox.mapillary_world import build_world
+from sandbox.s3 import S3StandIn
 from sandbox.server import SandboxServer
 
 # A short task clock keeps the quickstart quick; nothing here changes what is answered.
@@ -187,3 +191,69 @@ def test_mapillary_short_lived_thumbnail_urls_are_an_injected_fault(server):
     refused = requests.get(url, timeout=10)
     assert (refused.status_code, refused.text) == (403, "URL signature expired")
 
+
+
+# --- Immersal: immersal-rest-api-python-examples.txt ---
+
+def test_immersal_login_status_and_list_as_the_python_examples_send_them(server):
+    url = f"{server.url}/immersal"
+    r = requests.post(url + "/login", data=json.dumps({"login": "sandbox@example.com",
+                                                       "password": "sandbox-password"}), timeout=5)
+    login = r.json()
+    assert (r.status_code, login["error"], login["banks"]) == (200, "none", 1)
+    token = login["token"]
+    status = requests.post(url + "/status", data=json.dumps({"token": token, "bank": 0}), timeout=5).json()
+    assert status["error"] == "none" and (status["bankMax"], status["imageMax"]) == (1, 250)
+    assert status["eulaAccepted"] is True and status["imageCount"] == 0
+    jobs = requests.post(url + "/list", data=json.dumps({"token": token, "bank": 0}), timeout=5).json()
+    assert (jobs["error"], jobs["count"], jobs["jobs"]) == ("none", 0, [])
+    wrong = requests.post(url + "/login", data=json.dumps({"login": "sandbox@example.com", "password": "no"}),
+                          timeout=5)
+    assert (wrong.status_code, wrong.json()) == (200, {"error": "auth"})  # "Token authentication error"
+
+
+def test_immersal_a_revoked_token_answers_auth_and_login_gives_the_new_one(server):
+    url = f"{server.url}/immersal"
+    credentials = json.dumps({"login": "sandbox@example.com", "password": "sandbox-password"})
+    old = requests.post(url + "/login", data=credentials, timeout=5).json()["token"]
+    configure(server, "immersal", revoke_tokens=True)
+    refused = requests.post(url + "/status", data=json.dumps({"token": old, "bank": 0}), timeout=5)
+    assert (refused.status_code, refused.json()) == (200, {"error": "auth"})
+    new = requests.post(url + "/login", data=credentials, timeout=5).json()["token"]
+    assert new != old
+    assert requests.post(url + "/status", data=json.dumps({"token": new, "bank": 0}), timeout=5).json()["error"] == "none"
+
+
+# --- Immersity AI: immersity-ai-api-getting-started.txt ---
+
+def test_immersity_python_snippet_writes_the_disparity_through_the_presigned_put_url(server):
+    s3 = S3StandIn().start()
+    try:
+        storage = boto3.client("s3", endpoint_url=s3.url, region_name="us-east-1",
+                               aws_access_key_id="sandbox-access-key", aws_secret_access_key="sandbox-secret-key",
+                               config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+        storage.create_bucket(Bucket="samples")
+        storage.put_object(Bucket="samples", Key="original.jpg", Body=jpeg(5))
+        ORIGINAL_IMAGE_URL = storage.generate_presigned_url(
+            "get_object", Params={"Bucket": "samples", "Key": "original.jpg"}, ExpiresIn=86400)
+        put_disparity_presigned_url = storage.generate_presigned_url(
+            "put_object", Params={"Bucket": "samples", "Key": "disparity.png"}, ExpiresIn=86400)
+
+        correlation_id = str(uuid.uuid4())
+        token_response = requests.post(
+            f"{server.url}/immersity/auth/realms/immersity/protocol/openid-connect/token",
+            data={"client_id": "sandbox-client", "client_secret": "sandbox-secret",
+                  "grant_type": "client_credentials"}, timeout=10).json()
+        access_token = token_response["access_token"]
+        response = requests.post(
+            f"{server.url}/immersity/api/v1/disparity",
+            headers={"Authorization": f"Bearer {access_token}"},
+            json={"correlationId": correlation_id, "inputImageUrl": ORIGINAL_IMAGE_URL,
+                  "resultPresignedUrl": put_disparity_presigned_url},
+            timeout=5 * 60)
+        assert 200 <= response.status_code < 300, response.text  # "Check if the response code is 2XX"
+        assert response.json()["correlationId"] == correlation_id
+        written = storage.get_object(Bucket="samples", Key="disparity.png")["Body"].read()
+        assert written[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        s3.stop()
