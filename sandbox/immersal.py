@@ -12,6 +12,9 @@ Where the vendor documents nothing, the stand-in decides (and says so here):
 - an image is "with GPS" when latitude or longitude is non-zero (the samples send 0.0 for none);
 - a map is localizable from "sparse" on; /fuse takes 2..32 ids of "done" maps, as /align does;
 - /geolist returns the account's maps and public ones; /restore without "clear" adds to the workspace.
+Tokens: /login hands out the account's developer token, as the vendor's does. The control API's
+{"revoke_tokens": true | [logins]} regenerates it, as the vendor's portal does: the old token
+then answers "auth" (counted as auth_refused) and /login gives the new one.
 Map status is computed from elapsed time: pending for the first 10% of `construct_seconds`,
 processing until 60%, then sparse (or failed), done at 100%.
 """
@@ -24,6 +27,7 @@ import json
 import lzma
 import math
 import re
+import secrets
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
@@ -212,6 +216,25 @@ class ImmersalStandIn(VendorStandIn):
     def __init__(self, public_url: str = "") -> None:
         super().__init__(public_url)
         self.reset_state()
+
+    def configure(self, values: dict[str, Any]) -> dict[str, Any]:
+        # A one-off action rather than an option, as regenerating the token in the vendor's portal is:
+        # {"revoke_tokens": true} (every account) or ["login", ...]. The old token then answers "auth"
+        # and /login hands out the new one.
+        revoke = values.pop("revoke_tokens", None)
+        options = super().configure(values)
+        if revoke:
+            with self.lock:
+                accounts = self.options["accounts"]
+                logins = list(accounts) if revoke is True else [revoke] if isinstance(revoke, str) else list(revoke)
+                unknown = [login for login in logins if login not in accounts]
+                if unknown:
+                    raise ValueError(f"no immersal account(s) {', '.join(map(str, unknown))} to revoke")
+                for login in logins:
+                    accounts[login] = {**accounts[login], "token": secrets.token_hex(32)}
+                    self.calls.add("token_revoked", login)
+                options = dict(self.options)
+        return options
 
     def reset_state(self) -> None:
         self.workspaces: dict[tuple[str, int], dict[tuple[int, int], StoredImage]] = {}
@@ -505,6 +528,7 @@ class ImmersalStandIn(VendorStandIn):
                 if caller != "none":
                     login = self._login_of(body.get("token"))
                     if login is None and (caller == "account" or body.get("token")):
+                        self.calls.add("auth_refused", f"/{endpoint}")
                         # /mapb64 and /ecef document one answer for a bad token and a bad map id.
                         return _answer("not found" if endpoint in ("mapb64", "ecef") else "auth")
                     args.append(login)

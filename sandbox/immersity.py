@@ -2,9 +2,17 @@
 
 Faithful to the vendor's contract: calls block until the artifact is PUT to the presigned URL,
 every accepted call costs credits, errors are 400 / 401 / 402 in the vendor's (NestJS) shape.
+The artifact is PUT through exactly the URL received, so the S3 stand-in (sandbox.s3) judges it
+as S3 would: a refused write is a 400 naming resultPresignedUrl and S3's error, and costs nothing.
+
+Where the documents are silent, the stand-in decides (and says so): the answer to a refused write
+(above); a call without resultPresignedUrl keeps the artifact here (/storage/<key>) as the vendor's
+own storage would; `success_status` plays the OpenAPI's 200 or the vendor sample's 201.
 """
 from __future__ import annotations
 
+import html
+import re
 import secrets
 import time
 import uuid
@@ -27,6 +35,16 @@ def _error(status: int, message: Any, error: str) -> Response:
     response = jsonify({"statusCode": status, "message": message, "error": error})
     response.status_code = status
     return response
+
+
+def _refusal(response: requests.Response) -> str:
+    """HTTP status and, from an S3-style XML error, its Code and Message."""
+    text = f"HTTP {response.status_code}"
+    code = re.search(r"<Code>([^<]*)</Code>", response.text or "")
+    message = re.search(r"<Message>([^<]*)</Message>", response.text or "")
+    if code:
+        text += f" {code.group(1)}" + (f": {html.unescape(message.group(1))}" if message else "")
+    return text
 
 
 def object_path(url: str) -> str:
@@ -116,16 +134,17 @@ class ImmersityStandIn(VendorStandIn):
                     return self.stored[key]
         response = requests.get(url, timeout=60)
         if response.status_code != 200:
-            raise ValueError(f"{field} could not be downloaded (HTTP {response.status_code})")
+            raise ValueError(f"{field} could not be downloaded ({_refusal(response)})")
         return response.content
 
     def _deliver(self, url: str | None, body: bytes, content_type: str) -> str:
         """PUT the artifact to the caller's presigned URL, or keep it here and hand out a URL."""
         if url:
-            # Like the vendor, sign nothing but the URL: send no Content-Type the caller did not sign.
+            # The exact URL received, as the vendor writes to it ("Pre-Signed URLs": "must have HTTP
+            # PUT permissions embedded"); no Content-Type the caller did not sign.
             response = requests.put(url, data=body, timeout=60)
             if response.status_code not in (200, 201, 204):
-                raise ValueError(f"resultPresignedUrl rejected the upload (HTTP {response.status_code})")
+                raise ValueError(f"resultPresignedUrl rejected the upload ({_refusal(response)})")
             return url
         key = uuid.uuid4().hex
         with self.lock:
@@ -194,6 +213,8 @@ class ImmersityStandIn(VendorStandIn):
         try:
             result_url = self._deliver(body.get("resultPresignedUrl"), artifact, content_type)
         except (ValueError, requests.RequestException) as exc:
+            # The documents do not say how the vendor answers when the PUT is refused; the OpenAPI's
+            # 400 (invalid parameters) in its NestJS shape, naming resultPresignedUrl, and no charge.
             return _error(400, str(exc), "Bad Request")
         self._charge(client, price)
         target = body.get("resultPresignedUrl")

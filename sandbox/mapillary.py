@@ -14,6 +14,13 @@ code 190 for a bad token (HTTP status configurable: the real service sometimes a
 the upload service answers {"backoff": ms, "debug_info": {retriable, type, message}}; S3 answers XML.
 Where the facts give no shape (a missing id, a Graph rate limit) the stand-in follows the
 Facebook Graph convention: code 100/subcode 33, code 803 for a batch, code 4 for the app limit.
+
+Against the documents (vendor-docs/mapillary-api-v4-toolset-readme.md, mapillary-legacy-upload.txt):
+- thumbnail URLs live for days, as the README's sample CSV URLs do; short lifetimes are a fault
+  to inject (`thumbnail_lifetime_s`), for the refresh path;
+- the legacy form upload refuses fields out of order (the document: "maybe a 400"), a wrong acl or
+  Content-Type ("must be"); its key layout is checked only on request (`legacy_key_layout_check`);
+  EXIF is not checked at upload: the document names what a photo must carry, not that S3 refuses it.
 """
 from __future__ import annotations
 
@@ -148,13 +155,19 @@ class MapillaryStandIn(VendorStandIn):
             "rate_limit_http_status": 429,      # the upload service also sends its 429 body with HTTP 400
             "deleted_image_ids": [],            # images Graph no longer resolves, though tiles and image_ids list them
             "graph_unavailable_next": 0,        # next N Graph calls: HTTP 500 "temporarily unavailable"
-            # CDN.
-            "thumbnail_lifetime_s": 60.0,
+            # CDN. The toolset README ("Script to get image details", "Script to download images") stores
+            # thumbnail URLs in a CSV, downloads them later and resumes by running again; its sample
+            # URLs carry an `oe` expiry days ahead (62A68E04 .. 62A7DBBC: about a day apart). So URLs
+            # live for days here too. Set a few seconds to inject the fault of an expired URL.
+            "thumbnail_lifetime_s": 3 * 86400.0,
             # Uploads.
             "upload_session_ttl_s": 172_800.0,
             "drop_upload_after_bytes": 0,       # an upload POST loses its connection after this many bytes...
             "drop_upload_next": 0,              # ...for the next N upload POSTs
             "legacy_aws_access_key_id": "AKIAI2X3BJAT2W75HILA",
+            # Stricter than mapillary-legacy-upload.txt ("Generating a key" only says what mapillary_tools
+            # builds, {username}/{uuid4}/{filename}, not that S3 refuses another key): off by default.
+            "legacy_key_layout_check": False,
             "legacy_accounts": {"sandbox_uploader": {"permission_hash": "sandbox-permission-hash",
                                                      "signature_hash": "sandbox-signature-hash"}},
         }
@@ -675,7 +688,7 @@ class MapillaryStandIn(VendorStandIn):
                 return s3_error(403, "AccessDenied",
                                 f'Invalid according to Policy: Policy Condition failed: ["eq", "${name}", "{wanted}"]')
         match = LEGACY_KEY.match(text["key"])
-        if match is None or match["filename"] != filename:
+        if self.options["legacy_key_layout_check"] and (match is None or match["filename"] != filename):
             # Stricter than S3: the key must be {username}/{uuid4}/{name of the file}, as the uploader builds it.
             return s3_error(400, "InvalidArgument", "key must be {username}/{uuid}/{filename} of the uploaded file",
                             ArgumentName="key", ArgumentValue=text["key"])

@@ -110,8 +110,9 @@ def test_calls_without_a_valid_token_are_refused_with_the_vendors_detail(server)
     projects_url = f"{server.url}/dronemapper/api/projects/"
     missing = requests.get(projects_url, timeout=5)
     garbage = requests.get(projects_url, headers={"Authorization": "JWT abc.def.ghi"}, timeout=5)
-    assert (missing.status_code, missing.json()) == (403, {"detail": "Authentication credentials were not provided."})
+    assert (missing.status_code, missing.json()) == (401, {"detail": "Authentication credentials were not provided."})
     assert (garbage.status_code, garbage.json()) == (403, {"detail": "Error decoding signature."})
+
 
 
 def test_a_token_renews_early_from_its_exp_claim(server, client):
@@ -170,7 +171,9 @@ def test_project_create_update_get_delete(client):
     assert failure.value.vendor_message == "Not found."
 
 
-def test_project_list_follows_pages_filters_and_orders(client):
+@pytest.mark.parametrize("pagination", ["always", "when_asked"])  # the document's, and WebODM's own
+def test_project_list_follows_pages_filters_and_orders(server, client, pagination):
+    configure(server, projects_pagination=pagination)
     created = [client.create_project(f"site-{i:02d}")["id"] for i in range(23)]
     first = client.projects_page(1, ordering="id")
     assert (first["count"], len(first["results"])) == (23, 10) and first["next"]
@@ -257,7 +260,8 @@ def test_one_image_is_an_input_error_before_any_call(server):
     assert counters(server) == {}  # not even a login
 
 
-def test_a_non_jpeg_image_is_refused_naming_the_file(client, project):
+def test_a_non_jpeg_image_is_refused_naming_the_file(server, client, project):
+    configure(server, jpeg_only=True)  # stricter than the document, to see the client name the file
     png = io.BytesIO()
     Image.new("RGB", (64, 64), "red").save(png, format="PNG")
     with pytest.raises(InputError) as failure:
@@ -266,13 +270,17 @@ def test_a_non_jpeg_image_is_refused_naming_the_file(client, project):
     assert client.list_tasks(project["id"]) == []
 
 
-def test_an_unknown_option_is_refused_naming_it(client, project):
+def test_an_unknown_option_is_taken_as_the_document_says_and_a_stricter_server_names_it(server, client, project):
+    task = client.create_task(project["id"], photos(2), options={"dsm": True, "turbo-mode": 1})
+    assert {o["name"]: o["value"] for o in task["options"]} == {"dsm": True, "turbo-mode": 1}
+    configure(server, option_checks="odm")
     with pytest.raises(InputError) as failure:
         client.create_task(project["id"], photos(2), options={"dsm": True, "turbo-mode": 1})
     assert failure.value.field == "options" and "turbo-mode" in failure.value.vendor_message
 
 
-def test_false_and_zero_options_survive_webodms_falsy_value_check(client, project):
+def test_false_and_zero_options_survive_webodms_falsy_value_check(server, client, project):
+    configure(server, option_checks="webodm")
     task = client.create_task(project["id"], photos(2), options={"fast-orthophoto": False, "pc-sample": 0})
     assert {o["name"]: o["value"] for o in task["options"]} == {"fast-orthophoto": "false", "pc-sample": "0"}
 

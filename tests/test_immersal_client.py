@@ -149,7 +149,7 @@ def test_wrong_password_is_an_auth_error(server, base_url):
 def test_wrong_token_is_an_auth_error_and_is_not_retried(server, base_url):
     with pytest.raises(ImmersalAuthError):
         ImmersalClient(base_url, token=WRONG_TOKEN).status()
-    assert served(server) == {"/status": 1}
+    assert served(server) == {"/status": 1, "auth_refused": 1, "auth_refused:/status": 1}
 
 
 def test_a_refused_cached_token_is_replaced_by_one_new_login(server, base_url):
@@ -159,7 +159,41 @@ def test_a_refused_cached_token_is_replaced_by_one_new_login(server, base_url):
 
     assert client.status()["eulaAccepted"] is True
     assert store.get(client.token_cache_key) == DEFAULT_TOKEN
-    assert served(server) == {"/status": 2, "/login": 1}
+    assert served(server) == {"/status": 2, "/login": 1, "auth_refused": 1, "auth_refused:/status": 1}
+
+
+def test_a_token_revoked_at_the_vendor_is_renewed_once_through_login(server, base_url):
+    store = MemoryTokenStore()
+    client = ImmersalClient(base_url, login=DEFAULT_LOGIN, password=DEFAULT_PASSWORD, token_store=store)
+    assert client.status()["imageCount"] == 0
+    configure(server, revoke_tokens=True)                  # regenerated in the portal, say
+
+    assert client.status()["imageCount"] == 0
+    renewed = store.get(client.token_cache_key)
+    assert renewed and renewed != DEFAULT_TOKEN
+    seen = served(server)
+    assert (seen["/login"], seen["/status"], seen["auth_refused"]) == (2, 3, 1)
+
+
+def test_a_revoked_login_token_that_the_new_login_cannot_cure_fails_after_one_renewal(server, base_url):
+    store = MemoryTokenStore()
+    client = ImmersalClient(base_url, login=DEFAULT_LOGIN, password=DEFAULT_PASSWORD, token_store=store)
+    client.status()
+    configure(server, revoke_tokens=[DEFAULT_LOGIN], accounts={DEFAULT_LOGIN: {"password": "changed", "token": "x"}})
+    with pytest.raises(ImmersalAuthError):
+        client.status()
+    seen = served(server)
+    assert (seen["/login"], seen["/status"]) == (2, 2)   # one renewal tried, refused; no loop
+
+
+def test_a_configured_developer_token_that_is_revoked_fails_at_once(server, base_url):
+    client = ImmersalClient(base_url, token=DEFAULT_TOKEN, login=DEFAULT_LOGIN, password=DEFAULT_PASSWORD)
+    client.status()
+    configure(server, revoke_tokens=True)
+    with pytest.raises(ImmersalAuthError) as caught:
+        client.status()
+    assert caught.value.code == "auth" and not caught.value.retryable
+    assert "/login" not in served(server)                  # a configured token is not ours to renew
 
 
 def test_vendor_errors_come_in_the_body_with_http_200(base_url):
