@@ -17,8 +17,18 @@ from sandbox.server import SandboxServer
 from vendors.errors import AuthError, InputError, NotFound, RateLimited, TransientError
 from vendors.geodesy import map_to_wgs84
 from vendors.immersal import (
-    DONE, FAILED, FINISHED, PENDING, PROCESSING, SPARSE, ImmersalAuthError, ImmersalClient, ImmersalConflict,
-    ImmersalError, ImmersalInputError, ImmersalNotFound,
+    DONE,
+    FAILED,
+    FINISHED,
+    PENDING,
+    PROCESSING,
+    SPARSE,
+    ImmersalAuthError,
+    ImmersalClient,
+    ImmersalConflict,
+    ImmersalError,
+    ImmersalInputError,
+    ImmersalNotFound,
 )
 from vendors.tokens import MemoryTokenStore
 

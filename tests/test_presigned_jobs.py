@@ -7,10 +7,10 @@ import uuid
 import pytest
 import requests
 
-from producer import GeoQueue, JobFailed
+from devstack.samples import scene
+from geoqueue import GeoQueue, JobFailed
+from geoqueue.s3ref import S3Ref
 from tests.conftest import start_stack
-from workers.samples import scene
-from workers.storage import S3Ref
 
 BUCKET = "geoqueue"
 
@@ -57,10 +57,6 @@ def test_a_write_refused_by_s3_fails_the_job_with_the_vendors_reason_and_no_char
     assert short_lived.sandbox("GET", "/_sandbox/status/immersity")["spent"] == {}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "tasks/immersity.py passes the vendor's InputError through unchanged, so the job's error says "
-    "resultPresignedUrl but not which output (s3://...) could not be written; see the sandbox-docs "
-    "branch report for the change to process_image()/animation()"))
 def test_a_write_refused_by_s3_fails_the_job_naming_the_output(short_lived):
     error, output = failed_disparity(short_lived)
     assert output.uri in error["message"], error

@@ -13,12 +13,13 @@ import requests
 from botocore.client import Config
 from PIL import Image
 
+from geoqueue.s3ref import S3Ref
 from sandbox.s3 import S3StandIn
 from sandbox.server import SandboxServer
 from vendors.errors import InputError
 from vendors.immersity import ImmersityClient
 from workers.settings import Settings
-from workers.storage import ObjectStore, S3Ref
+from workers.storage import ObjectStore
 
 BUCKET = "presign-tests"
 KEY, SECRET = "sandbox-access-key", "sandbox-secret-key"

@@ -6,12 +6,7 @@ import subprocess
 
 import redis
 
-from devstack.local_stack import (
-    free_port,
-    redis_answers,
-    redis_server_binary,
-    wait_until,
-)
+from devstack.local_stack import free_port, redis_answers, redis_server_binary, wait_until
 from geoqueue import GeoQueue
 from tests.conftest import start_stack
 from tests.test_immersity_jobs import put_images

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from producer import GeoQueue, JobFailed
+from geoqueue import GeoQueue, JobFailed
 from sandbox.immersal import DEFAULT_TOKEN
 from tests.conftest import start_stack, wait_for_done
 from tests.test_immersal_jobs import captures, counters, put_site
