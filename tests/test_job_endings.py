@@ -91,3 +91,14 @@ def test_a_failed_batch_lets_go_of_its_credit_reservation(queue, store, stack):
     assert job.state == "failed" and job.error["type"] == "SomeItemsFailed"
     reserved = redis.Redis.from_url(stack.redis_url, decode_responses=True).hgetall("gq:budget:immersity:reserved")
     assert job.id not in reserved
+
+
+def test_a_map_build_from_a_bucket_that_does_not_exist_fails_naming_images(queue, stack):
+    job_id = queue.submit("immersal.build_map", {"images": "s3://no-such-bucket-4711/scan/", "name": "Nowhere"})
+    error = failed_with(queue, job_id, "InvalidInput", "images")
+    assert "bucket does not exist" in error["message"]
+    assert not any(path in counters_of(stack, "immersal") for path in ("/clear", "/capture", "/construct"))
+
+
+def counters_of(stack, vendor: str) -> dict[str, int]:
+    return stack.sandbox("GET", "/_sandbox/counters")[vendor]

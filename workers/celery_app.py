@@ -11,7 +11,7 @@ from workers.settings import Settings, get_settings
 
 TASK_MODULES = [
     "workers.sweeper", "tasks.immersity.jobs",
-    "tasks.immersal.jobs", "tasks.immersal.submission", "tasks.immersal.construction", "tasks.immersal.localize",
+    "tasks.immersal.jobs",
     "tasks.dronemapper.jobs", "tasks.dronemapper.survey", "tasks.dronemapper.poller", "tasks.dronemapper.delivery",
     "tasks.mapillary.jobs",
 ]

@@ -11,6 +11,8 @@ from typing import Any
 from celery import current_task
 
 from geoqueue import jobs
+from geoqueue.catalog import CATALOG
+from geoqueue.params import InvalidParams
 from workers.errors import JobStopped
 from workers.redis_client import get_ledger
 
@@ -27,13 +29,22 @@ def publish_progress(job_id: str, phase: str, done: int | None, total: int | Non
                         result=f"progress: {phase}{count}")
 
 
+def checked_params(job: jobs.Job) -> dict[str, Any]:
+    """The job's parameters as the catalog normalizes them (a lone map id becomes a list of one, ...);
+    its entry task checked them already, so a later task of the job sees the same values."""
+    try:
+        return CATALOG[job.name].check(job.params)
+    except InvalidParams:
+        return job.params
+
+
 class JobContext:
     """One job, as the task working for it sees it."""
 
     def __init__(self, job: jobs.Job) -> None:
         self.id = job.id
         self.name = job.name
-        self.params: dict[str, Any] = job.params
+        self.params: dict[str, Any] = checked_params(job)
         self.ledger = get_ledger()
 
     @classmethod

@@ -133,7 +133,7 @@ ItemWork = Callable[[JobContext, str], dict[str, Any]]
 
 def item_task(app, name: str, work: ItemWork, finish: Callable[[JobContext], None], *,
               progress: Callable[[JobContext], None] | None = None,
-              fails_job: Callable[[str, dict], Exception] | None = None):
+              fails_job: Callable[[str, dict], Exception | dict] | None = None):
     """Register the task of one item of a fan-out: `work(job, item)` returns the item's outcome
     fields; a typed failure is recorded as the item's outcome (or, with `fails_job(item, error)`,
     fails the whole job at once). Whoever sees every outcome recorded runs `finish(job)`, a
@@ -158,7 +158,8 @@ def item_task(app, name: str, work: ItemWork, finish: Callable[[JobContext], Non
             fanout.finish_item(job_id, item, outcome)
             state = outcome["state"]
             if state == "failed" and fails_job is not None:
-                fail_job(job_id, fails_job(item, outcome["error"]).to_dict())
+                failure = fails_job(item, outcome["error"])
+                fail_job(job_id, failure if isinstance(failure, dict) else failure.to_dict())
             (progress or _count_progress)(job)
         if fanout.complete(job_id):
             guarded(self, job_id, lambda: finish(job))

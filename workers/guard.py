@@ -56,6 +56,25 @@ def fail_job(job_id: str, error: dict[str, Any]) -> None:
     raise JobFailed(f"{error.get('type')}: {error.get('message')}")
 
 
+RETRY, FAIL, STOP = "retry", "fail", "stop"
+
+
+def verdict(exc: Exception, where: str) -> tuple[str, dict[str, Any] | None, float | None]:
+    """What an exception means for its job: (RETRY, error, hint), (FAIL, error, None) or (STOP, None, None)."""
+    if isinstance(exc, JobStopped):
+        return STOP, None, None
+    if isinstance(exc, SoftTimeLimitExceeded):
+        limit = get_settings().soft_time_limit
+        return RETRY, TimedOut(f"{where} ran past its time limit ({limit}s), "
+                               f"{get_settings().max_retries + 1} times").to_dict(), 1.0
+    if isinstance(exc, TransientError):
+        return RETRY, exc.to_dict(), exc.retry_after
+    if isinstance(exc, (VendorError, JobError)):
+        return FAIL, error_dict(exc), None
+    log.error("unexpected %s in %s", type(exc).__name__, where, exc_info=exc)
+    return FAIL, InternalError(f"{type(exc).__name__} in {where}: {exc}").to_dict(), None
+
+
 def guarded(task: Task, job_id: str, work: Callable[[], T], on_failure: Failure | None = None) -> T | Any:
     """Run `work()` for a job under the guard. A failure goes to `on_failure(error)` (default: the
     job fails); its return value is then returned."""
@@ -64,20 +83,27 @@ def guarded(task: Task, job_id: str, work: Callable[[], T], on_failure: Failure 
         return work()
     except Retry:
         raise
-    except JobStopped:
-        return STOPPED
-    except SoftTimeLimitExceeded:
-        limit = get_settings().soft_time_limit
-        timed_out = TimedOut(f"the task ran past its time limit ({limit}s) {get_settings().max_retries + 1} times")
-        return retry_or_fail(task, timed_out, 1.0, lambda: failed(timed_out.to_dict()))
-    except TransientError as exc:
-        error = exc.to_dict()
-        return retry_or_fail(task, exc, exc.retry_after, lambda: failed(error))
-    except (VendorError, JobError) as exc:
-        return failed(error_dict(exc))
     except Exception as exc:
-        log.exception("job %s: unexpected %s in %s", job_id, type(exc).__name__, task.name)
-        return failed(InternalError(f"{type(exc).__name__} in {task.name}: {exc}").to_dict())
+        kind, error, hint = verdict(exc, task.name)
+        if kind == STOP:
+            return STOPPED
+        if kind == RETRY:
+            return retry_or_fail(task, exc, hint, lambda: failed(error))
+        return failed(error)
+
+
+def polled(job_id: str, work: Callable[[], T], where: str) -> T | None:
+    """One job's part of a poller's cycle, under the guard's rules, except that a transient failure
+    waits for the next cycle (seconds away) rather than retrying the whole poll."""
+    try:
+        return work()
+    except Exception as exc:
+        kind, error, _ = verdict(exc, where)
+        if kind == RETRY:
+            log.info("job %s: %s this cycle (%s); next cycle", job_id, where, error.get("message"))
+        elif kind == FAIL:
+            ending.fail(job_id, error)
+        return None
 
 
 class JobTask(Task):

@@ -13,8 +13,9 @@ a marker written just before its call, the result written just after. A later at
 A call the vendor answered with a refusal (4xx) or a 5xx took no effect: its marker goes, and the
 next attempt calls again. Only a call cut off without an answer leaves its marker.
 
-    gq:job:<id>:once         hash: effect name -> {"at": time, "seq": n} or {"result": ...}
-    gq:job:<id>:once:seq     counter giving markers their order (Redis's, not worker clocks)
+    gq:job:<id>:once[:<scope>]        hash: effect name -> {"at": time, "seq": n} or {"result": ...}
+    gq:job:<id>:once[:<scope>]:seq    counter giving markers their order (Redis's, not worker clocks)
+    gq:job:<id>:once[:<scope>]:done   how many effects have their result recorded
 """
 from __future__ import annotations
 
@@ -43,6 +44,16 @@ return false
 """
 
 
+# Record a result; count it the first time the effect gets one.
+_RECORD = """
+local before = redis.call('HGET', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if not before or not string.find(before, '"result"', 1, true) then redis.call('INCR', KEYS[2]) end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+"""
+
+
 class EffectInFlight(TransientError):
     """An earlier attempt of this call may still be running at the vendor; try again later."""
 
@@ -68,12 +79,13 @@ def answered(exc: BaseException) -> bool:
 
 
 class Once:
-    """The effects of one job."""
+    """The effects of one job (of one kind of them, with `scope`)."""
 
-    def __init__(self, job_id: str) -> None:
+    def __init__(self, job_id: str, scope: str = "") -> None:
         self.redis = get_redis()
-        self.key = f"{jobs.job_key(job_id)}:once"
+        self.key = f"{jobs.job_key(job_id)}:once" + (f":{scope}" if scope else "")
         self._mark = self.redis.register_script(_MARK)
+        self._record = self.redis.register_script(_RECORD)
 
     def entry(self, name: str) -> dict | None:
         raw = self.redis.hget(self.key, name)
@@ -85,8 +97,12 @@ class Once:
         return {name: entry for name, entry in entries.items() if "result" not in entry}
 
     def record(self, name: str, result: Any) -> None:
-        self.redis.hset(self.key, name, json.dumps({"result": result}))
-        self.redis.expire(self.key, jobs.RECORD_TTL_SECONDS)
+        self._record(keys=[self.key, f"{self.key}:done"],
+                     args=[name, json.dumps({"result": result}), jobs.RECORD_TTL_SECONDS])
+
+    def done(self) -> int:
+        """How many effects have their result recorded."""
+        return int(self.redis.get(f"{self.key}:done") or 0)
 
     def forget(self, name: str) -> None:
         self.redis.hdel(self.key, name)

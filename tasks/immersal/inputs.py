@@ -1,16 +1,16 @@
-"""Immersal job inputs, checked before any vendor call: references, numbers, map names and ids,
-construct options, intrinsics, the images and the manifest (README, "The manifest")."""
+"""What only a worker can check of an Immersal job's inputs, before any call that changes anything:
+the manifest (README, "The manifest"), the images it names, the workspace's room and the maps named.
+Types and ranges of the parameters are the catalog's (geoqueue/catalog/immersal.py)."""
 from __future__ import annotations
 
 import csv
 import io
 import math
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from geoqueue.s3ref import S3Ref
-from vendors.immersal import CONSTRUCT_OPTIONS, MAP_NAME, ImmersalClient, ImmersalNotFound
-from workers.jobtask import InvalidInput
+from vendors.immersal import ImmersalClient, ImmersalNotFound
+from workers.errors import InvalidInput
 from workers.storage import ObjectStore
 
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
@@ -33,63 +33,8 @@ class RowError(ValueError):
 # --- checking inputs, before any vendor call ---
 
 
-def check_map_name(name: Any) -> str:
-    if not isinstance(name, str) or not MAP_NAME.fullmatch(name):
-        raise InvalidInput(f"name: {name!r} is not a valid Immersal map name: letters and digits only "
-                           "(A-Z, a-z, 0-9), no spaces, dashes, underscores or other characters", field="name")
-    return name
-
-
-def check_whole(value: Any, field: str, low: int = 0, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise InvalidInput(f"{field}: must be a whole number {bounds}, got {value!r}", field=field)
-    return value
-
-
-def check_number(value: Any, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidInput(f"{field}: must be a finite number, got {value!r}", field=field)
-    return float(value)
-
-
-def check_map_ids(value: Any, field: str, low: int = 1, high: int | None = None) -> list[int]:
-    ids = [value] if isinstance(value, int) and not isinstance(value, bool) else value
-    if not isinstance(ids, list) or any(isinstance(i, bool) or not isinstance(i, int) or i <= 0 for i in ids):
-        raise InvalidInput(f"{field}: must be a list of positive integer map ids, got {value!r}", field=field)
-    if len(set(ids)) != len(ids):
-        raise InvalidInput(f"{field}: a map id appears twice in {ids}", field=field)
-    if len(ids) < low:
-        raise InvalidInput(f"{field}: needs at least {low} map id(s), got {len(ids)}", field=field)
-    if high is not None and len(ids) > high:
-        raise InvalidInput(f"{field}: {len(ids)} map ids given; Immersal takes at most {high}", field=field)
-    return ids
-
-
-def check_options(options: Any) -> dict:
-    if options is None:
-        return {}
-    if not isinstance(options, dict):
-        raise InvalidInput(f"options: must be an object of construct options, got {options!r}", field="options")
-    unknown = sorted(set(options) - CONSTRUCT_OPTIONS)
-    if unknown:
-        raise InvalidInput(f"options: unknown construct option {unknown[0]!r} (known: {', '.join(sorted(CONSTRUCT_OPTIONS))}; "
-                           "the window size is the window_size parameter)", field="options")
-    return options
-
-
-def check_intrinsics(value: Any) -> list[float]:
-    values = [value.get(k) for k in INTRINSIC_FIELDS] if isinstance(value, dict) else value
-    if (not isinstance(values, (list, tuple)) or len(values) != 4
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
-            or values[0] <= 0 or values[1] <= 0):
-        raise InvalidInput(f"intrinsics: must be {{fx, fy, ox, oy}} (or a list of those four) in pixels with fx, fy > 0, "
-                           f"got {value!r}", field="intrinsics")
-    return [float(v) for v in values]
-
-
 def check_image_object(store: ObjectStore, ref: S3Ref, field: str) -> None:
-    size = store.size(ref)
+    size = store.size(ref, field)
     if not size:
         raise InvalidInput(f"{field}: {ref} {'does not exist' if size is None else 'is empty'}", field=field)
     if not store.head_bytes(ref, 8).startswith(IMAGE_MAGIC):
@@ -103,14 +48,15 @@ def problems_message(what: str, problems: list[str]) -> str:
 
 
 # --- the manifest: one CSV row per image (README, "Immersal manifest") ---
-def read_manifest(store: ObjectStore, ref: S3Ref) -> list[dict]:
-    size = store.size(ref)
+def read_manifest(store: ObjectStore, ref: S3Ref, field: str = "manifest") -> list[dict]:
+    """The manifest's rows; `field` names the parameter the manifest's place comes from."""
+    size = store.size(ref, field)
     if size is None:
         raise InvalidInput(f"manifest: {ref} does not exist", field="manifest")
     if size > MAX_MANIFEST_BYTES:
         raise InvalidInput(f"manifest: {ref} is {size} bytes, more than {MAX_MANIFEST_BYTES}", field="manifest")
     try:
-        text = store.read(ref).decode("utf-8-sig")
+        text = store.read(ref, field).decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"manifest: {ref} is not UTF-8 text", field="manifest") from exc
     return parse_manifest(text, ref.uri)
@@ -234,7 +180,7 @@ def clashes(rows: list[dict]) -> list[str]:
 
 def check_images(store: ObjectStore, prefix: S3Ref, manifest: S3Ref, rows: list[dict]) -> None:
     """Every row's image exists and is a PNG or JPEG; every object under the prefix has a row."""
-    listed = {ref.key: size for ref, size in store.list(prefix) if not ref.key.endswith("/")}
+    listed = {ref.key: size for ref, size in store.list(prefix, "images") if not ref.key.endswith("/")}
     listed.pop(manifest.key, None)
     wanted = {prefix.child(row["file"]).key: row["file"] for row in rows}
     problems = []

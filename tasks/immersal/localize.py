@@ -1,41 +1,37 @@
-"""Localization, Visual GPS and map lists: one vendor call each."""
+"""Localization, Visual GPS and map lists: one vendor call (or two) each, no workspace."""
 from __future__ import annotations
 
 from typing import Any
 
-from tasks.immersal.client import client
-from tasks.immersal.inputs import (
-    POSITION_FIELDS,
-    check_image_object,
-    check_intrinsics,
-    check_map_ids,
-    check_number,
-    check_whole,
-)
+from tasks.immersal.client import client, public_maps
+from tasks.immersal.inputs import INTRINSIC_FIELDS, POSITION_FIELDS, check_image_object
 from tasks.immersal.records import MAP_FIELDS
 from vendors.geodesy import map_to_wgs84
-from vendors.immersal import MAX_LOCALIZE_MAPS, ImmersalNotFound
-from workers import app
-from workers.jobtask import InvalidInput, JobContext, JobError, job_task
+from vendors.immersal import ImmersalNotFound
+from workers.context import JobContext
+from workers.errors import JobError
 from workers.storage import get_store, object_ref
 
 
-# --- localization ---
-@job_task(app, "immersal.localize")
-def localize(job: JobContext, image: str, intrinsics: Any, map_ids: list[int]) -> dict:
-    """The camera pose of one image in one of up to 8 maps, or localized: false."""
-    return localize_image(job, image, intrinsics, map_ids)
+def localize_image(job: JobContext, image: str, intrinsics: Any, map_ids: list[int]) -> dict:
+    ref, store = object_ref(image, "image"), get_store()
+    camera = [float(intrinsics[k]) for k in INTRINSIC_FIELDS] if isinstance(intrinsics, dict) else intrinsics
+    check_image_object(store, ref, "image")
+    job.progress("localizing")
+    answer = public_maps().localize(store.read(ref, "image"), map_ids, camera)
+    if not answer.get("success"):
+        return {"localized": False, "image": ref.uri, "map_ids": map_ids,
+                "message": f"not localized: {ref} matched none of the maps {map_ids}"}
+    return {"localized": True, "image": ref.uri, "map_id": int(answer["map"]),
+            "position": [float(answer[k]) for k in POSITION_FIELDS],
+            "rotation": [[float(answer[f"r{i}{j}"]) for j in range(3)] for i in range(3)]}
 
 
-@job_task(app, "immersal.visual_gps")
-def visual_gps(job: JobContext, image: str, intrinsics: Any, map_ids: list[int]) -> dict:
-    """Localize, then place the camera on the WGS84 ellipsoid through the map's ECEF transform."""
-    pose = localize_image(job, image, intrinsics, map_ids)
-    if not pose["localized"]:
-        return pose
+def place_on_earth(job: JobContext, pose: dict) -> dict:
+    """The localized camera on the WGS84 ellipsoid, through the map's ECEF transform."""
     job.progress("map to WGS84")
     try:
-        ecef = client(account=False).ecef(pose["map_id"])
+        ecef = public_maps().ecef(pose["map_id"])
     except ImmersalNotFound as exc:
         raise JobError(f"map {pose['map_id']} has no ECEF transform (none of its images had GPS)",
                        field="map_ids", vendor_message=exc.code) from exc
@@ -44,41 +40,12 @@ def visual_gps(job: JobContext, image: str, intrinsics: Any, map_ids: list[int])
                    "ecef": ecef}
 
 
-def localize_image(job: JobContext, image: str, intrinsics: Any, map_ids: list[int]) -> dict:
-    ref = object_ref(image, "image")
-    camera = check_intrinsics(intrinsics)
-    ids = check_map_ids(map_ids, "map_ids", high=MAX_LOCALIZE_MAPS)
-    store = get_store()
-    check_image_object(store, ref, "image")
-    job.progress("localizing")
-    answer = client(account=False).localize(store.read(ref), ids, camera)
-    if not answer.get("success"):
-        return {"localized": False, "image": ref.uri, "map_ids": ids,
-                "message": f"not localized: {ref} matched none of the maps {ids}"}
-    return {"localized": True, "image": ref.uri, "map_id": int(answer["map"]),
-            "position": [float(answer[k]) for k in POSITION_FIELDS],
-            "rotation": [[float(answer[f"r{i}{j}"]) for j in range(3)] for i in range(3)]}
-
-
-# --- map lists ---
-@job_task(app, "immersal.maps_near")
-def maps_near(job: JobContext, latitude: float, longitude: float, radius: float, bank: int = 0) -> dict:
-    """The maps within `radius` metres of a WGS84 point (/geolist)."""
-    latitude, longitude, radius = (check_number(v, k) for k, v in
-                                   (("latitude", latitude), ("longitude", longitude), ("radius", radius)))
-    if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
-        raise InvalidInput("latitude must be within -90..90 and longitude within -180..180 degrees", field="latitude")
-    if radius <= 0:
-        raise InvalidInput(f"radius: must be a positive number of metres, got {radius!r}", field="radius")
-    check_whole(bank, "bank")
+def maps_near(latitude: float, longitude: float, radius: float, bank: int) -> dict:
     found = [map_summary(e) for e in client().geolist(latitude, longitude, radius, bank)]
     return {"latitude": latitude, "longitude": longitude, "radius": radius, "count": len(found), "maps": found}
 
 
-@job_task(app, "immersal.list_maps")
-def list_maps(job: JobContext, bank: int = 0) -> dict:
-    """All the account's maps (/list), newest first."""
-    check_whole(bank, "bank")
+def list_maps(bank: int) -> dict:
     found = [map_summary(e) for e in client().list_jobs(bank)]
     return {"count": len(found), "maps": found}
 

@@ -1,30 +1,37 @@
-"""An Immersal job's records in Redis, its steps, and the names they go by."""
+"""An Immersal job's records in Redis, its steps, and the names they go by.
+
+    gq:job:<id>:immersal           hash: step, step_at, bank, images, chunks, base, map_id, status, summary
+    gq:job:<id>:immersal:chunks    hash: chunk name -> JSON list of manifest rows
+    gq:job:<id>:immersal:working   set of chunks being submitted right now
+    gq:job:<id>:once:captures      each image's capture, made once (workers/once.py), by "run:index"
+    gq:job:<id>:once               the map-creating call (/construct, /fuse), made once
+    gq:immersal:active             jobs in progress that the poller looks after
+    gq:immersal:map-jobs           hash: map id -> the job that created it
+"""
 from __future__ import annotations
 
-import functools
+import json
 import logging
+from typing import Iterator
 
 from geoqueue import jobs
-from workers.jobtask import JobError
+from workers.errors import JobError
+from workers.once import Once
 from workers.redis_client import get_redis
-from workers.steps import Steps
+from workers.steps import StepMachine
 
 log = logging.getLogger("geoqueue.immersal")
 
 MANIFEST_NAME = "manifest.csv"
 DEFAULT_CHUNK_SIZE = 8
-MAX_CHUNK_SIZE = 100
-MAX_PARALLEL = 32
-MIN_STITCH_MAPS = 2
 POLL_CALL_TIMEOUT = 10.0          # the poller runs every few seconds: a slow answer waits for the next round
 POLL_LOCK_SECONDS = 60
 CLOCK_SLACK_SECONDS = 300         # Immersal's clock against ours, when finding a map an interrupted call made
 MAP_FIELDS = ("id", "name", "status", "size", "bank", "privacy", "latitude", "longitude", "altitude",
               "created", "modified", "sha256_al")
 
-# Redis keys beyond the ledger's.
-ACTIVE_KEY = "gq:immersal:active"        # jobs in progress that the poller looks after
-CLAIMS_KEY = "gq:immersal:map-jobs"      # map id -> the job that created it
+ACTIVE_KEY = "gq:immersal:active"
+CLAIMS_KEY = "gq:immersal:map-jobs"
 POLL_LOCK_KEY = "gq:immersal:poll-lock"
 
 # Where a job is; each step after QUEUED is run by one task (or, for CONSTRUCTION, by the poller).
@@ -34,6 +41,9 @@ STEP_PHASES = {START: "preparing workspace", SUBMIT: "submitting images", SETTLE
                DOWNLOAD: "downloading map"}
 WORKSPACE_STEPS = (QUEUED, START, SUBMIT, SETTLE)   # the steps that need the workspace lease
 CHUNK_TASK = "immersal.transfer.submit_chunk"
+CONSTRUCT = "construct"                             # the map-creating call's name among the job's effects
+
+STEPS = StepMachine("immersal", STEP_TASKS)
 
 
 class WorkspaceLost(JobError):
@@ -44,61 +54,50 @@ class ConstructionFailed(JobError):
     kind = "ConstructionFailed"
 
 
-class Stopped(Exception):
-    """The job finished elsewhere (failed, canceled) while this task worked for it."""
-
-
-# --- the job's own records ---
-def state_key(job_id: str) -> str:
-    return f"{jobs.job_key(job_id)}:immersal"            # hash: step, step_at, bank, images, chunks, base, map_id, ...
-
-
-STEPS = Steps(state_key, STEP_TASKS)
-move_step, send_step, dispatch_step = STEPS.move, STEPS.send, STEPS.dispatch
-
-
-def chunks_key(job_id: str) -> str:
-    return f"{jobs.job_key(job_id)}:immersal:chunks"     # hash: chunk name -> JSON list of manifest rows
-
-
-def sent_key(job_id: str) -> str:
-    return f"{jobs.job_key(job_id)}:immersal:sent"       # set of "run:index" Immersal confirmed
-
-
-def calling_key(job_id: str) -> str:
-    return f"{jobs.job_key(job_id)}:immersal:calling"    # hash "run:index" -> order in which its capture call began
-
-
-def calls_key(job_id: str) -> str:
-    return f"{jobs.job_key(job_id)}:immersal:calls"      # counter giving that order (Redis's, not worker clocks)
-
-
-def working_key(job_id: str) -> str:
-    return f"{jobs.job_key(job_id)}:immersal:working"    # set of chunks being submitted right now
-
-
-def busy_key(job_id: str) -> str:
-    return f"{jobs.job_key(job_id)}:immersal:busy"       # lease: one step task at a time per job
-
-
-def scratch_keys(job_id: str) -> list[str]:
-    return [state_key(job_id), chunks_key(job_id), sent_key(job_id), calling_key(job_id), calls_key(job_id),
-            working_key(job_id)]
-
-
-def job_state(job_id: str) -> dict[str, str]:
-    return get_redis().hgetall(state_key(job_id))
-
-
 def image_key(row: dict) -> str:
     return f"{row['run']}:{row['index']}"
 
 
-_MARK_CALLING = """
-redis.call('HSET', KEYS[1], ARGV[1], redis.call('INCR', KEYS[2]))
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-"""
+class ImmersalRecords:
+    """One job's records beyond its step hash."""
 
-@functools.lru_cache(maxsize=1)
-def _mark_calling_script():
-    return get_redis().register_script(_MARK_CALLING)
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.redis = get_redis()
+        base = jobs.job_key(job_id)
+        self.chunks_key, self.working_key = f"{base}:immersal:chunks", f"{base}:immersal:working"
+        self.captures = Once(job_id, "captures")
+
+    # --- the manifest's rows, in chunks of images submitted by one task each ---
+    def save_chunks(self, rows: list[dict], chunk_size: int) -> None:
+        chunks = {f"chunk-{n // chunk_size:04d}": json.dumps(rows[n:n + chunk_size])
+                  for n in range(0, len(rows), chunk_size)}
+        pipe = self.redis.pipeline()
+        pipe.hset(self.chunks_key, mapping=chunks)
+        pipe.hset(STEPS.key(self.job_id), mapping={"images": len(rows), "chunks": len(chunks)})
+        for key in (self.chunks_key, STEPS.key(self.job_id)):
+            pipe.expire(key, jobs.RECORD_TTL_SECONDS)
+        pipe.execute()
+
+    def chunk_names(self) -> list[str]:
+        return sorted(self.redis.hkeys(self.chunks_key))
+
+    def chunk(self, name: str) -> list[dict]:
+        return json.loads(self.redis.hget(self.chunks_key, name) or "[]")
+
+    def rows(self) -> Iterator[dict]:
+        for chunk in self.redis.hvals(self.chunks_key):
+            yield from json.loads(chunk)
+
+    # --- chunks mid-submission: the workspace waits for them before the next job clears it ---
+    def working(self, name: str, busy: bool) -> None:
+        (self.redis.sadd if busy else self.redis.srem)(self.working_key, name)
+
+    def submitting(self) -> bool:
+        return bool(self.redis.scard(self.working_key))
+
+    def expire(self) -> None:
+        """The job is over: its rows go now, the rest expires with its ledger record."""
+        self.redis.delete(self.chunks_key)
+        for key in (STEPS.key(self.job_id), self.working_key):
+            self.redis.expire(key, jobs.RECORD_TTL_SECONDS)

@@ -1,30 +1,20 @@
-"""The workspace (an account's image bank) is held by one job at a time: a lease, queued for in order."""
+"""The workspace (an image bank of the account) holds the images waiting for construction, so it is
+held by one job at a time: a lease on (account, bank), granted to the jobs asking in turn, from
+clearing the workspace to the construct call."""
 from __future__ import annotations
 
 import time
 
 from geoqueue import jobs
-from tasks.immersal.records import (
-    ACTIVE_KEY,
-    QUEUED,
-    START,
-    WORKSPACE_STEPS,
-    WorkspaceLost,
-    chunks_key,
-    job_state,
-    move_step,
-    scratch_keys,
-    send_step,
-    state_key,
-    working_key,
-)
+from tasks.immersal.records import ACTIVE_KEY, QUEUED, START, STEPS, WORKSPACE_STEPS, ImmersalRecords, WorkspaceLost
+from workers import ending
+from workers.context import JobContext
 from workers.lease import Lease
 from workers.redis_client import get_ledger, get_redis
 from workers.settings import get_settings
 from workers.steps import grace_seconds, is_finished
 
 
-# --- the workspace lease on (account, bank) ---
 def workspace_name(bank: int) -> str:
     return f"{get_settings().immersal_account}/{bank}"
 
@@ -39,12 +29,12 @@ def waiting_phase(bank: int) -> str:
     return f"waiting for workspace {workspace_name(bank)}"
 
 
-def queue_for_workspace(job_id: str, bank: int) -> None:
-    r = get_redis()
-    r.hset(state_key(job_id), mapping={"step": QUEUED, "step_at": time.time(), "bank": bank})
-    get_ledger().transition(job_id, jobs.QUEUED, phase=waiting_phase(bank))
-    workspace_lease(bank).wait(job_id)
-    r.sadd(ACTIVE_KEY, job_id)
+def queue_for_workspace(job: JobContext, bank: int) -> None:
+    STEPS.set(job.id, step=QUEUED, step_at=time.time(), bank=bank)
+    job.show(jobs.QUEUED, waiting_phase(bank))
+    ending.holds(job.id)
+    workspace_lease(bank).wait(job.id)
+    get_redis().sadd(ACTIVE_KEY, job.id)
     hand_over(bank)
 
 
@@ -56,7 +46,7 @@ def may_release(holder: str) -> bool:
         return True
     if not job.finished:
         return False
-    return get_redis().scard(working_key(holder)) == 0 or time.time() - job.updated > grace_seconds()
+    return not ImmersalRecords(holder).submitting() or time.time() - job.updated > grace_seconds()
 
 
 def hand_over(bank: int) -> None:
@@ -76,15 +66,9 @@ def hand_over(bank: int) -> None:
 
 def start_on_workspace(job_id: str, bank: int) -> None:
     """The job holds the workspace now; it shows so while its start waits for a worker."""
-    if move_step(job_id, START, QUEUED):
+    if STEPS.move(job_id, START, QUEUED):
         get_ledger().transition(job_id, jobs.QUEUED, phase=f"starting on workspace {workspace_name(bank)}")
-        send_step(job_id, START)
-
-
-def free_workspace(job_id: str) -> None:
-    bank = job_state(job_id).get("bank")
-    if bank is not None:
-        hand_over(int(bank))
+        STEPS.send(job_id, START)
 
 
 def hold_workspace(job_id: str, bank: int) -> None:
@@ -93,25 +77,29 @@ def hold_workspace(job_id: str, bank: int) -> None:
                             "its images may have been cleared by another job")
 
 
-def retire(job_id: str) -> None:
-    """A finished job leaves the poller's care; its per-image records expire with its ledger record."""
-    r = get_redis()
-    bank = r.hget(state_key(job_id), "bank")
-    r.srem(ACTIVE_KEY, job_id)
-    r.delete(chunks_key(job_id))
-    for key in scratch_keys(job_id):
-        r.expire(key, jobs.RECORD_TTL_SECONDS)
-    if bank is not None:
-        hand_over(int(bank))
-
-
 def tend_workspace(bank: int) -> None:
     """Keep the holder's lease alive while it uses the workspace; free it once it does not."""
     lease = workspace_lease(bank)
     holder = lease.holder()
     if holder is not None and not is_finished(holder):
-        if job_state(holder).get("step") in WORKSPACE_STEPS:
+        if STEPS.state(holder).get("step") in WORKSPACE_STEPS:
             lease.refresh(holder)
         else:
             lease.release(holder)
     hand_over(bank)
+
+
+def free_workspace(job_id: str) -> None:
+    bank = STEPS.state(job_id).get("bank")
+    if bank is not None:
+        hand_over(int(bank))
+
+
+@ending.on_job_end
+def retire(job_id: str) -> None:
+    """A job that ended leaves the poller's care and hands its workspace on."""
+    if not get_redis().hexists(STEPS.key(job_id), "step"):
+        return   # not an Immersal job of the workspace kind
+    get_redis().srem(ACTIVE_KEY, job_id)
+    ImmersalRecords(job_id).expire()
+    free_workspace(job_id)
