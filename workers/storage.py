@@ -123,9 +123,13 @@ class ObjectStore:
             with typed_errors(ref, field):
                 return int(self.s3.head_object(Bucket=ref.bucket, Key=ref.key)["ContentLength"])
         except InvalidInput as exc:
-            if exc.details.get("s3_error") in MISSING and self.bucket_exists(ref.bucket):
+            if exc.details.get("s3_error") not in MISSING:
+                raise
+            if self.bucket_exists(ref.bucket):
                 return None
-            raise
+            # HEAD answers a bare 404 either way: say which is missing.
+            raise InvalidInput(f"{field + ': ' if field else ''}{ref}: {PROBLEMS['NoSuchBucket']}", field=field,
+                               s3_error="NoSuchBucket") from exc
 
     def bucket_exists(self, bucket: str) -> bool:
         try:
