@@ -15,6 +15,10 @@ from PIL import Image
 from sandbox.server import SandboxServer
 from vendors.dronemapper import DroneMapperClient, PendingAction, Status, token_expiry
 from vendors.errors import AuthError, InputError, NotFound, RateLimited, TransientError
+from vendors.http import Retries
+
+# These tests look at how one answer is classified; tests/test_call_retries.py, at the retries.
+ONE_TRY = Retries(attempts=1)
 
 # A short task clock and small assets keep the suite quick.
 FAST = {"upload_to_node_s": 0.1, "queued_s": 0.2, "running_s": 1.0, "action_delay_s": 0.1,
@@ -36,7 +40,7 @@ def fresh_vendor(server):
 
 @pytest.fixture
 def client(server):
-    return DroneMapperClient(f"{server.url}/dronemapper", "sandbox", "sandbox-password", timeout=10)
+    return DroneMapperClient(f"{server.url}/dronemapper", "sandbox", "sandbox-password", timeout=10, retries=ONE_TRY)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from sandbox.immersal import DEFAULT_LOGIN, DEFAULT_PASSWORD, DEFAULT_TOKEN
 from sandbox.server import SandboxServer
 from vendors.errors import AuthError, InputError, NotFound, RateLimited, TransientError
 from vendors.geodesy import map_to_wgs84
+from vendors.http import Retries
 from vendors.immersal import (
     DONE,
     FAILED,
@@ -31,6 +32,9 @@ from vendors.immersal import (
     ImmersalNotFound,
 )
 from vendors.tokens import MemoryTokenStore
+
+# These tests look at how one answer is classified; tests/test_call_retries.py, at the retries.
+ONE_TRY = Retries(attempts=1)
 
 INTRINSICS = (120.0, 120.0, 32.0, 24.0)
 HELSINKI = (60.1699, 24.9384, 25.0)
@@ -77,7 +81,7 @@ def base_url(server):
 
 @pytest.fixture
 def client(base_url):
-    return ImmersalClient(base_url, token=DEFAULT_TOKEN, timeout=10)
+    return ImmersalClient(base_url, token=DEFAULT_TOKEN, timeout=10, retries=ONE_TRY)
 
 
 # --- test data ---

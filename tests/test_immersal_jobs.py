@@ -18,7 +18,7 @@ from devstack.samples import scene
 from geoqueue import InvalidParams, JobFailed
 from geoqueue.s3ref import S3Ref, parse_ref
 from sandbox.immersal import DEFAULT_TOKEN
-from tests.conftest import wait_for_done
+from tests.conftest import TEST_SETTINGS, wait_for_done
 
 BUCKET = "geoqueue"
 INTRINSICS = {"fx": 60.0, "fy": 60.0, "ox": 32.0, "oy": 24.0}
@@ -138,16 +138,24 @@ def test_worker_killed_during_submission_submits_each_image_once(queue, store, s
 
 def test_server_errors_and_dropped_connections_still_submit_each_image_once(queue, store, stack):
     images, rows = put_site(store, 16, seed=5)
-    # Two answers of 500 (Immersal did not take the image) and two connections dropped before any
-    # answer (did it? settle counts the workspace to find out, and sends what did not arrive).
-    stack.sandbox("POST", "/_sandbox/faults/immersal", json={"fail_next": 2, "drop_next": 2, "paths": "/immersal/capture"})
-    job = queue.wait(queue.submit("immersal.build_map", {"images": images, "name": "Bumpy", "chunk_size": 4}),
+    # Two answers of 500 and two dropped connections: each capture call tries again where it failed
+    # (a capture sent twice replaces its image). Then six drops in a row: one call runs out of tries,
+    # is cut off without an answer, and settle counts the workspace to find out whether it arrived.
+    tries = int(TEST_SETTINGS.get("GEOQUEUE_CALL_RETRIES", 6))
+    stack.sandbox("POST", "/_sandbox/faults/immersal", json={"fail_next": 2, "paths": "/immersal/capture"})
+    job = queue.wait(queue.submit("immersal.build_map", {"images": images, "name": "Bumpy", "chunk_size": 16}),
                      timeout=90)
-    assert job.result["cut_off_calls"] == {"count": 2, "arrived": 0, "sent_again": 2}
+    assert "cut_off_calls" not in job.result
+    images2, rows2 = put_site(store, 16, seed=6)
+    stack.sandbox("POST", "/_sandbox/faults/immersal", json={"drop_next": tries, "paths": "/immersal/capture"})
+    cut = queue.wait(queue.submit("immersal.build_map", {"images": images2, "name": "CutOff", "chunk_size": 16}),
+                     timeout=120)
+    assert cut.result["cut_off_calls"] == {"count": 1, "arrived": 0, "sent_again": 1}
     statuses = [e["status"] for e in stack.sandbox("GET", "/_sandbox/journal/immersal") if e["path"] == "/immersal/capture"]
-    assert statuses.count(500) == 4 and statuses.count(200) == 16        # a dropped call shows as 500 here
-    assert len(captures(stack)) == 16 and set(captures(stack).values()) == {1}
+    assert statuses.count(500) == 2 + tries and statuses.count(200) == 32        # a dropped call shows as 500 here
+    assert len(captures(stack)) == 16 and set(captures(stack).values()) == {2}     # once per job
     assert map_images(store, job.result["map"]) == image_digests(store, images, rows)
+    assert map_images(store, cut.result["map"]) == image_digests(store, images2, rows2)
 
 
 def test_jobs_on_one_workspace_take_turns_without_mixing(queue, store, stack):

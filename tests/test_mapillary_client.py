@@ -17,6 +17,7 @@ from sandbox.mapillary import SANDBOX_CLIENT_TOKEN, SANDBOX_USER_TOKEN
 from sandbox.mapillary_world import build_world, organization_images_in_bbox
 from sandbox.server import SandboxServer
 from vendors.errors import AuthError, InputError, NotFound, RateLimited, TransientError
+from vendors.http import Retries
 from vendors.mapillary import (
     ExpiredUrl,
     LegacyUploadCredentials,
@@ -33,6 +34,9 @@ from vendors.mapillary import (
     tiles_covering_bbox,
     upload_session_key,
 )
+
+# These tests look at how one answer is classified; tests/test_call_retries.py, at the retries.
+ONE_TRY = Retries(attempts=1)
 
 LEGACY_BUCKET = "mapillary.uploads.manual.images"
 LEGACY_CREDENTIALS = LegacyUploadCredentials("sandbox_uploader", "sandbox-permission-hash", "sandbox-signature-hash")
@@ -53,7 +57,7 @@ def fresh_sandbox(server):
 def make_client(server, token: str = SANDBOX_CLIENT_TOKEN) -> MapillaryClient:
     base = f"{server.url}/mapillary"
     return MapillaryClient(f"{base}/graph", f"{base}/tiles", f"{base}/rupload", token, timeout=30,
-                           legacy_upload_url=f"{base}/s3/{LEGACY_BUCKET}")
+                           legacy_upload_url=f"{base}/s3/{LEGACY_BUCKET}", retries=ONE_TRY)
 
 
 @pytest.fixture
@@ -333,6 +337,7 @@ def test_offset_upload_resumes_after_a_dropped_connection(uploader, server):
     data = random.Random(7).randbytes(1_500_000)
     key = upload_session_key(data, ".zip")
     configure(server, drop_upload_after_bytes=600_000, drop_upload_next=1)
+    uploader.retries = Retries(base_seconds=0.01)     # the default rule: a try after a dropped connection resumes
     progress = []
     handle = uploader.upload(key, data, progress=lambda done, total: progress.append(done))
     stand_in = next(s for s in server.stand_ins if s.name == "mapillary")

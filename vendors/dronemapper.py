@@ -27,7 +27,7 @@ import urllib3
 from requests_toolbelt import MultipartEncoder, MultipartEncoderMonitor
 
 from vendors.errors import AuthError, Conflict, InputError, NotFound, TransientError, VendorError
-from vendors.http import new_session, send
+from vendors.http import Retries, new_session, send
 from vendors.tokens import MemoryTokenStore, TokenStore, renewal_ttl
 
 VENDOR = "dronemapper"
@@ -66,11 +66,12 @@ TaskId = Union[int, str]
 
 class DroneMapperClient:
     def __init__(self, base_url: str, username: str, password: str, token_store: TokenStore | None = None,
-                 timeout: float = 60.0) -> None:
+                 timeout: float = 60.0, retries: Retries = Retries()) -> None:
         self.base_url = base_url.rstrip("/")
         self.username, self._password = username, password
         self.tokens = token_store or MemoryTokenStore()
         self.timeout = timeout
+        self.retries = retries
         self.session = new_session()
         self._token_key = f"{VENDOR}:{self.base_url}:{username}"
         self._partial_upload: bool | None = None
@@ -79,6 +80,9 @@ class DroneMapperClient:
 
     def login(self) -> str:
         """A fresh token, cached until shortly before the `exp` it carries."""
+        return self.retries.run(self._login_once)
+
+    def _login_once(self) -> str:
         response = send(self.session, "POST", self._url("/api/token-auth/"), vendor=VENDOR, timeout=self.timeout,
                         data={"username": self.username, "password": self._password})
         if response.status_code in (400, 401, 403):
@@ -105,13 +109,18 @@ class DroneMapperClient:
     def _url(self, path: str) -> str:
         return self.base_url + path
 
-    def _call(self, method: str, path: str, *, ok: tuple[int, ...] = (),
-              body: Callable[[int], dict] | None = None, headers: dict | None = None,
+    def _call(self, method: str, path: str, *, ok: tuple[int, ...] = (), idempotent: bool = True,
+              body: Callable[[], dict] | None = None, headers: dict | None = None,
               **kwargs: Any) -> requests.Response:
-        """One API call with the token; on a rejected token, one new login and one retry.
-        `body(attempt)` gives the request's body per attempt (an upload must rewind its images)."""
+        """One API call, retried where it failed; one that creates something (`idempotent=False`) only
+        when the vendor answered. `body()` gives the request's body per try (an upload rewinds its images)."""
+        return self.retries.run(lambda: self._call_once(method, path, ok, body, headers, kwargs), idempotent=idempotent)
+
+    def _call_once(self, method: str, path: str, ok: tuple[int, ...], body: Callable[[], dict] | None,
+                   headers: dict | None, kwargs: dict[str, Any]) -> requests.Response:
+        """One try with the token; on a rejected token, one new login and one more try."""
         for attempt in (0, 1):
-            extra = body(attempt) if body else {}
+            extra = body() if body else {}
             all_headers = {**(headers or {}), **extra.pop("headers", {}), "Authorization": f"JWT {self._token()}"}
             response = send(self.session, method, self._url(path), vendor=VENDOR, timeout=self.timeout,
                             headers=all_headers, **kwargs, **extra)
@@ -136,7 +145,7 @@ class DroneMapperClient:
     # --- projects ---
 
     def create_project(self, name: str, description: str = "") -> dict:
-        return self._json("POST", "/api/projects/", json={"name": name, "description": description})
+        return self._json("POST", "/api/projects/", json={"name": name, "description": description}, idempotent=False)
 
     def update_project(self, project_id: int, *, name: str | None = None, description: str | None = None) -> dict:
         fields = {k: v for k, v in (("name", name), ("description", description)) if v is not None}
@@ -191,13 +200,15 @@ class DroneMapperClient:
         fields = _task_fields(name=name, options=options, processing_node=processing_node,
                               auto_processing_node=auto_processing_node)
         if partial:
-            return self._json("POST", f"/api/projects/{int(project_id)}/tasks/", json={"partial": True, **fields})
+            return self._json("POST", f"/api/projects/{int(project_id)}/tasks/", json={"partial": True, **fields},
+                              idempotent=False)
         readers = _image_readers(images)
         if len(readers) < 2:
             raise InputError(f"{VENDOR}: a task needs at least 2 images, got {len(readers)}",
                              vendor=VENDOR, field="images")
         form = [(k, json.dumps(v) if k == "options" else _form_value(v)) for k, v in fields.items()]
-        return self._json("POST", f"/api/projects/{int(project_id)}/tasks/", body=_multipart(form, readers, progress))
+        return self._json("POST", f"/api/projects/{int(project_id)}/tasks/", body=_multipart(form, readers, progress),
+                          idempotent=False)
 
     def upload_image(self, project_id: int, task_id: TaskId, filename: str, fileobj: ImageSource,
                      size: int | None = None, progress: Progress | None = None) -> dict:
@@ -249,10 +260,10 @@ class DroneMapperClient:
         clears `pending_action`, the task still shows its old status (e.g. FAILED)."""
         if options is not None:
             self.update_task(project_id, task_id, options=options)
-        self._action(project_id, task_id, "restart")
+        self._action(project_id, task_id, "restart", idempotent=False)
 
-    def _action(self, project_id: int, task_id: TaskId, action: str) -> None:
-        result = self._json("POST", self._task_path(project_id, task_id, f"{action}/"))
+    def _action(self, project_id: int, task_id: TaskId, action: str, idempotent: bool = True) -> None:
+        result = self._json("POST", self._task_path(project_id, task_id, f"{action}/"), idempotent=idempotent)
         if not (isinstance(result, dict) and result.get("success")):
             raise VendorError(f"{VENDOR}: {action} not accepted: {result!r}", vendor=VENDOR)
 
@@ -520,12 +531,15 @@ def _image_readers(images: Iterable[ImageItem | str | os.PathLike]) -> list[_Ima
 
 
 def _multipart(form: list[tuple[str, str]], readers: list[_ImageReader],
-               progress: Progress | None) -> Callable[[int], dict]:
-    """Request kwargs per attempt: a fresh streaming encoder, the images rewound after the first."""
-    def body(attempt: int) -> dict:
-        if attempt:
+               progress: Progress | None) -> Callable[[], dict]:
+    """Request kwargs per try: a fresh streaming encoder, the images rewound after the first."""
+    tries = []
+
+    def body() -> dict:
+        if tries:
             for reader in readers:
                 reader.rewind()
+        tries.append(1)
         fields = list(form) + [("images", (r.filename, r, "image/jpeg")) for r in readers]
         encoder: Any = MultipartEncoder(fields)
         if progress:

@@ -1,15 +1,26 @@
-"""Shared HTTP plumbing: sessions with timeouts, transport failures as TransientError, Retry-After."""
+"""Shared HTTP plumbing: sessions, transport failures as TransientError, Retry-After, and the
+retry rule every vendor call follows.
+
+A call retries its own transient failures (5xx, 429, timeouts, dropped connections) where it
+failed, with exponential backoff and full jitter, bounded in tries and in time, so that one flaky
+request does not cost a whole task. A call that creates or pays for something is retried only
+when the vendor answered (a 429 or 5xx took no effect); cut off without an answer, it raises, and
+its caller's exactly-once record decides whether it took effect.
+"""
 from __future__ import annotations
 
 import email.utils
+import random
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
 
 import requests
 
 from vendors.errors import RateLimited, TransientError
 
 USER_AGENT = "geoqueue/0.1"
+T = TypeVar("T")
 
 
 def new_session() -> requests.Session:
@@ -28,6 +39,59 @@ def retry_after_seconds(response: requests.Response) -> float | None:
     except ValueError:
         parsed = email.utils.parsedate_to_datetime(value)
         return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def backoff(attempt: int, base: float, cap: float, hint: float | None, draw: Callable[[float, float], float]) -> float:
+    """Seconds before try `attempt + 1`: full jitter over base * 2**attempt (capped), never shorter
+    than the vendor's Retry-After.
+
+    >>> backoff(0, 0.5, 20, None, lambda low, high: high)
+    0.5
+    >>> backoff(10, 0.5, 20, None, lambda low, high: high)
+    20
+    >>> backoff(3, 0.5, 20, 7.0, lambda low, high: low)
+    7.0
+    """
+    delay = draw(0.0, min(cap, base * 2 ** attempt))
+    return max(delay, hint) if hint is not None else delay
+
+
+def may_retry(error: TransientError, idempotent: bool) -> bool:
+    """A call that may have taken effect is not repeated blindly.
+
+    >>> may_retry(TransientError("500", status=500), idempotent=False)
+    True
+    >>> may_retry(TransientError("read timed out"), idempotent=False)
+    False
+    >>> may_retry(TransientError("read timed out"), idempotent=True)
+    True
+    """
+    return idempotent or error.status is not None
+
+
+@dataclass(frozen=True)
+class Retries:
+    """How many tries one call gets, and for how long in all (both are settings of the fleet)."""
+
+    attempts: int = 6
+    total_seconds: float = 120.0
+    base_seconds: float = 0.5
+    cap_seconds: float = 20.0
+
+    def run(self, call: Callable[[], T], *, idempotent: bool = True, sleep: Callable[[float], None] = time.sleep) -> T:
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                return call()
+            except TransientError as error:
+                delay = backoff(attempt, self.base_seconds, self.cap_seconds, error.retry_after, random.uniform)
+                attempt += 1
+                spent = time.monotonic() - started
+                if (not may_retry(error, idempotent) or attempt >= self.attempts
+                        or spent + delay > self.total_seconds):
+                    raise
+                sleep(delay)
 
 
 def send(session: requests.Session, method: str, url: str, *, vendor: str, timeout: float,

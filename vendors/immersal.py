@@ -18,7 +18,7 @@ import re
 from typing import Any, Iterable, Sequence
 
 from vendors.errors import AuthError, Conflict, InputError, NotFound, TransientError, VendorError
-from vendors.http import new_session, send
+from vendors.http import Retries, new_session, send
 from vendors.tokens import MemoryTokenStore, TokenStore
 
 VENDOR = "immersal"
@@ -30,6 +30,7 @@ LOCALIZABLE = frozenset({SPARSE, DONE})     # the .bytes map exists from "sparse
 FINISHED = frozenset({DONE, FAILED})        # nothing changes any more
 
 MAX_LOCALIZE_MAPS = 8
+CREATING_ENDPOINTS = frozenset({"construct", "fuse", "restore"})
 MAP_NAME = re.compile(r"[A-Za-z0-9]+")
 # Construction options the vendor documents, passed through as given (windowSize has its own argument).
 CONSTRUCT_OPTIONS = frozenset({
@@ -90,7 +91,8 @@ class ImmersalClient:
     (cached in `token_store`); with neither, calls go out anonymously (public maps only)."""
 
     def __init__(self, base_url: str = DEFAULT_BASE_URL, token: str | None = None, login: str | None = None,
-                 password: str | None = None, token_store: TokenStore | None = None, timeout: float = 60.0) -> None:
+                 password: str | None = None, token_store: TokenStore | None = None, timeout: float = 60.0,
+                 retries: Retries = Retries()) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token
         self._login = login
@@ -98,6 +100,7 @@ class ImmersalClient:
         self.token_store = token_store or MemoryTokenStore()
         self.token_cache_key = f"{VENDOR}:{self.base_url}:{login or ''}"
         self.timeout = timeout
+        self.retries = retries
         self.session = new_session()
 
     # --- account ---
@@ -244,6 +247,13 @@ class ImmersalClient:
         return self._post(endpoint, {"token": self.login(), **fields}, payload)
 
     def _post(self, endpoint: str, fields: dict, payload: bytes | None = None) -> dict:
+        """One call, retried where it failed. Every endpoint is a POST; those that create a map or add
+        images (construct, fuse, restore) are retried only when Immersal answered. A capture sent again
+        replaces the image of the same run and index, so it is retried like a read."""
+        return self.retries.run(lambda: self._post_once(endpoint, fields, payload),
+                                idempotent=endpoint not in CREATING_ENDPOINTS)
+
+    def _post_once(self, endpoint: str, fields: dict, payload: bytes | None = None) -> dict:
         """One POST. With `payload`, the body is JSON + NUL + raw bytes (the binary endpoints)."""
         body = json.dumps(fields).encode("utf-8")
         headers = {}

@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 from vendors.errors import AuthError, InputError, PaymentRequired, VendorError
-from vendors.http import new_session, send
+from vendors.http import Retries, new_session, send
 from vendors.tokens import MemoryTokenStore, TokenStore, renewal_ttl
 
 VENDOR = "immersity"
@@ -41,17 +41,21 @@ def vendor_message(body: Any) -> str:
 
 class ImmersityClient:
     def __init__(self, api_url: str, token_url: str, client_id: str, client_secret: str,
-                 token_store: TokenStore | None = None, timeout: float = 300.0) -> None:
+                 token_store: TokenStore | None = None, timeout: float = 300.0, retries: Retries = Retries()) -> None:
         self.api_url = api_url.rstrip("/")
         self.token_url = token_url
         self._client_id = client_id
         self._client_secret = client_secret
         self.tokens = token_store or MemoryTokenStore()
         self.timeout = timeout
+        self.retries = retries
         self.session = new_session()
 
     # --- auth ---
     def _fetch_token(self) -> str:
+        return self.retries.run(self._fetch_token_once)
+
+    def _fetch_token_once(self) -> str:
         response = send(self.session, "POST", self.token_url, vendor=VENDOR, timeout=30, data={
             "grant_type": "client_credentials", "client_id": self._client_id, "client_secret": self._client_secret})
         if response.status_code != 200:
@@ -65,7 +69,12 @@ class ImmersityClient:
         return self.tokens.get("access") or self._fetch_token()
 
     def _call(self, method: str, path: str, json_body: dict | None = None, timeout: float | None = None) -> dict:
-        """One call; on 401 the token is renewed once and the call made again (it was not accepted)."""
+        """One call, retried where it failed; a POST (every one costs credits) only when the vendor
+        answered 429 or 5xx, never after a timeout or a dropped connection."""
+        return self.retries.run(lambda: self._call_once(method, path, json_body, timeout), idempotent=method == "GET")
+
+    def _call_once(self, method: str, path: str, json_body: dict | None, timeout: float | None) -> dict:
+        """One try; on 401 the token is renewed once and the call made again (it was not accepted)."""
         for attempt in (1, 2):
             response = send(self.session, method, self.api_url + path, vendor=VENDOR,
                             timeout=timeout or self.timeout, json=json_body,

@@ -25,7 +25,7 @@ import mapbox_vector_tile
 import requests
 
 from vendors.errors import AuthError, InputError, NotFound, RateLimited, TransientError, VendorError
-from vendors.http import new_session, retry_after_seconds, send
+from vendors.http import Retries, new_session, retry_after_seconds, send
 
 VENDOR = "mapillary"
 
@@ -384,7 +384,8 @@ class MapillaryClient:
 
     def __init__(self, graph_url: str, tiles_url: str, upload_url: str, access_token: str, *,
                  timeout: float = 60.0, legacy_upload_url: str | None = None, tileset: str = COVERAGE_TILESET,
-                 upload_chunk_size: int = UPLOAD_CHUNK_SIZE, session: requests.Session | None = None) -> None:
+                 upload_chunk_size: int = UPLOAD_CHUNK_SIZE, session: requests.Session | None = None,
+                 retries: Retries = Retries()) -> None:
         self.graph_url = graph_url.rstrip("/")
         self.tiles_url = tiles_url.rstrip("/")
         self.upload_url = upload_url.rstrip("/")
@@ -392,6 +393,7 @@ class MapillaryClient:
         self.timeout = timeout
         self.tileset = tileset
         self.upload_chunk_size = upload_chunk_size
+        self.retries = retries
         self.session = session or new_session()
         self._access_token = access_token
 
@@ -414,12 +416,17 @@ class MapillaryClient:
         except requests.RequestException as exc:  # what send() leaves out, e.g. a body cut mid-stream
             raise TransientError(f"{VENDOR}: transfer failed ({type(exc).__name__})", vendor=VENDOR) from exc
 
-    def _call(self, method: str, url: str, what: str, **kwargs: Any) -> requests.Response:
-        headers = {**self._auth(), **kwargs.pop("headers", {})}
-        response = self._send(method, url, headers=headers, **kwargs)
-        if response.status_code != 200:
-            raise error_from_response(response, what)
-        return response
+    def _call(self, method: str, url: str, what: str, *, retried: bool = True, **kwargs: Any) -> requests.Response:
+        """One call, retried where it failed (a POST, which creates, only when Mapillary answered).
+        `retried=False` for a body that cannot be sent twice: its caller resumes it."""
+        def once() -> requests.Response:
+            headers = {**self._auth(), **kwargs.get("headers", {})}
+            response = self._send(method, url, **{**kwargs, "headers": headers})
+            if response.status_code != 200:
+                raise error_from_response(response, what)
+            return response
+
+        return self.retries.run(once, idempotent=method == "GET") if retried else once()
 
     def _graph(self, path: str, what: str, **params: Any) -> Any:
         return self._call("GET", f"{self.graph_url}/{path}", what, params=params).json()
@@ -530,7 +537,19 @@ class MapillaryClient:
 
     # --- downloads (CDN: no token goes there) ---
     def download(self, url: str, destination: str | os.PathLike | BinaryIO, *, chunk_size: int = 1024 * 1024) -> int:
-        """Stream a thumbnail/original URL to a path (written atomically) or a binary file; returns bytes written."""
+        """Stream a thumbnail/original URL to a path (written atomically) or a binary file; returns bytes
+        written. A failed try starts again from the beginning of the destination."""
+        start = None if isinstance(destination, (str, os.PathLike)) else destination.tell()
+
+        def once() -> int:
+            if start is not None:
+                destination.seek(start)
+                destination.truncate()
+            return self._download_once(url, destination, chunk_size)
+
+        return self.retries.run(once)
+
+    def _download_once(self, url: str, destination: str | os.PathLike | BinaryIO, chunk_size: int) -> int:
         response = self._send("GET", url, stream=True)
         with response:
             if response.status_code == 403:
@@ -590,29 +609,21 @@ class MapillaryClient:
         return int(response.json()["offset"])
 
     def upload(self, session_key: str, source: Source, *, entity_type: str | None = None,
-               max_resumes: int = 5, progress: Progress | None = None) -> str:
+               progress: Progress | None = None) -> str:
         """Upload bytes under a session key and return the file handle ("h").
 
-        Always asks the server for its offset first and sends only the rest, so a call after a
-        crash, or after a dropped connection here (up to max_resumes times), continues the session.
-        Rate limits and 5xx are raised for the caller to schedule a later try."""
+        Every try asks the server for its offset first and sends only the rest, so a try after a
+        crash, a dropped connection, a 5xx or a 429 continues the session instead of sending again."""
         entity_type = entity_type or ENTITY_TYPES.get(os.path.splitext(session_key)[1].lower(), "application/octet-stream")
         with _open_source(source) as (stream, size):
-            resumes = 0
-            while True:
-                try:
-                    offset = self.fetch_upload_offset(session_key)
-                    if offset > size:
-                        raise MapillaryInputError(f"mapillary: session {session_key} holds {offset} bytes, more than "
-                                                  f"the {size} to upload: the key names other content")
-                    return self._upload_from(session_key, stream, size, offset, entity_type, progress)
-                except TransientError as error:
-                    # Dropped connection (no status), offset conflict (412) or an incomplete entity
-                    # (retriable 4xx): ask the server's offset again and go on from there.
-                    resumable = not isinstance(error, RateLimited) and (error.status is None or error.status < 500)
-                    if not resumable or resumes >= max_resumes:
-                        raise
-                    resumes += 1
+            def once() -> str:
+                offset = self.fetch_upload_offset(session_key)
+                if offset > size:
+                    raise MapillaryInputError(f"mapillary: session {session_key} holds {offset} bytes, more than "
+                                              f"the {size} to upload: the key names other content")
+                return self._upload_from(session_key, stream, size, offset, entity_type, progress)
+
+            return self.retries.run(once)
 
     def _upload_from(self, session_key: str, stream: IO[bytes], size: int, offset: int, entity_type: str,
                      progress: Progress | None) -> str:
@@ -632,7 +643,7 @@ class MapillaryClient:
                    "X-Entity-Type": entity_type}
         read_timeout = max(self.timeout, (size - offset) / MIN_UPLOAD_SPEED)
         response = self._call("POST", self._upload_endpoint(session_key), f"upload of {session_key}",
-                              headers=headers, data=body(), timeout=read_timeout)
+                              headers=headers, data=body(), timeout=read_timeout, retried=False)
         return str(response.json()["h"])
 
     def finish_upload(self, file_handle: str, file_type: str, organization_id: str | None = None) -> str:
@@ -663,22 +674,27 @@ class MapillaryClient:
     def legacy_upload(self, source: Source, filename: str, credentials: LegacyUploadCredentials,
                       sequence_uuid: str | uuid.UUID) -> str:
         """POST one image (or the empty DONE marker) with the fields in the documented order;
-        returns its key {username}/{uuid}/{filename}. Success is HTTP 204."""
+        returns its key {username}/{uuid}/{filename}. Success is HTTP 204. A second POST of the same
+        key replaces the object, so a failed try is simply made again."""
         key = f"{credentials.username}/{uuid.UUID(str(sequence_uuid))}/{filename}"
         with _open_source(source) as (stream, _):
-            fields = [  # a list, not a dict: the order is part of the contract
-                ("AWSAccessKeyId", (None, credentials.aws_access_key_id)),
-                ("acl", (None, "private")),
-                ("key", (None, key)),
-                ("signature", (None, credentials.signature_hash)),
-                ("policy", (None, credentials.permission_hash)),
-                ("Content-Type", (None, "image/jpeg")),
-                ("file", (filename, stream, "image/jpeg")),
-            ]
-            response = self._send("POST", self.legacy_upload_url, files=fields)
-        if response.status_code != 204:
-            raise legacy_error_from_response(response)
-        return key
+            def once() -> str:
+                stream.seek(0)
+                fields = [  # a list, not a dict: the order is part of the contract
+                    ("AWSAccessKeyId", (None, credentials.aws_access_key_id)),
+                    ("acl", (None, "private")),
+                    ("key", (None, key)),
+                    ("signature", (None, credentials.signature_hash)),
+                    ("policy", (None, credentials.permission_hash)),
+                    ("Content-Type", (None, "image/jpeg")),
+                    ("file", (filename, stream, "image/jpeg")),
+                ]
+                response = self._send("POST", self.legacy_upload_url, files=fields)
+                if response.status_code != 204:
+                    raise legacy_error_from_response(response)
+                return key
+
+            return self.retries.run(once)
 
     def legacy_finish_sequence(self, credentials: LegacyUploadCredentials, sequence_uuid: str | uuid.UUID) -> str:
         """Mark a legacy sequence complete by uploading the empty DONE object."""

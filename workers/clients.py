@@ -12,6 +12,7 @@ import functools
 import threading
 from typing import Callable, TypeVar
 
+from vendors.http import Retries
 from workers.errors import NotConfigured
 from workers.settings import Settings, get_settings
 
@@ -37,3 +38,8 @@ def vendor_client(vendor: str, *required: str) -> Callable[[Callable[[Settings],
         return get
 
     return wrap
+
+
+def call_retries(settings: Settings) -> Retries:
+    """How each vendor call retries its own transient failures (GEOQUEUE_CALL_RETRIES, _SECONDS)."""
+    return Retries(attempts=settings.call_retries, total_seconds=settings.call_retry_seconds)

@@ -25,7 +25,9 @@ class Settings(BaseSettings):
     unacked_restore_interval: int = Field(10, description="Seconds between sweeps that put messages of dead workers back on their queue.")
     task_time_limit: int = Field(1800, description="Hard time limit of one task run (seconds); must be below the visibility timeout.")
     retry_backoff_max: int = Field(300, description="Longest wait between two retries (seconds); must be below the visibility timeout.")
-    max_retries: int = Field(6, description="Retries of a vendor call on 5xx, 429, timeouts and dropped connections.")
+    call_retries: int = Field(6, description="Tries of one vendor call on 5xx, 429, timeouts and dropped connections (exponential backoff, full jitter); a call that creates or pays for something is tried again only when the vendor answered.")
+    call_retry_seconds: float = Field(120.0, description="Longest time one vendor call spends on its tries.")
+    max_retries: int = Field(6, description="Retries of a task whose vendor call ran out of its own tries, or that ran past its soft time limit.")
     result_expires: int = Field(7 * 24 * 3600, description="Seconds Celery results and finished job records are kept.")
     control_concurrency: int = Field(4, description="Processes of a control-queue worker (short work: planning, polling).")
     transfer_concurrency: int = Field(4, description="Processes of a transfer-queue worker (long vendor calls, uploads, downloads).")
@@ -106,6 +108,8 @@ class Settings(BaseSettings):
         for name in ("task_time_limit", "retry_backoff_max"):
             if getattr(self, name) >= self.visibility_timeout:
                 raise ValueError(f"GEOQUEUE_{name.upper()} must be below GEOQUEUE_VISIBILITY_TIMEOUT ({self.visibility_timeout}s)")
+        if self.call_retry_seconds >= self.soft_time_limit:
+            raise ValueError("GEOQUEUE_CALL_RETRY_SECONDS must be below the soft time limit (a little under GEOQUEUE_TASK_TIME_LIMIT)")
         if self.immersity_timeout >= self.soft_time_limit:
             raise ValueError("GEOQUEUE_IMMERSITY_TIMEOUT must be below the soft time limit (a little under GEOQUEUE_TASK_TIME_LIMIT)")
         if self.beat_lock_timeout <= self.beat_max_loop_interval:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tasks.immersal.records import POLL_CALL_TIMEOUT
 from vendors.immersal import ImmersalClient
-from workers.clients import vendor_client
+from workers.clients import call_retries, vendor_client
 from workers.errors import NotConfigured
 from workers.redis_client import get_redis
 from workers.settings import Settings, get_settings
@@ -16,7 +16,7 @@ def build(s: Settings, timeout: float) -> ImmersalClient:
     return ImmersalClient(
         s.immersal_url, token=s.immersal_token.get_secret_value() if s.immersal_token else None,
         login=s.immersal_login, password=s.immersal_password.get_secret_value() if s.immersal_password else None,
-        token_store=store, timeout=timeout)
+        token_store=store, timeout=timeout, retries=call_retries(s))
 
 
 @vendor_client("immersal")

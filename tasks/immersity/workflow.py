@@ -14,7 +14,7 @@ from tasks.immersity.records import Credits
 from vendors.errors import TransientError, VendorError
 from vendors.immersity import ImmersityClient
 from workers import ending
-from workers.clients import vendor_client
+from workers.clients import call_retries, vendor_client
 from workers.context import JobContext
 from workers.errors import BudgetExceeded
 from workers.once import Once
@@ -28,7 +28,8 @@ from workers.token_cache import RedisTokenStore
 def client(s: Settings) -> ImmersityClient:
     secret = s.immersity_client_secret.get_secret_value()
     return ImmersityClient(s.immersity_api_url, s.immersity_token_url, s.immersity_client_id.get_secret_value(),
-                           secret, RedisTokenStore(get_redis(), "immersity", secret), timeout=s.immersity_timeout)
+                           secret, RedisTokenStore(get_redis(), "immersity", secret), timeout=s.immersity_timeout,
+                           retries=call_retries(s))
 
 
 def price(operation: str, variant: str) -> int:

@@ -1,0 +1,117 @@
+"""Each vendor call retries its own transient failures where it failed (5xx, 429 with its
+Retry-After, timeouts, dropped connections), bounded in tries and time; a call that creates
+something is tried again only when the vendor answered. Real clients against the stand-ins."""
+from __future__ import annotations
+
+import doctest
+import io
+import time
+
+import pytest
+import requests
+
+import vendors.http
+from sandbox.immersal import DEFAULT_TOKEN
+from sandbox.mapillary import SANDBOX_CLIENT_TOKEN
+from sandbox.mapillary_world import build_world
+from sandbox.server import SandboxServer
+from tests.test_immersal_client import INTRINSICS, image_bytes
+from vendors.dronemapper import DroneMapperClient
+from vendors.errors import RateLimited, TransientError
+from vendors.http import Retries
+from vendors.immersal import ImmersalClient
+from vendors.mapillary import MapillaryClient
+
+FAST = Retries(attempts=6, total_seconds=30, base_seconds=0.01, cap_seconds=0.1)
+
+
+@pytest.fixture(scope="module")
+def server():
+    server = SandboxServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def fresh(server):
+    requests.post(f"{server.url}/_sandbox/reset", timeout=5).raise_for_status()
+
+
+def faults(server, vendor: str, **values) -> None:
+    requests.post(f"{server.url}/_sandbox/faults/{vendor}", json=values, timeout=5).raise_for_status()
+
+
+def journal(server, vendor: str, path_end: str) -> list[dict]:
+    entries = requests.get(f"{server.url}/_sandbox/journal/{vendor}", timeout=5).json()
+    return [e for e in entries if e["path"].endswith(path_end)]
+
+
+def test_the_retry_rule():
+    assert doctest.testmod(vendors.http).failed == 0
+
+
+def test_a_read_retries_server_errors_and_dropped_connections_where_it_failed(server):
+    client = ImmersalClient(f"{server.url}/immersal", token=DEFAULT_TOKEN, timeout=10, retries=FAST)
+    faults(server, "immersal", fail_next=2, drop_next=1)
+    assert client.status()["imageCount"] == 0
+    assert [e["status"] for e in journal(server, "immersal", "/status")][-1] == 200
+    assert len(journal(server, "immersal", "/status")) >= 3     # a dropped connection leaves no journal line
+
+
+def test_a_capture_cut_off_is_sent_again_because_a_second_one_replaces_it(server):
+    client = ImmersalClient(f"{server.url}/immersal", token=DEFAULT_TOKEN, timeout=10, retries=FAST)
+    faults(server, "immersal", drop_next=1)
+    client.capture(image_bytes(1), run=0, index=0, intrinsics=INTRINSICS)
+    assert client.status()["imageCount"] == 1
+
+
+def test_a_creating_call_cut_off_is_not_repeated_blindly(server):
+    client = ImmersalClient(f"{server.url}/immersal", token=DEFAULT_TOKEN, timeout=10, retries=FAST)
+    for index in range(3):
+        client.capture(image_bytes(index), run=0, index=index, intrinsics=INTRINSICS)
+    faults(server, "immersal", drop_next=1, paths="/construct")
+    with pytest.raises(TransientError) as cut:
+        client.construct("CutOff")
+    assert cut.value.status is None                # no answer: whether it took effect is for the caller to find out
+    assert len(journal(server, "immersal", "/construct")) == 1
+    faults(server, "immersal", rate_limit_next=1, retry_after_s=0.2, paths="/construct")
+    started = time.monotonic()
+    assert client.construct("Answered")["id"]      # a 429 took no effect: tried again, after its Retry-After
+    assert time.monotonic() - started >= 0.2
+    assert [e["status"] for e in journal(server, "immersal", "/construct")][1:] == [429, 200]
+
+
+def test_a_project_creation_answered_500_is_retried_and_creates_one_project(server):
+    client = DroneMapperClient(f"{server.url}/dronemapper", "sandbox", "sandbox-password", timeout=10, retries=FAST)
+    client.login()
+    faults(server, "dronemapper", fail_next=2, paths="/api/projects/")
+    project = client.create_project("Retried", "answered twice with 500 first")
+    assert [p["id"] for p in client.list_projects()] == [project["id"]]
+
+
+def test_retries_stop_at_their_time_bound(server):
+    client = ImmersalClient(f"{server.url}/immersal", token=DEFAULT_TOKEN, timeout=10,
+                            retries=Retries(attempts=1000, total_seconds=1.0, base_seconds=0.05, cap_seconds=0.2))
+    faults(server, "immersal", error_rate=1.0)
+    started = time.monotonic()
+    with pytest.raises(TransientError):
+        client.status()
+    assert time.monotonic() - started < 3
+    faults(server, "immersal", error_rate=0.0, rate_limit_rate=1.0, retry_after_s=5)
+    with pytest.raises(RateLimited):                # a Retry-After past the bound is not waited for
+        client.status()
+    assert len(journal(server, "immersal", "/status")) < 1000
+
+
+def test_a_thumbnail_download_that_breaks_off_starts_again_into_a_clean_buffer(server):
+    base = f"{server.url}/mapillary"
+    client = MapillaryClient(f"{base}/graph", f"{base}/tiles", f"{base}/rupload", SANDBOX_CLIENT_TOKEN, timeout=10,
+                             retries=FAST)
+    image = next(iter(build_world().images.values()))
+    url = client.get_image(image.id, ["thumb_256_url"])["thumb_256_url"]
+    expected = requests.get(url, timeout=10).content
+    buffer = io.BytesIO(b"already here|")
+    buffer.seek(0, io.SEEK_END)
+    faults(server, "mapillary", fail_next=1, drop_next=1)
+    client.download(url, buffer)
+    assert buffer.getvalue() == b"already here|" + expected
