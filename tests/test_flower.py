@@ -16,6 +16,7 @@ import requests
 from tests.test_immersity_jobs import put_images
 
 OUTPUT = Path(__file__).parent / "output"
+DEPLOY = Path(__file__).parent.parent / "deploy"
 
 
 def flower(stack, path: str, **kwargs) -> requests.Response:
@@ -29,26 +30,32 @@ def secrets_of(stack) -> list[str]:
             stack.flower_password, "X-Amz-Signature", *issued]
 
 
-def test_flower_refuses_to_start_without_auth():
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GEOQUEUE_FLOWER")}
+def flower_refuses(**settings: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GEOQUEUE_FLOWER")} | settings
     started = subprocess.run([sys.executable, "-m", "workers.flower"], env=env, capture_output=True, text=True, timeout=60)
     assert started.returncode != 0
-    assert "refusing to start Flower without authentication" in started.stderr
+    return started.stderr
 
 
-def test_api_needs_auth_and_enqueues_a_job(stack, store, queue):
+def test_flower_refuses_to_start_without_auth_or_with_the_example_password():
+    assert "refusing to start Flower without authentication" in flower_refuses()
+    shipped = dict(line.split("=", 1) for line in (DEPLOY / "env.example").read_text().splitlines()
+                   if line.startswith("GEOQUEUE_FLOWER_BASIC_AUTH="))
+    assert "example password" in flower_refuses(**shipped)
+
+
+def test_flower_is_read_only_and_needs_auth(stack, store, queue):
     [image] = put_images(store, 1)
     body = {"kwargs": {"image": image.uri}}
     assert flower(stack, "/api/task/async-apply/immersity.disparity", method="POST", json=body, auth=None).status_code == 401
-    sent = flower(stack, "/api/task/async-apply/immersity.disparity", method="POST", json=body)
-    assert sent.status_code == 200, sent.text
-    job_id = sent.json()["task-id"]
-    deadline = time.monotonic() + 30
-    while queue.ledger.get(job_id) is None:  # the record appears when a worker takes the job
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    job = queue.wait(job_id, timeout=60)
-    assert job.state == "succeeded" and job.result["disparity"].startswith("s3://")
+    for path in ("/api/task/async-apply/immersity.disparity", "/api/task/async-apply/geoqueue.sweep",
+                 "/api/task/send-task/immersity.item", "/api/task/apply/immersity.disparity"):
+        assert flower(stack, path, method="POST", json=body).status_code == 403, path
+    workers = flower(stack, "/api/workers", params={"refresh": 1}).json()
+    assert workers
+    for worker in workers:
+        assert flower(stack, f"/api/worker/shutdown/{worker}", method="POST").status_code == 403
+    assert set(flower(stack, "/api/workers", params={"refresh": 1}).json()) == set(workers)
 
 
 def running_batch(stack, store, queue, images: int = 8) -> str:

@@ -1,6 +1,8 @@
 """No secret leaves the workers: not in Redis (every key), results, events or logs."""
 from __future__ import annotations
 
+import hashlib
+
 import redis
 
 from tests.test_immersity_jobs import put_images
@@ -49,3 +51,17 @@ def test_no_secret_in_redis_results_or_logs(queue, store, stack):
         assert "immersity.batch" in log or name == "beat" or "immersity" in log
         for secret in secrets + leaks:
             assert secret not in log, f"{secret[:6]}... found in the {name} log"
+
+
+def test_no_key_name_carries_anything_derived_from_a_secret(queue, store, stack):
+    [image] = put_images(store, 1)
+    assert queue.wait(queue.submit("immersity.disparity", {"image": image.uri}), timeout=90).state == "succeeded"
+    configured = [v for k, v in stack.env.items() if k.startswith("GEOQUEUE_") and
+                  k.endswith(("_PASSWORD", "_SECRET", "_TOKEN", "_SECRET_ACCESS_KEY", "_HASH"))]
+    assert len(configured) >= 4
+    digests = {hashlib.new(algorithm, secret.encode()).hexdigest()[:8]
+               for secret in configured for algorithm in ("sha256", "sha1", "md5")}
+    names = [key.decode() for key in redis.Redis.from_url(stack.redis_url).scan_iter(count=1000)]
+    assert any(name.startswith("gq:token:") for name in names)
+    for name in names:
+        assert not any(digest in name for digest in digests), name

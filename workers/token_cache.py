@@ -6,18 +6,21 @@ never holds a usable token: reading one needs the credential the workers already
 from __future__ import annotations
 
 import base64
-import hashlib
 
 import redis
 from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 
 class RedisTokenStore:
     def __init__(self, client: redis.Redis, vendor: str, secret: str) -> None:
-        digest = hashlib.sha256(f"geoqueue-token-cache:{vendor}:{secret}".encode()).digest()
-        self._fernet = Fernet(base64.urlsafe_b64encode(digest))
-        # The key name says which credential without revealing it.
-        self._prefix = f"gq:token:{vendor}:{hashlib.sha256(secret.encode()).hexdigest()[:12]}:"
+        key = HKDF(algorithm=SHA256(), length=32, salt=b"geoqueue-token-cache", info=vendor.encode()).derive(
+            secret.encode())
+        self._fernet = Fernet(base64.urlsafe_b64encode(key))
+        # Key names carry nothing derived from the secret: the client's own key (vendor, URL, user)
+        # says which token it is. A token sealed with another secret does not open: it is fetched anew.
+        self._prefix = f"gq:token:{vendor}:"
         self._redis = client
 
     def get(self, key: str) -> str | None:
