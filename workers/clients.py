@@ -1,5 +1,6 @@
-"""One client per vendor and process, built from the settings on first use and kept, so that
+"""One client per vendor and thread, built from the settings on first use and kept, so that
 connections and tokens are reused (a new HTTP session per uploaded image costs a TLS handshake).
+Per thread: a threads pool runs a hundred calls at once, each with a connection of its own.
 
     @vendor_client("immersity", "immersity_client_id", "immersity_client_secret")
     def immersity(settings) -> ImmersityClient: ...
@@ -21,7 +22,7 @@ C = TypeVar("C")
 
 def vendor_client(vendor: str, *required: str) -> Callable[[Callable[[Settings], C]], Callable[[], C]]:
     def wrap(build: Callable[[Settings], C]) -> Callable[[], C]:
-        lock = threading.Lock()
+        built = threading.local()
 
         @functools.wraps(build)
         def get() -> C:
@@ -30,10 +31,9 @@ def vendor_client(vendor: str, *required: str) -> Callable[[Callable[[Settings],
             if missing:
                 names = ", ".join(f"GEOQUEUE_{name.upper()}" for name in missing)
                 raise NotConfigured(f"{vendor} is not configured: set {names}", vendor=vendor)
-            with lock:
-                if not hasattr(get, "client"):
-                    get.client = build(settings)
-            return get.client
+            if not hasattr(built, "client"):
+                built.client = build(settings)
+            return built.client
 
         return get
 

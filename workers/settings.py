@@ -119,6 +119,11 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def longest_call_timeout(self) -> float:
+        """The longest client timeout of one vendor call."""
+        return max(self.immersity_timeout, self.immersal_timeout, self.dronemapper_timeout, self.mapillary_timeout)
+
+    @property
     def soft_time_limit(self) -> int:
         # Leaves the task time to record its failure before the hard kill.
         return self.task_time_limit - min(30, max(1, self.task_time_limit // 10))
