@@ -11,6 +11,8 @@ own storage would; `success_status` plays the OpenAPI's 200 or the vendor sample
 """
 from __future__ import annotations
 
+import contextlib
+
 import html
 import re
 import secrets
@@ -69,6 +71,7 @@ class ImmersityStandIn(VendorStandIn):
         self.tokens: dict[str, tuple[str, float]] = {}
         self.spent: dict[str, int] = {}
         self.stored: dict[str, bytes] = {}
+        self.in_flight = self.peak_in_flight = 0
 
     def __init__(self, public_url: str = "") -> None:
         super().__init__(public_url)
@@ -209,7 +212,8 @@ class ImmersityStandIn(VendorStandIn):
         except (ValueError, requests.RequestException) as exc:
             return _error(400, str(exc), "Bad Request")
         if self.options["processing_delay_s"]:
-            time.sleep(float(self.options["processing_delay_s"]))
+            with self._working():
+                time.sleep(float(self.options["processing_delay_s"]))
         try:
             result_url = self._deliver(body.get("resultPresignedUrl"), artifact, content_type)
         except (ValueError, requests.RequestException) as exc:
@@ -242,9 +246,22 @@ class ImmersityStandIn(VendorStandIn):
         bp.add_url_rule("/api/v1/prices", "prices", self._prices, methods=["GET"])
         bp.add_url_rule("/storage/<key>", "storage", self._stored, methods=["GET"])
 
+    @contextlib.contextmanager
+    def _working(self):
+        """A call the vendor is working on: counted, so a benchmark can see how many run at once."""
+        with self.lock:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
     def status(self) -> dict[str, Any]:
         with self.lock:
-            return {"spent": dict(self.spent), "tokens_issued": list(self.tokens)}
+            return {"spent": dict(self.spent), "tokens_issued": list(self.tokens), "in_flight": self.in_flight,
+                    "peak_in_flight": self.peak_in_flight}
 
 
 STAND_IN = ImmersityStandIn
