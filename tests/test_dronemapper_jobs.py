@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import re
 import struct
@@ -235,7 +236,8 @@ def test_a_task_created_just_before_a_worker_died_is_adopted_not_created_again(q
     job_id = uuid.uuid4().hex
     orphan = vendor(stack).create_task(project["id"], partial=True, name=f"geoqueue-{job_id}")
     r = redis.Redis.from_url(stack.redis_url, decode_responses=True)
-    r.hset(f"gq:job:{job_id}:dronemapper", "task_create_at", time.time())  # the marker set before the call
+    # the marker the exactly-once helper (workers/once.py) sets before the create call
+    r.hset(f"gq:job:{job_id}:once", "dronemapper:task", json.dumps({"at": time.time(), "seq": 1}))
     job = queue.wait(queue.submit("dronemapper.process_survey", {"images": prefix, "project": project["id"]},
                                   job_id=job_id), timeout=60)
     assert job.result["task"] == orphan["id"]
