@@ -398,6 +398,8 @@ def test_bad_inputs_fail_before_anything_is_created_naming_the_input(queue, stor
         "one image": ({"images": one}, "images", "at least 2 images; found 1"),
         "not a JPEG": ({"images": mixed}, "images", f"not JPEG images (1): {notes.uri}"),
         "unknown option": ({"images": good, "options": {"dsm": True, "turbo-mode": 1}}, "options", "turbo-mode"),
+        "refused value": ({"images": good, "options": [{"name": "pc-quality", "value": "best"}]}, "options",
+                          "pc-quality: 'best' is not one of ultra, high, medium, low, lowest"),
         "missing project": ({"images": good, "project": 4242}, "project", "project 4242 does not exist"),
     }
     for label, (params, field, expected) in cases.items():

@@ -5,7 +5,7 @@ from typing import Any
 
 from geoqueue import jobs
 from tasks.dronemapper.client import client
-from tasks.dronemapper.inputs import check_option_names
+from tasks.dronemapper.inputs import check_options
 from tasks.dronemapper.poller import wind_down
 from tasks.dronemapper.records import SURVEY_JOB, Survey, vendor_id
 from vendors.errors import NotFound
@@ -44,7 +44,7 @@ def restart(job: JobContext, job_id: str, options: dict | list | None) -> dict:
                            f"({'it was removed' if state.get('removed') else 'it never reached processing'}); "
                            "submit the survey again", field="job_id")
     vendor = client()
-    check_option_names(vendor, options)
+    check_options(vendor, options)
     project = int(state["project"])
     try:
         Once(job.id).run("dronemapper:restart", lambda: vendor.restart(project, state["task"], options=options))

@@ -17,6 +17,7 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 MIN_IMAGES = 2
 CHECK_THREADS = 8               # concurrent S3 reads of image headers while checking inputs
 PROBLEMS_SHOWN = 10
+BOOL_TEXT = ("true", "false", "1", "0", "yes", "no", "on", "off")   # what a node parses as a bool
 
 
 def problems(what: str, found: list[str]) -> str:
@@ -48,19 +49,51 @@ def find_images(store: ObjectStore, prefix: S3Ref) -> dict[str, tuple[S3Ref, int
     return {ref.name: (ref, size) for ref, size in objects}
 
 
-def option_names(options: dict | list) -> list[str]:
-    """The names of options given as {name: value} or as the doc's [{"name": ..., "value": ...}]."""
-    return [str(name) for name in options] if isinstance(options, dict) else [str(o["name"]) for o in options]
+def option_pairs(options: dict | list) -> list[tuple[str, object]]:
+    """(name, value) of options given as {name: value} or as the doc's [{"name": ..., "value": ...}]."""
+    return [(str(k), v) for k, v in options.items()] if isinstance(options, dict) else \
+        [(str(o["name"]), o["value"]) for o in options]
 
 
-def check_option_names(vendor: DroneMapperClient, options: dict | list | None, field: str = "options") -> None:
-    """Names the processing nodes do not know are refused before anything is created or uploaded."""
+def as_number(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def refusal(described: dict, value: object) -> str | None:
+    """What the server's description of an option (its type, an enum's domain) says against `value`,
+    as leniently as a node parses it: "true" is a bool, "2.5" a float. None when nothing does."""
+    kind, domain = described.get("type"), described.get("domain")
+    if kind == "bool" and not (isinstance(value, bool) or isinstance(value, str) and value.lower() in BOOL_TEXT):
+        return "true or false"
+    if kind in ("int", "float"):
+        number = as_number(value)
+        if number is None or (kind == "int" and not number.is_integer()):
+            return "a whole number" if kind == "int" else "a number"
+    if kind == "enum" and isinstance(domain, list) and str(value) not in map(str, domain):
+        return "one of " + ", ".join(map(str, domain))
+    return None
+
+
+def check_options(vendor: DroneMapperClient, options: dict | list | None, field: str = "options") -> None:
+    """Names the processing nodes do not know, and values their description refuses, are refused
+    before anything is created or uploaded."""
     if not options:
         return
-    known = {o["name"] for o in vendor.available_options()}
-    unknown = [name for name in option_names(options) if name not in known]
-    if known and unknown:
+    known = {o["name"]: o for o in vendor.available_options()}
+    if not known:
+        return  # a server that describes no options: it has the last word
+    unknown = [name for name, _value in option_pairs(options) if name not in known]
+    if unknown:
         raise InvalidInput(f"{field}: unknown DroneMapper option(s): {', '.join(unknown)}", field=field)
+    refused = [f"{name}: {value!r} is not {expected}" for name, value in option_pairs(options)
+               if (expected := refusal(known[name], value))]
+    if refused:
+        raise InvalidInput(f"{field}: {'; '.join(refused)}", field=field)
 
 
 def existing_project(vendor: DroneMapperClient, project_id: int) -> int:

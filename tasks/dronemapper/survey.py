@@ -9,7 +9,7 @@ from geoqueue import jobs
 from geoqueue.s3ref import S3Ref, parse_ref
 from tasks.dronemapper.client import client, partial_upload_supported
 from tasks.dronemapper.creation import project_for, task_for, task_name
-from tasks.dronemapper.inputs import check_option_names, check_output, existing_project, find_images
+from tasks.dronemapper.inputs import check_options, check_output, existing_project, find_images
 from tasks.dronemapper.records import (
     COMMIT,
     CREATE,
@@ -50,7 +50,7 @@ def start(job: JobContext, images: S3Ref, project: int | None, project_name: str
     photos = find_images(store, images)
     check_output(store, job.id, output)
     vendor = client()
-    check_option_names(vendor, options)
+    check_options(vendor, options)
     if project is not None:
         existing_project(vendor, project)
     job.check_canceled()
