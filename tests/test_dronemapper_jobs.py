@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import re
 import struct
@@ -235,7 +236,8 @@ def test_a_task_created_just_before_a_worker_died_is_adopted_not_created_again(q
     job_id = uuid.uuid4().hex
     orphan = vendor(stack).create_task(project["id"], partial=True, name=f"geoqueue-{job_id}")
     r = redis.Redis.from_url(stack.redis_url, decode_responses=True)
-    r.hset(f"gq:job:{job_id}:dronemapper", "task_create_at", time.time())  # the marker set before the call
+    # the marker the exactly-once helper (workers/once.py) sets before the create call
+    r.hset(f"gq:job:{job_id}:once", "dronemapper:task", json.dumps({"at": time.time(), "seq": 1}))
     job = queue.wait(queue.submit("dronemapper.process_survey", {"images": prefix, "project": project["id"]},
                                   job_id=job_id), timeout=60)
     assert job.result["task"] == orphan["id"]
@@ -396,6 +398,8 @@ def test_bad_inputs_fail_before_anything_is_created_naming_the_input(queue, stor
         "one image": ({"images": one}, "images", "at least 2 images; found 1"),
         "not a JPEG": ({"images": mixed}, "images", f"not JPEG images (1): {notes.uri}"),
         "unknown option": ({"images": good, "options": {"dsm": True, "turbo-mode": 1}}, "options", "turbo-mode"),
+        "refused value": ({"images": good, "options": [{"name": "pc-quality", "value": "best"}]}, "options",
+                          "pc-quality: 'best' is not one of ultra, high, medium, low, lowest"),
         "missing project": ({"images": good, "project": 4242}, "project", "project 4242 does not exist"),
     }
     for label, (params, field, expected) in cases.items():
@@ -406,6 +410,67 @@ def test_bad_inputs_fail_before_anything_is_created_naming_the_input(queue, stor
         assert expected in error["message"], (label, error)
     seen = counters(stack)
     assert seen.get("task_create", 0) == seen.get("project_create", 0) == 0
+
+
+def test_a_prefix_in_a_bucket_that_does_not_exist_fails_naming_images(queue, stack):
+    job = queue.wait(queue.submit("dronemapper.process_survey", {"images": "s3://no-such-bucket-4711/survey/"}),
+                     timeout=30, raise_on_failure=False)
+    assert job.state == "failed"
+    assert (job.error["type"], job.error.get("field")) == ("InvalidInput", "images"), job.error
+    assert "s3://no-such-bucket-4711/survey/" in job.error["message"]
+    assert "bucket does not exist" in job.error["message"]
+
+
+def test_an_output_outside_the_output_area_fails_naming_output_before_anything_is_created(queue, store, stack):
+    prefix, _ = put_survey(store, 2)
+    job = queue.wait(queue.submit("dronemapper.process_survey", {"images": prefix, "output": "s3://someone-elses/out/"}),
+                     timeout=30, raise_on_failure=False)
+    assert job.state == "failed"
+    assert (job.error["type"], job.error.get("field")) == ("InvalidInput", "output"), job.error
+    assert "outside the fleet's output area" in job.error["message"]
+    seen = counters(stack)
+    assert seen.get("task_create", 0) == seen.get("project_create", 0) == 0
+
+
+def test_an_unexpected_vendor_answer_in_a_step_fails_the_job_with_internal_error(queue, store, stack):
+    configure(stack, assets=[{"name": "orthophoto.tif"}])  # assets listed as objects, not as names
+    prefix, _ = put_survey(store, 2)
+    job = queue.wait(queue.submit("dronemapper.process_survey", {"images": prefix}), timeout=60,
+                     raise_on_failure=False)
+    assert job.state == "failed"
+    assert job.error["type"] == "InternalError", job.error
+    assert "dronemapper.transfer.deliver" in job.error["message"] and "TypeError" in job.error["message"]
+    client = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    assert not client.sismember("gq:dronemapper:active", job.id)  # the poller no longer follows it
+
+
+def test_an_image_the_vendor_keeps_refusing_fails_the_survey_naming_it_and_the_partial_task_goes(queue, store, stack):
+    # the image uploads of the reset stand-in's task 1 (not the probe for the partial flow, task 0's)
+    stack.sandbox("POST", "/_sandbox/faults/dronemapper", json={"fail_next": 1000, "paths": "/tasks/1/upload/"})
+    prefix, _ = put_survey(store, 2)
+    job = queue.wait(queue.submit("dronemapper.process_survey", {"images": prefix, "max_parallel_uploads": 1}),
+                     timeout=120, raise_on_failure=False)
+    assert job.state == "failed"
+    assert (job.error["type"], job.error.get("field")) == ("ImageRejected", "images"), job.error
+    assert job.error["image"].startswith(prefix) and job.error["image"] in job.error["message"]
+    assert job.error["cause"]["status"] == 500
+    stack.sandbox("POST", "/_sandbox/faults/dronemapper", json={"fail_next": 0})
+    wait_until(lambda: counters(stack).get("remove") == 1, 20, "the partial task removed")
+    assert counters(stack).get("commit", 0) == 0
+
+
+def test_a_task_removed_at_the_vendor_fails_its_survey_and_the_others_go_on(queue, store, stack):
+    configure(stack, running_s=8.0)
+    client = vendor(stack)
+    projects = [client.create_project(name)["id"] for name in ("kept", "emptied")]
+    prefix, _ = put_survey(store, 2)
+    kept, emptied = (queue.submit("dronemapper.process_survey", {"images": prefix, "project": p}) for p in projects)
+    wait_until(lambda: queue.status(emptied).phase == "processing: running", 30, "processing")
+    [task_id] = client.get_project(projects[1])["tasks"]
+    client.remove(projects[1], task_id)  # someone removed it in the vendor's UI
+    gone = queue.wait(emptied, timeout=30, raise_on_failure=False)
+    assert gone.state == "failed" and gone.error["type"] == "TaskGone", gone.error
+    assert queue.wait(kept, timeout=60).state == "succeeded"
 
 
 def test_no_token_in_redis_or_logs(queue, store, stack):

@@ -12,7 +12,7 @@ from workers.settings import Settings, get_settings
 TASK_MODULES = [
     "workers.sweeper", "tasks.immersity.jobs",
     "tasks.immersal.jobs",
-    "tasks.dronemapper.jobs", "tasks.dronemapper.survey", "tasks.dronemapper.poller", "tasks.dronemapper.delivery",
+    "tasks.dronemapper.jobs",
     "tasks.mapillary.jobs",
 ]
 

@@ -146,9 +146,9 @@ class ObjectStore:
         with typed_errors(ref, field):
             return self.s3.get_object(Bucket=ref.bucket, Key=ref.key)["Body"].read()
 
-    def open(self, ref: S3Ref):
+    def open(self, ref: S3Ref, field: str | None = None):
         """A streaming body: read it in chunks, never whole."""
-        with typed_errors(ref):
+        with typed_errors(ref, field):
             return self.s3.get_object(Bucket=ref.bucket, Key=ref.key)["Body"]
 
     def list(self, prefix: S3Ref, field: str | None = None) -> Iterator[tuple[S3Ref, int]]:

@@ -1,21 +1,59 @@
-"""The DroneMapper client, configured from the fleet's settings."""
+"""The DroneMapper clients of a worker process, configured from the fleet's settings.
+
+The poller has its own: the client's timeout holds for every call it makes, and a poll cycle
+waits for no slow answer (the next cycle asks again), while an upload or a download may take
+minutes. Both share the token through Redis, so the second client costs no extra login.
+"""
 from __future__ import annotations
 
 from tasks.dronemapper.records import VENDOR
 from vendors.dronemapper import DroneMapperClient
-from vendors.errors import VendorError
+from workers.clients import vendor_client
 from workers.redis_client import get_redis
-from workers.settings import get_settings
+from workers.settings import Settings, get_settings
 from workers.token_cache import RedisTokenStore
 
+POLL_CALL_TIMEOUT = 10.0
 
-# --- the vendor, configured from settings ---
-def client(timeout: float | None = None) -> DroneMapperClient:
-    s = get_settings()
-    if not (s.dronemapper_username and s.dronemapper_password):
-        raise VendorError("DroneMapper credentials are not configured (GEOQUEUE_DRONEMAPPER_USERNAME/_PASSWORD)",
-                          vendor=VENDOR)
+
+class RequestCounter:
+    """A requests response hook counting the HTTP requests a client makes (a poll cycle reports its cost)."""
+
+    def __init__(self) -> None:
+        self.made = 0
+
+    def __call__(self, response, *_args, **_kwargs) -> None:
+        self.made += 1
+
+
+POLL_REQUESTS = RequestCounter()
+
+
+def _client(s: Settings, timeout: float) -> DroneMapperClient:
     secret = s.dronemapper_password.get_secret_value()
     return DroneMapperClient(s.dronemapper_url, s.dronemapper_username, secret,
-                             token_store=RedisTokenStore(get_redis(), VENDOR, secret),
-                             timeout=timeout or s.dronemapper_timeout)
+                             token_store=RedisTokenStore(get_redis(), VENDOR, secret), timeout=timeout)
+
+
+@vendor_client(VENDOR, "dronemapper_username", "dronemapper_password")
+def client(s: Settings) -> DroneMapperClient:
+    return _client(s, s.dronemapper_timeout)
+
+
+def partial_upload_supported() -> bool:
+    """Whether the server has WebODM's partial upload, asked for each survey (one GET): a client
+    keeps its first answer for its life, the cached one for the life of the process, and the
+    server may gain or lose those routes meanwhile (an upgrade)."""
+    client()  # NotConfigured, naming the settings, before anything is built without them
+    probe = _client(get_settings(), get_settings().dronemapper_timeout)
+    try:
+        return probe.supports_partial_upload()
+    finally:
+        probe.session.close()
+
+
+@vendor_client(VENDOR, "dronemapper_username", "dronemapper_password")
+def poll_client(s: Settings) -> DroneMapperClient:
+    vendor = _client(s, POLL_CALL_TIMEOUT)
+    vendor.session.hooks["response"].append(POLL_REQUESTS)
+    return vendor

@@ -4,51 +4,40 @@ from __future__ import annotations
 import json
 
 from geoqueue import jobs
+from geoqueue.catalog.dronemapper import DEFAULT_ASSETS
 from geoqueue.s3ref import S3Ref
 from tasks.dronemapper.client import client
-from tasks.dronemapper.inputs import check_assets
+from tasks.dronemapper.inputs import delivery_prefix
 from tasks.dronemapper.poller import sync_console
-from tasks.dronemapper.records import (
-    CONSOLE_TAIL,
-    CONTENT_TYPES,
-    DELIVER,
-    FINISH,
-    STEP_PHASES,
-    STEP_TASKS,
-    VENDOR,
-    ProcessingFailed,
-    assets_key,
-    retire,
-    vendor_id,
-)
-from tasks.dronemapper.steps import step_task
+from tasks.dronemapper.records import DELIVER, STEP_PHASES, VENDOR, ProcessingFailed, Survey, vendor_id
 from tasks.dronemapper.streams import ChunkStream
 from vendors.dronemapper import DroneMapperClient, Status
 from vendors.errors import TransientError
-from workers.redis_client import get_ledger, get_redis
-from workers.settings import get_settings
-from workers.steps import report
-from workers.storage import get_store, prefix_ref
+from workers import ending
+from workers.context import JobContext
+from workers.storage import get_store
+
+# What S3 is told each delivered asset is, by its suffix.
+CONTENT_TYPES = {".tif": "image/tiff", ".zip": "application/zip", ".png": "image/png", ".pdf": "application/pdf",
+                 ".json": "application/json", ".geojson": "application/geo+json"}
+CONSOLE_TAIL = 20               # lines of console quoted in the error of a failed task
 
 
-# --- the end of processing ---
-@step_task(STEP_TASKS[DELIVER], DELIVER)
-def deliver(task, job: jobs.Job, state: dict) -> None:
+def deliver(job: JobContext, state: dict) -> None:
     """COMPLETED: the last console lines, then each requested asset streamed from its download into S3."""
-    vendor, r = client(), get_redis()
-    sync_console(vendor, job.id, state)
-    wanted = check_assets(job.params.get("assets"))
-    available = json.loads(state.get("available_assets") or "[]")
-    target = prefix_ref(job.params["output"], "output") if job.params.get("output") else S3Ref(
-        get_settings().s3_bucket, f"dronemapper/{job.id}/")
+    vendor, survey = client(), Survey(job.id)
+    sync_console(vendor, survey, state)
+    wanted = job.params.get("assets") or list(DEFAULT_ASSETS)
+    available = set(json.loads(state.get("available_assets") or "[]"))
+    target = delivery_prefix(job.id, job.params.get("output"))
     deliverable = [a for a in wanted if a in available]
-    delivered = {k: json.loads(v) for k, v in r.hgetall(assets_key(job.id)).items()}
+    delivered = survey.delivered()
     for asset in deliverable:
         if asset in delivered:
             continue
-        report(task, job.id, f"{STEP_PHASES[DELIVER]}: {asset}", len(delivered), len(deliverable))
+        job.progress(f"{STEP_PHASES[DELIVER]}: {asset}", len(delivered), len(deliverable))
         delivered[asset] = deliver_asset(vendor, state, asset, target.child(asset))
-        r.hset(assets_key(job.id), asset, json.dumps(delivered[asset]))
+        survey.record_delivery(asset, delivered[asset])
     result = {
         "project": int(state["project"]), "task": vendor_id(state["task"]), "images": int(state["images"]),
         "upload": "partial" if state.get("flow") == "partial" else "single request",
@@ -57,8 +46,7 @@ def deliver(task, job: jobs.Job, state: dict) -> None:
         "processing_time_ms": int(state.get("processing_time") or -1),
         "console_lines": int(state.get("console_offset") or 0),
     }
-    get_ledger().transition(job.id, jobs.SUCCEEDED, result=result, done=len(delivered), total=len(delivered))
-    retire(job.id)
+    ending.succeed(job.id, result, done=len(delivered), total=len(delivered))
 
 
 def deliver_asset(vendor: DroneMapperClient, state: dict, asset: str, target: S3Ref) -> dict:
@@ -69,7 +57,7 @@ def deliver_asset(vendor: DroneMapperClient, state: dict, asset: str, target: S3
     try:
         get_store().upload_stream(target, stream, CONTENT_TYPES.get(suffix, "application/octet-stream"))
     except Exception:
-        if stream.error is not None:
+        if stream.error is not None:  # boto3 may report the download's own error under another type
             raise stream.error from None
         raise
     stored = get_store().size(target)
@@ -78,18 +66,15 @@ def deliver_asset(vendor: DroneMapperClient, state: dict, asset: str, target: S3
     return {"uri": target.uri, "bytes": stored}
 
 
-@step_task(STEP_TASKS[FINISH], FINISH)
-def finish(task, job: jobs.Job, state: dict) -> None:
+def finish(job: JobContext, state: dict) -> None:
     """FAILED or CANCELED at the vendor: the last console lines, then the job ends the same way."""
-    sync_console(client(), job.id, state)
-    ledger = get_ledger()
+    sync_console(client(), Survey(job.id), state)
     if int(state["status"]) == Status.CANCELED:
-        ledger.transition(job.id, jobs.CANCELED, error={
+        ending.end_job(job.id, jobs.CANCELED, error={
             "type": "Canceled", "message": f"DroneMapper task {state['task']} was canceled at the vendor"})
-    else:
-        last_error = state.get("last_error") or "no error message"
-        failure = ProcessingFailed(
-            f"DroneMapper task {state['task']} failed: {last_error}", vendor=VENDOR, vendor_message=last_error,
-            project=int(state["project"]), task=vendor_id(state["task"]), console_tail=ledger.console(job.id, -CONSOLE_TAIL))
-        ledger.transition(job.id, jobs.FAILED, error=failure.to_dict())
-    retire(job.id)
+        return
+    last_error = state.get("last_error") or "no error message"
+    raise ProcessingFailed(
+        f"DroneMapper task {state['task']} failed: {last_error}", vendor=VENDOR, vendor_message=last_error,
+        project=int(state["project"]), task=vendor_id(state["task"]),
+        console_tail=job.ledger.console(job.id, -CONSOLE_TAIL))

@@ -1,90 +1,23 @@
-"""DroneMapper survey inputs, checked before any vendor call: the image prefix (JPEGs, at least
-two), options against the server's names, assets, the output prefix and the project."""
+"""What only a worker can check of a survey's inputs, before anything is created at the vendor:
+the images under the prefix, the options against the server's, the project, the output prefix.
+Types and ranges of every parameter are the job catalog's (geoqueue.catalog.dronemapper)."""
 from __future__ import annotations
 
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-
-from botocore.exceptions import ClientError
 
 from geoqueue.s3ref import S3Ref
 from vendors.dronemapper import DroneMapperClient
 from vendors.errors import NotFound
-from workers.jobtask import InvalidInput
+from workers.errors import InvalidInput
 from workers.settings import get_settings
-from workers.storage import ObjectStore, prefix_ref
+from workers.storage import ObjectStore, get_store, output_area
 
 JPEG_MAGIC = b"\xff\xd8\xff"
-DEFAULT_ASSETS = ("orthophoto.tif", "dsm.tif", "pointcloud.ply")
-# The doc's assets and WebODM's ASSETS_MAP names (facts/webodm.md §1), with the doc's pointcloud.ply.
-KNOWN_ASSETS = frozenset({
-    "all.zip", "orthophoto.tif", "orthophoto.png", "orthophoto.mbtiles", "orthophoto.kmz", "dsm.tif", "dtm.tif",
-    "pointcloud.ply", "georeferenced_model.las", "georeferenced_model.laz", "georeferenced_model.ply",
-    "georeferenced_model.csv", "textured_model.zip", "textured_model.glb", "cameras.json", "shots.geojson",
-    "report.pdf"})
 MIN_IMAGES = 2
-MAX_PARALLEL_UPLOADS = 32
 CHECK_THREADS = 8               # concurrent S3 reads of image headers while checking inputs
 PROBLEMS_SHOWN = 10
-
-
-def check_options(options: Any, field: str = "options") -> dict | list:
-    if options is None:
-        return {}
-    if isinstance(options, dict):
-        return options
-    if isinstance(options, list) and all(isinstance(o, dict) and "name" in o and "value" in o for o in options):
-        return options
-    raise InvalidInput(f"{field}: give options as {{name: value}} or [{{\"name\": ..., \"value\": ...}}], "
-                       f"not {options!r}", field=field)
-
-
-def option_names(options: dict | list) -> list[str]:
-    return [str(name) for name in options] if isinstance(options, dict) else [str(o["name"]) for o in options]
-
-
-def check_option_names(vendor: DroneMapperClient, options: dict | list, field: str = "options") -> None:
-    """Names the processing nodes do not know are refused before anything is created or uploaded."""
-    if not options:
-        return
-    known = {o["name"] for o in vendor.available_options()}
-    unknown = [name for name in option_names(options) if name not in known]
-    if known and unknown:
-        raise InvalidInput(f"{field}: unknown DroneMapper option(s): {', '.join(unknown)}", field=field)
-
-
-def check_assets(assets: Any) -> list[str]:
-    if assets is None:
-        return list(DEFAULT_ASSETS)
-    if not isinstance(assets, list) or not assets or not all(isinstance(a, str) for a in assets):
-        raise InvalidInput(f"assets: give a list of asset names, not {assets!r}", field="assets")
-    unknown = [a for a in assets if a not in KNOWN_ASSETS]
-    if unknown:
-        raise InvalidInput(f"assets: unknown asset(s) {', '.join(unknown)}; known: {', '.join(sorted(KNOWN_ASSETS))}",
-                           field="assets")
-    return list(dict.fromkeys(assets))
-
-
-def check_parallel(value: Any) -> int:
-    if value is None:
-        return get_settings().dronemapper_max_parallel_uploads
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PARALLEL_UPLOADS:
-        raise InvalidInput(f"max_parallel_uploads: {value!r} is not a whole number from 1 to {MAX_PARALLEL_UPLOADS}",
-                           field="max_parallel_uploads")
-    return value
-
-
-def check_project_param(project: Any, project_name: Any) -> int | None:
-    if project is not None and project_name is not None:
-        raise InvalidInput("project: give an existing project or a project_name to create, not both", field="project")
-    if project_name is not None and (not isinstance(project_name, str) or not project_name.strip()):
-        raise InvalidInput(f"project_name: {project_name!r} is not a name", field="project_name")
-    if project is None:
-        return None
-    if isinstance(project, bool) or not str(project).isdigit():
-        raise InvalidInput(f"project: {project!r} is not a DroneMapper project id", field="project")
-    return int(project)
+BOOL_TEXT = ("true", "false", "1", "0", "yes", "no", "on", "off")   # what a node parses as a bool
 
 
 def problems(what: str, found: list[str]) -> str:
@@ -95,10 +28,7 @@ def problems(what: str, found: list[str]) -> str:
 
 def find_images(store: ObjectStore, prefix: S3Ref) -> dict[str, tuple[S3Ref, int]]:
     """Vendor filename -> (object, size) for every object under the prefix; each must be a JPEG."""
-    try:
-        objects = [(ref, size) for ref, size in store.list(prefix) if not ref.key.endswith("/")]
-    except ClientError as exc:
-        raise InvalidInput(f"images: {prefix} cannot be listed ({s3_code(exc)})", field="images") from exc
+    objects = [(ref, size) for ref, size in store.list(prefix, "images") if not ref.key.endswith("/")]
     if len(objects) < MIN_IMAGES:
         raise InvalidInput(f"images: a survey needs at least {MIN_IMAGES} images; found {len(objects)} under {prefix}",
                            field="images")
@@ -119,18 +49,51 @@ def find_images(store: ObjectStore, prefix: S3Ref) -> dict[str, tuple[S3Ref, int
     return {ref.name: (ref, size) for ref, size in objects}
 
 
-def check_output(store: ObjectStore, output: Any, job_id: str) -> S3Ref:
-    target = prefix_ref(output, "output") if output is not None else S3Ref(get_settings().s3_bucket,
-                                                                              f"dronemapper/{job_id}/")
+def option_pairs(options: dict | list) -> list[tuple[str, object]]:
+    """(name, value) of options given as {name: value} or as the doc's [{"name": ..., "value": ...}]."""
+    return [(str(k), v) for k, v in options.items()] if isinstance(options, dict) else \
+        [(str(o["name"]), o["value"]) for o in options]
+
+
+def as_number(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
     try:
-        next(iter(store.list(target)), None)
-    except ClientError as exc:
-        raise InvalidInput(f"output: {target} cannot be written ({s3_code(exc)})", field="output") from exc
-    return target
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
-def s3_code(exc: ClientError) -> str:
-    return exc.response.get("Error", {}).get("Code", "error")
+def refusal(described: dict, value: object) -> str | None:
+    """What the server's description of an option (its type, an enum's domain) says against `value`,
+    as leniently as a node parses it: "true" is a bool, "2.5" a float. None when nothing does."""
+    kind, domain = described.get("type"), described.get("domain")
+    if kind == "bool" and not (isinstance(value, bool) or isinstance(value, str) and value.lower() in BOOL_TEXT):
+        return "true or false"
+    if kind in ("int", "float"):
+        number = as_number(value)
+        if number is None or (kind == "int" and not number.is_integer()):
+            return "a whole number" if kind == "int" else "a number"
+    if kind == "enum" and isinstance(domain, list) and str(value) not in map(str, domain):
+        return "one of " + ", ".join(map(str, domain))
+    return None
+
+
+def check_options(vendor: DroneMapperClient, options: dict | list | None, field: str = "options") -> None:
+    """Names the processing nodes do not know, and values their description refuses, are refused
+    before anything is created or uploaded."""
+    if not options:
+        return
+    known = {o["name"]: o for o in vendor.available_options()}
+    if not known:
+        return  # a server that describes no options: it has the last word
+    unknown = [name for name, _value in option_pairs(options) if name not in known]
+    if unknown:
+        raise InvalidInput(f"{field}: unknown DroneMapper option(s): {', '.join(unknown)}", field=field)
+    refused = [f"{name}: {value!r} is not {expected}" for name, value in option_pairs(options)
+               if (expected := refusal(known[name], value))]
+    if refused:
+        raise InvalidInput(f"{field}: {'; '.join(refused)}", field=field)
 
 
 def existing_project(vendor: DroneMapperClient, project_id: int) -> int:
@@ -140,3 +103,18 @@ def existing_project(vendor: DroneMapperClient, project_id: int) -> int:
         raise InvalidInput(f"project: DroneMapper project {project_id} does not exist "
                            "(or this account cannot see it)", field="project") from exc
     return project_id
+
+
+def delivery_prefix(job_id: str, output: str | None) -> S3Ref:
+    """Where the assets go: the given `output`, which must lie inside the fleet's output area, or
+    dronemapper/<job id>/ there."""
+    if output is not None:
+        return get_store().output(output, "output", prefix=True)
+    return output_area(get_settings()).child(f"dronemapper/{job_id}/")
+
+
+def check_output(store: ObjectStore, job_id: str, output: str | None) -> S3Ref:
+    """The delivery prefix, its bucket there to write to."""
+    target = delivery_prefix(job_id, output)
+    next(iter(store.list(target, "output")), None)
+    return target

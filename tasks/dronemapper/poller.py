@@ -1,115 +1,129 @@
-"""The poller: beat sends dronemapper.poll every few seconds; it follows every survey in progress."""
+"""The poller: beat sends dronemapper.poll every few seconds, and one cycle follows every survey in
+progress. Never sleeps.
+
+- Processing tasks: one request per project (its task list) or per task, whichever is fewer; new
+  console lines of moving tasks, a bounded number per cycle; progress. COMPLETED goes to delivery,
+  FAILED or CANCELED to the finish step.
+- Steps whose message was lost are sent again.
+- Surveys that ended on our side (a producer's cancel, a failure before processing) have their
+  vendor task stopped or removed, then leave the poller's care.
+
+What the cycle does for one job runs under the guard for that job alone: a transient failure waits
+for the next cycle; any other fails that job, never the cycle for the others.
+"""
 from __future__ import annotations
 
-import contextlib
 import json
 import time
+import uuid
 from collections import defaultdict
-from typing import Callable
+from functools import partial
+from typing import Any, Callable
 
-from redis.exceptions import LockError
+from celery import Task
 
 from geoqueue import jobs
-from tasks.dronemapper.client import client
+from tasks.dronemapper.client import POLL_REQUESTS, client, poll_client
 from tasks.dronemapper.records import (
-    ACTIVE_KEY,
     COMMIT,
-    CONSOLE_READS_PER_CYCLE,
     DELIVER,
     FINISH,
-    POLL_CALL_TIMEOUT,
-    POLL_LOCK_KEY,
-    POLL_LOCK_SECONDS,
+    POLL_LEASE_KEY,
     PROCESSING,
-    STEP_TASKS,
+    STEPS,
     UPLOAD,
+    Survey,
     TaskGone,
-    dispatch_step,
-    job_state,
     log,
-    retire,
-    send_step,
-    set_state,
-    state_key,
     vendor_id,
 )
 from vendors.dronemapper import DroneMapperClient, PendingAction, Status
-from vendors.errors import NotFound, VendorError
-from workers import app
+from vendors.errors import NotFound, TransientError
+from workers import ending
+from workers.context import JobContext
+from workers.ending import on_job_end
 from workers.fanout import Fanout
-from workers.jobtask import JobTask
+from workers.guard import STOPPED, guarded
+from workers.lease import Lease
 from workers.redis_client import get_ledger, get_redis
-from workers.steps import grace_seconds, is_finished, report
+
+POLL_LEASE_SECONDS = 60
+# Console lines cost one request per task; status costs one per project. Past this many moving
+# tasks a cycle reads the consoles least recently read, and the rest follow in the next cycles.
+CONSOLE_READS_PER_CYCLE = 20
+
+TaskReads = dict[str, Any]      # "project/task" -> the task, None (gone at the vendor) or the read's exception
 
 
-# --- the poller: beat sends dronemapper.poll every few seconds ---
-@app.task(bind=True, base=JobTask, name="dronemapper.poll", ignore_result=True)
-def poll(self) -> dict:
-    """Follow every survey in progress: status, progress and console of processing tasks, steps whose
-    message was lost, and vendor tasks of jobs canceled meanwhile. Never sleeps."""
-    lock = get_redis().lock(POLL_LOCK_KEY, timeout=POLL_LOCK_SECONDS, blocking=False)
-    if not lock.acquire():
+def poll(task: Task) -> dict:
+    """One cycle, unless another is running."""
+    lease, owner = Lease(get_redis(), POLL_LEASE_KEY, POLL_LEASE_SECONDS), uuid.uuid4().hex
+    if not lease.acquire(owner):
         return {"skipped": "another poll cycle is running"}
     try:
-        return poll_cycle(self)
+        return poll_cycle(task)
     finally:
-        with contextlib.suppress(LockError):
-            lock.release()
+        lease.release(owner)
 
 
-def poll_cycle(task) -> dict:
-    began = time.time()
-    ledger = get_ledger()
-    processing = []
-    for job_id in sorted(get_redis().smembers(ACTIVE_KEY)):
-        job, state = ledger.get(job_id), job_state(job_id)
+def for_job(task: Task, job_id: str, work: Callable[[], Any]) -> Any:
+    """One job's share of the cycle under the guard; what `work` returns, or None when it failed."""
+
+    def this_cycle() -> Any:
+        try:
+            return work()
+        except TransientError as exc:  # the next cycle is this work's retry
+            log.info("dronemapper poll: job %s waits for the next cycle (%s)", job_id, exc)
+            return None
+
+    def fail_this_job(error: dict) -> None:
+        log.info("dronemapper poll: job %s: %s: %s", job_id, error.get("type"), error.get("message"))
+        ending.fail(job_id, error)  # a job that ended already keeps its end; what it holds is let go of again
+
+    outcome = guarded(task, job_id, this_cycle, on_failure=fail_this_job)
+    return None if outcome is STOPPED else outcome
+
+
+def poll_cycle(task: Task) -> dict:
+    began, ledger = time.time(), get_ledger()
+    processing: list[tuple[JobContext, dict]] = []
+    for job_id in Survey.active():
+        job, state = ledger.get(job_id), Survey(job_id).state()
         if job is None:
-            get_redis().srem(ACTIVE_KEY, job_id)
+            Survey(job_id).retire()
         elif job.finished:
-            wind_down(job, state)
+            for_job(task, job_id, partial(wind_down, job_id))
         elif state.get("step") == PROCESSING:
-            processing.append((job, state))
+            processing.append((JobContext(job), state))
         else:
-            keep_moving(job.id, state)
+            for_job(task, job_id, partial(keep_moving, job_id, state))
     if not processing:
         return {"processing": 0, "status_requests": 0, "console_requests": 0}
-    vendor = client(timeout=POLL_CALL_TIMEOUT)
-    requests_made = count_requests(vendor)
-    tasks = read_tasks(vendor, processing)
-    status_requests = requests_made()
-    moving = [m for job, state in processing
-              if (m := follow(task, job, state, tasks, began)) is not None]
-    read_consoles(vendor, moving)
-    console_requests = requests_made() - status_requests
+    before = POLL_REQUESTS.made
+    tasks = read_tasks(processing)
+    status_requests = POLL_REQUESTS.made - before
+    moving = [m for job, state in processing if (m := for_job(task, job.id, partial(follow, job, state, tasks, began)))]
+    read_consoles(task, moving)
+    console_requests = POLL_REQUESTS.made - before - status_requests
     log.info("dronemapper poll: %d processing, %d status and %d console requests",
              len(processing), status_requests, console_requests)
     return {"processing": len(processing), "status_requests": status_requests, "console_requests": console_requests}
-
-
-def count_requests(vendor: DroneMapperClient) -> Callable[[], int]:
-    """A counter of the HTTP requests the client makes from now on."""
-    made = [0]
-
-    def count(response, *_args, **_kwargs):
-        made[0] += 1
-
-    vendor.session.hooks["response"].append(count)
-    return lambda: made[0]
 
 
 def task_ref(state: dict) -> str:
     return f"{state['project']}/{state['task']}"
 
 
-def read_tasks(vendor: DroneMapperClient, processing: list) -> dict[str, dict | None]:
+def read_tasks(processing: list[tuple[JobContext, dict]]) -> TaskReads:
     """Each processing task by "project/task": one list per project following several, one get for
-    a lone task. None marks a task (or project) the vendor no longer has; a failed read leaves it out."""
+    a lone task. A read that failed is handed to each of its jobs, whose guard decides."""
     by_project: dict[int, list[str]] = defaultdict(list)
     for _job, state in processing:
         by_project[int(state["project"])].append(state["task"])
-    found: dict[str, dict | None] = {}
+    found: TaskReads = {}
     for project, task_ids in by_project.items():
         try:
+            vendor = poll_client()
             if len(task_ids) > 1:
                 listed = {str(t["id"]): t for t in vendor.list_tasks(project)}
                 found.update({f"{project}/{t}": listed.get(t) for t in task_ids})
@@ -117,8 +131,8 @@ def read_tasks(vendor: DroneMapperClient, processing: list) -> dict[str, dict | 
                 found[f"{project}/{task_ids[0]}"] = vendor.get_task(project, task_ids[0])
         except NotFound:
             found.update({f"{project}/{t}": None for t in task_ids})
-        except VendorError as exc:
-            log.info("dronemapper poll: tasks of project %s unknown this cycle (%s)", project, exc)
+        except Exception as exc:  # classified per job, by each job's guard
+            found.update({f"{project}/{t}": exc for t in task_ids})
     return found
 
 
@@ -135,102 +149,113 @@ def phase_for(status: int | None, pending: int | None) -> str:
     return f"processing: {code_name(Status, status)}" if status is not None else "processing: queued"
 
 
-def follow(task, job: jobs.Job, state: dict, tasks: dict, began: float) -> tuple | None:
+def follow(job: JobContext, state: dict, tasks: TaskReads, began: float) -> tuple | None:
     """Act on one task's status; returns (job, state, signature) when its console may have grown."""
     if task_ref(state) not in tasks or float(state.get("since") or 0) > began:
-        return None  # unknown this cycle, or committed/restarted after the read began
+        return None  # committed or restarted after the read began
     found = tasks[task_ref(state)]
+    if isinstance(found, Exception):
+        raise found
     if found is None:
-        gone = TaskGone(f"DroneMapper task {state['task']} of project {state['project']} no longer exists "
-                        "(removed at the vendor)", project=int(state["project"]), task=vendor_id(state["task"]))
-        get_ledger().transition(job.id, jobs.FAILED, error=gone.to_dict())
-        retire(job.id)
-        return None
+        raise TaskGone(f"DroneMapper task {state['task']} of project {state['project']} no longer exists "
+                       "(removed at the vendor)", project=int(state["project"]), task=vendor_id(state["task"]))
     status, pending = found.get("status"), found.get("pending_action")
     progress = float(found.get("running_progress") or 0)
     signature = f"{status}:{pending}:{progress}:{found.get('processing_time')}"
+    survey = Survey(job.id)
     if signature != state.get("seen"):
-        set_state(job.id, seen=signature)
-        report(task, job.id, phase_for(status, pending), round(progress * 100), 100)
+        survey.set(seen=signature)
+        job.progress(phase_for(status, pending), round(progress * 100), 100)
     if pending is not None:
         return None  # until the action is done the status is the old one (a restarting task says FAILED)
     if status == Status.COMPLETED:
-        set_state(job.id, available_assets=json.dumps(found.get("available_assets") or []),
-                  processing_time=found.get("processing_time") or -1)
-        dispatch_step(job.id, DELIVER, PROCESSING)
+        survey.set(available_assets=json.dumps(found.get("available_assets") or []),
+                   processing_time=found.get("processing_time") or -1)
+        STEPS.dispatch(job.id, DELIVER, PROCESSING)
     elif status in (Status.FAILED, Status.CANCELED):
-        set_state(job.id, status=status, last_error=found.get("last_error") or "")
-        dispatch_step(job.id, FINISH, PROCESSING)
+        survey.set(status=status, last_error=found.get("last_error") or "")
+        STEPS.dispatch(job.id, FINISH, PROCESSING)
     elif status == Status.RUNNING and signature != state.get("console_seen"):
         return job, state, signature
     return None
 
 
-def read_consoles(vendor: DroneMapperClient, moving: list) -> None:
+def read_consoles(task: Task, moving: list) -> None:
     """New console lines of the moving tasks read longest ago, up to the per-cycle budget."""
     moving.sort(key=lambda m: float(m[1].get("console_at") or 0))
     for job, state, signature in moving[:CONSOLE_READS_PER_CYCLE]:
-        try:
-            sync_console(vendor, job.id, state)
-        except VendorError as exc:
-            log.info("dronemapper poll: console of job %s unknown this cycle (%s)", job.id, exc)
-            continue
-        set_state(job.id, console_seen=signature, console_at=time.time())
+        for_job(task, job.id, partial(read_console, job, state, signature))
 
 
-def sync_console(vendor: DroneMapperClient, job_id: str, state: dict) -> int:
+def read_console(job: JobContext, state: dict, signature: str) -> None:
+    survey = Survey(job.id)
+    sync_console(poll_client(), survey, state)
+    survey.set(console_seen=signature, console_at=time.time())
+
+
+def sync_console(vendor: DroneMapperClient, survey: Survey, state: dict) -> int:
     """Append the console lines after the job's offset; the lines and the new offset in one write."""
     offset = int(state.get("console_offset") or 0)
     lines = vendor.output(int(state["project"]), state["task"], line=offset)
     if lines:
-        pipe = get_redis().pipeline()  # MULTI: a crash never leaves lines appended twice
-        pipe.rpush(f"{jobs.job_key(job_id)}:console", *lines)  # the ledger's console list
-        pipe.hset(state_key(job_id), "console_offset", offset + len(lines))
-        pipe.execute()
+        survey.append_console(lines, offset + len(lines))
     state["console_offset"] = str(offset + len(lines))
     return len(lines)
 
 
 def keep_moving(job_id: str, state: dict) -> None:
-    """Re-send a step whose message was lost, and start processing once every image is in."""
-    step = state.get("step")
-    if step == UPLOAD and Fanout(get_redis(), get_ledger()).complete(job_id):
-        dispatch_step(job_id, COMMIT, UPLOAD)  # the last upload's worker died before it could
-    elif step in STEP_TASKS and time.time() - float(state.get("step_at") or 0) > grace_seconds():
-        set_state(job_id, step_at=time.time())
-        send_step(job_id, step)
+    """Send a step whose message was lost again, and start processing once every image is in."""
+    fanout = Fanout()
+    if state.get("step") == UPLOAD and fanout.started(job_id) and fanout.complete(job_id):
+        STEPS.dispatch(job_id, COMMIT, UPLOAD)  # the last upload's worker died before it could
+    else:
+        STEPS.resend_if_lost(job_id, state)
 
 
-def wind_down(job: jobs.Job, state: dict) -> None:
-    """A job that ended on our side: stop its vendor task if it still runs for nothing, then let go."""
-    try:
-        stop_at_vendor(job, state)
-    except VendorError as exc:
-        log.info("dronemapper poll: could not stop the vendor task of job %s (%s); next cycle", job.id, exc)
-        return
-    retire(job.id)
-
-
-def stop_at_vendor(job: jobs.Job, state: dict) -> str | None:
-    """Cancel the processing task of a canceled job; remove the uncommitted (partial) task of a job
-    that ended before processing. Once per job; the action taken, if any."""
-    if not state.get("task") or state.get("removed"):
+# --- what a survey that ended holds: its vendor task, and its place in the poller's care ---
+def stop_needed(job: jobs.Job, state: dict) -> str | None:
+    """What the vendor task of a finished survey still needs: "remove" for a partial task never
+    committed, "cancel" for processing that a cancel stopped on our side; None when nothing is left."""
+    if not state.get("task") or state.get("removed") or state.get("stop"):
         return None
-    committed = bool(state.get("committed"))
-    if committed and not (job.state == jobs.CANCELED and state.get("step") == PROCESSING):
-        return None
-    action = "cancel" if committed else "remove"
-    r = get_redis()
-    if not is_finished(job.id):
-        return None  # restarted since this job was read
-    if not r.hsetnx(state_key(job.id), "stop", action):
-        return r.hget(state_key(job.id), "stop")
-    vendor = client()
+    if not state.get("committed"):
+        return "remove"
+    return "cancel" if job.state == jobs.CANCELED and state.get("step") == PROCESSING else None
+
+
+def stop_at_vendor(job_id: str) -> str | None:
+    """Stop the vendor task of a finished survey as it needs, once; the action taken, if any."""
+    job, survey = get_ledger().get(job_id), Survey(job_id)
+    state = survey.state()
+    if job is None or not job.finished:
+        return None  # restarted since it was read
+    action = stop_needed(job, state)
+    if action is None or not survey.claim_stop(action):
+        return survey.state().get("stop")
     try:
-        getattr(vendor, action)(int(state["project"]), state["task"])
+        getattr(client(), action)(int(state["project"]), state["task"])
     except NotFound:
-        pass
-    except VendorError:
-        r.hdel(state_key(job.id), "stop")
+        pass  # gone already
+    except BaseException:
+        survey.release_stop()  # not stopped: whoever comes next tries again
         raise
     return action
+
+
+def wind_down(job_id: str) -> str | None:
+    """A survey that ended on our side: its vendor task stopped as it needs, then it leaves the poller's care."""
+    action = stop_at_vendor(job_id)
+    Survey(job_id).retire()
+    return action
+
+
+@on_job_end
+def leave_the_poller(job_id: str) -> None:
+    """A survey that ends leaves the poller's care, unless its vendor task must still be stopped:
+    the poller's wind-down does that, as a release makes no vendor call."""
+    survey = Survey(job_id)
+    if not survey.is_tracked():
+        return
+    job = get_ledger().get(job_id)
+    if job is None or stop_needed(job, survey.state()) is None:
+        survey.retire()

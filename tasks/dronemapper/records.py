@@ -1,34 +1,32 @@
-"""A survey's records in Redis, its steps, and the names they go by."""
+"""A survey's records in Redis, its steps, and the names they go by.
+
+    gq:job:<id>:dronemapper          hash, the step machine's: step, step_at, project, task, flow, images,
+                                     committed, since, console_offset, seen, status, last_error, stop, removed, ...
+    gq:job:<id>:dronemapper:images   hash: vendor filename -> {"uri", "size"}
+    gq:job:<id>:dronemapper:assets   hash: asset -> {"uri", "bytes"} once delivered
+    gq:job:<id>:once                 the project, task and restart made once (workers/once.py)
+    gq:dronemapper:active            set: surveys the poller looks after
+    gq:dronemapper:poll              lease: the poll cycle running
+    gq:dronemapper:claim:<kind>:<id>@<created_at>   string: the job a project or task belongs to
+"""
 from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from geoqueue import jobs
 from geoqueue.s3ref import S3Ref, parse_ref
-from workers.jobtask import JobError
+from workers.errors import JobError
 from workers.redis_client import get_redis
-from workers.steps import Steps, is_finished
+from workers.steps import StepMachine, is_finished
 
 log = logging.getLogger("geoqueue.dronemapper")
 
 VENDOR = "dronemapper"
 SURVEY_JOB = "dronemapper.process_survey"
-# The doc's assets and WebODM's ASSETS_MAP names (facts/webodm.md §1), with the doc's pointcloud.ply.
-CONTENT_TYPES = {".tif": "image/tiff", ".zip": "application/zip", ".png": "image/png", ".pdf": "application/pdf",
-                 ".json": "application/json", ".geojson": "application/geo+json"}
-POLL_CALL_TIMEOUT = 10.0        # a slow answer waits for the next cycle rather than holding this one
-POLL_LOCK_SECONDS = 60
-# Console lines cost one request per task; status costs one per project. Past this many moving
-# tasks a cycle reads the consoles least recently read, and the rest follow in the next cycles.
-CONSOLE_READS_PER_CYCLE = 20
-CONSOLE_TAIL = 20               # lines of console quoted in the error of a failed task
-CLOCK_SLACK_SECONDS = 300       # the vendor's clock against ours, when finding a task a cut-off call created
 MiB = 1 << 20
-
-ACTIVE_KEY = "gq:dronemapper:active"          # jobs in progress that the poller looks after
-POLL_LOCK_KEY = "gq:dronemapper:poll-lock"
 
 # Steps of a survey (the `step` field of its state hash).
 CREATE, UPLOAD, SEND, COMMIT, PROCESSING, DELIVER, FINISH = (
@@ -38,6 +36,10 @@ STEP_TASKS = {SEND: "dronemapper.transfer.send", COMMIT: "dronemapper.commit",
               DELIVER: "dronemapper.transfer.deliver", FINISH: "dronemapper.finish"}
 STEP_PHASES = {CREATE: "preparing", UPLOAD: "uploading images", SEND: "uploading images (one request)",
                COMMIT: "starting processing", DELIVER: "delivering assets", FINISH: "finishing"}
+STEPS = StepMachine(VENDOR, STEP_TASKS)
+
+ACTIVE_KEY = "gq:dronemapper:active"
+POLL_LEASE_KEY = "gq:dronemapper:poll"
 
 
 class ProcessingFailed(JobError):
@@ -52,69 +54,100 @@ class ImageRejected(JobError):
     kind = "ImageRejected"
 
 
-# --- per-job records in Redis ---
-def state_key(job_id: str) -> str:
-    return f"{jobs.job_key(job_id)}:dronemapper"          # hash: step, project, task, flow, console_offset, ...
-
-
-STEPS = Steps(state_key, STEP_TASKS)
-move_step, send_step, dispatch_step = STEPS.move, STEPS.send, STEPS.dispatch
-
-
-def images_key(job_id: str) -> str:
-    return f"{jobs.job_key(job_id)}:dronemapper:images"   # hash: vendor filename -> {"key", "size"}
-
-
-def assets_key(job_id: str) -> str:
-    return f"{jobs.job_key(job_id)}:dronemapper:assets"   # hash: asset -> {"uri", "bytes"} once delivered
-
-
-def claim_key(kind: str, created: dict) -> str:
-    # string: the job that created this project/task. With its creation time, so that an id the
-    # vendor hands out again (a reset sandbox, a restored database) is a new claim.
-    return f"gq:dronemapper:claim:{kind}:{created['id']}@{created.get('created_at', '')}"
-
-
-def job_state(job_id: str) -> dict[str, str]:
-    return get_redis().hgetall(state_key(job_id))
-
-
-def set_state(job_id: str, **fields: Any) -> None:
-    get_redis().hset(state_key(job_id), mapping={k: str(v) for k, v in fields.items()})
-
-
-def track(job_id: str) -> None:
-    get_redis().sadd(ACTIVE_KEY, job_id)
-
-
-def retire(job_id: str) -> None:
-    """A finished job leaves the poller's care; its records expire with its ledger record."""
-    r = get_redis()
-    r.srem(ACTIVE_KEY, job_id)
-    if not is_finished(job_id):
-        r.sadd(ACTIVE_KEY, job_id)  # a restart came in between: keep following it
-        return
-    for key in (state_key(job_id), images_key(job_id), assets_key(job_id)):
-        r.expire(key, jobs.RECORD_TTL_SECONDS)
-
-
-def image_record(raw: str) -> tuple[S3Ref, int]:
-    row = json.loads(raw)
-    return parse_ref(row["uri"]), int(row["size"])
-
-
-def stored_images(job_id: str) -> dict[str, tuple[S3Ref, int]]:
-    return {name: image_record(raw) for name, raw in get_redis().hgetall(images_key(job_id)).items()}
-
-
-def save_images(job_id: str, photos: dict[str, tuple[S3Ref, int]]) -> None:
-    rows = {name: json.dumps({"uri": ref.uri, "size": size}) for name, (ref, size) in photos.items()}
-    pipe = get_redis().pipeline()
-    pipe.delete(images_key(job_id))
-    pipe.hset(images_key(job_id), mapping=rows)
-    pipe.execute()
-
-
 def vendor_id(value: str) -> int | str:
     """A task id as the vendor gave it: an int in the doc, a UUID in current WebODM."""
     return int(value) if value.isdigit() else value
+
+
+class Survey:
+    """One survey job's records."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.redis = get_redis()
+        self.state_key = STEPS.key(job_id)
+        self.images_key, self.assets_key = f"{self.state_key}:images", f"{self.state_key}:assets"
+
+    @staticmethod
+    def active() -> list[str]:
+        return sorted(get_redis().smembers(ACTIVE_KEY))
+
+    def state(self) -> dict[str, str]:
+        return STEPS.state(self.job_id)
+
+    def set(self, **fields: Any) -> None:
+        STEPS.set(self.job_id, **fields)
+
+    # --- its images and delivered assets ---
+    def save_images(self, photos: dict[str, tuple[S3Ref, int]]) -> None:
+        rows = {name: json.dumps({"uri": ref.uri, "size": size}) for name, (ref, size) in photos.items()}
+        pipe = self.redis.pipeline()
+        pipe.delete(self.images_key)
+        pipe.hset(self.images_key, mapping=rows)
+        pipe.execute()
+
+    def images(self) -> dict[str, tuple[S3Ref, int]]:
+        """Vendor filename -> (object, size)."""
+        rows = {name: json.loads(raw) for name, raw in self.redis.hgetall(self.images_key).items()}
+        return {name: (parse_ref(row["uri"]), int(row["size"])) for name, row in rows.items()}
+
+    def image_size(self, filename: str) -> int:
+        return int(json.loads(self.redis.hget(self.images_key, filename))["size"])
+
+    def delivered(self) -> dict[str, dict]:
+        return {asset: json.loads(raw) for asset, raw in self.redis.hgetall(self.assets_key).items()}
+
+    def record_delivery(self, asset: str, delivered: dict) -> None:
+        self.redis.hset(self.assets_key, asset, json.dumps(delivered))
+
+    def append_console(self, lines: list[str], offset: int) -> None:
+        """The lines and the offset after them in one MULTI: a crash never appends lines twice."""
+        pipe = self.redis.pipeline()
+        pipe.rpush(f"{jobs.job_key(self.job_id)}:console", *lines)  # the ledger's console list
+        pipe.hset(self.state_key, "console_offset", offset)
+        pipe.execute()
+
+    # --- what belongs to it at the vendor ---
+    def claim(self, kind: str, created: dict) -> bool:
+        """True when the project or task (`kind`) is this job's, now or already: each is one job's only.
+        The key holds the creation time too, so an id the vendor hands out again (a reset server,
+        a restored database) is a new claim."""
+        key = f"gq:dronemapper:claim:{kind}:{created['id']}@{created.get('created_at', '')}"
+        self.redis.set(key, self.job_id, nx=True, ex=jobs.RECORD_TTL_SECONDS)
+        return self.redis.get(key) == self.job_id
+
+    def claim_stop(self, action: str) -> bool:
+        """Note that the vendor task is being stopped (`action`): False when another stopper (the
+        cancel job, the poller) came first. Stopping is harmless to repeat; this keeps both from calling."""
+        return bool(self.redis.hsetnx(self.state_key, "stop", action))
+
+    def release_stop(self) -> None:
+        self.redis.hdel(self.state_key, "stop")
+
+    # --- the poller's care ---
+    def track(self) -> None:
+        self.redis.sadd(ACTIVE_KEY, self.job_id)
+
+    def is_tracked(self) -> bool:
+        return bool(self.redis.sismember(ACTIVE_KEY, self.job_id))
+
+    def retire(self) -> None:
+        """A finished survey leaves the poller's care; its records expire with its ledger record."""
+        self.redis.srem(ACTIVE_KEY, self.job_id)
+        if not is_finished(self.job_id):
+            self.track()  # a restart came in between: keep following it
+            return
+        for key in (self.state_key, self.images_key, self.assets_key):
+            self.redis.expire(key, jobs.RECORD_TTL_SECONDS)
+
+    def reopen(self) -> None:
+        """Follow the restarted vendor task from its start: a fresh console offset (the vendor's
+        console starts again), no delivered assets, no stop, a new status read."""
+        pipe = self.redis.pipeline()
+        for key in (self.state_key, self.images_key, self.assets_key):
+            pipe.persist(key)
+        pipe.delete(self.assets_key)
+        pipe.hdel(self.state_key, "stop", "status", "last_error", "seen", "console_seen", "available_assets")
+        pipe.execute()
+        now = time.time()
+        self.set(since=now, console_offset=0, step=PROCESSING, step_at=now)

@@ -3,16 +3,10 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from geoqueue.s3ref import S3Ref
-from tasks.dronemapper.inputs import s3_code
-from vendors.errors import TransientError
-from workers.jobtask import JobError
-from workers.storage import ObjectStore
+from workers.storage import ObjectStore, typed_errors
 
 
-# --- streaming between S3 and the vendor ---
 class S3Image:
     """An S3 object as a binary file-like that is opened on its first read and closed at its end
     (a single request holding hundreds of images keeps one open at a time). It rewinds by opening
@@ -39,12 +33,10 @@ class S3Image:
     def read(self, n: int = -1) -> bytes:
         if self._position >= self.size:
             return b""
-        try:
-            if self._body is None:
-                self._body = self.store.open(self.ref)
+        if self._body is None:
+            self._body = self.store.open(self.ref, "images")
+        with typed_errors(self.ref, "images"):  # a read that broke off is worth another try
             data = self._body.read(n if n is not None and n >= 0 else None)
-        except (BotoCoreError, ClientError) as exc:
-            raise storage_error(self.ref, exc) from exc
         self._position += len(data)
         if not data or self._position >= self.size:
             self.close()
@@ -83,9 +75,3 @@ class ChunkStream:
         self.bytes_read += len(data)
         return data
 
-
-def storage_error(ref: S3Ref, exc: Exception) -> Exception:
-    """A missing or unreadable object fails the job naming it; anything else is worth a retry."""
-    if isinstance(exc, ClientError):
-        return JobError(f"images: {ref} could not be read ({s3_code(exc)})", field="images")
-    return TransientError(f"S3: {ref} could not be read ({type(exc).__name__})", vendor="s3")
