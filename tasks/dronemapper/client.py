@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from tasks.dronemapper.records import VENDOR
 from vendors.dronemapper import DroneMapperClient
-from workers.clients import vendor_client
+from workers.clients import call_retries, vendor_client
 from workers.redis_client import get_redis
 from workers.settings import Settings, get_settings
 from workers.token_cache import RedisTokenStore
@@ -32,7 +32,8 @@ POLL_REQUESTS = RequestCounter()
 def _client(s: Settings, timeout: float) -> DroneMapperClient:
     secret = s.dronemapper_password.get_secret_value()
     return DroneMapperClient(s.dronemapper_url, s.dronemapper_username, secret,
-                             token_store=RedisTokenStore(get_redis(), VENDOR, secret), timeout=timeout)
+                             token_store=RedisTokenStore(get_redis(), VENDOR, secret), timeout=timeout,
+                             retries=call_retries(s))
 
 
 @vendor_client(VENDOR, "dronemapper_username", "dronemapper_password")
