@@ -7,7 +7,7 @@ from typing import Any
 
 from geoqueue.s3ref import S3Ref
 from vendors.mapillary import THUMBNAIL_RESOLUTIONS
-from workers.jobtask import InvalidInput
+from workers.errors import InvalidInput
 from workers.settings import get_settings
 from workers.storage import prefix_ref
 
@@ -25,6 +25,7 @@ IMAGES_FOLDER = "downloaded_images"    # the toolset's image_downloads_folder
 
 MAX_PARALLEL = 64
 MISSING_SHOWN = 1000                   # ids of vanished images listed in a result (all are counted)
+FAILED_SHOWN = 10                      # failed sequences or images named in an error message (details list all)
 
 
 def check_id(value: Any, field: str) -> str:
