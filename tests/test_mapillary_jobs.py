@@ -247,6 +247,13 @@ def test_harvest_refuses_bad_parameters_before_anything_is_enqueued(queue, stack
     assert counters(stack) == {}
 
 
+def test_harvest_destination_outside_the_output_area_fails_naming_it(queue, stack):
+    job_id = queue.submit("mapillary.harvest", harvest_params(WALKERS, "s3://someone-elses/harvest/"))
+    error = failed_with(queue, job_id, "InvalidInput", "destination")
+    assert "s3://someone-elses/harvest/" in error["message"] and "outside the fleet's output area" in error["message"]
+    assert counters(stack) == {}                      # refused before any vendor call
+
+
 def test_a_tile_that_is_no_tile_fails_the_harvest_with_internal_error(queue, stack):
     # The tile service answers its second request with a Graph error envelope and HTTP 200.
     configure(stack, tiles_rate_limit=1, rate_limit_http_status=200)
