@@ -436,6 +436,7 @@ def test_upload_redelivered_after_a_kill_sends_no_image_twice(queue, store, stac
     assert len(objects) <= completions <= len(objects) + TRANSFER_PROCESSES
     [cluster] = status["clusters"].values()
     assert cluster["images"] == 120
+    assert after["finish"] == 1           # closed once, though the last images may all finish the job at once
 
 
 def test_upload_resumes_from_the_offset_after_a_dropped_connection(queue, store, stack):
@@ -463,6 +464,19 @@ def two_sequences(store, name: str) -> str:
     objects = {f"img_{i}.jpg": geotagged_jpeg(*track_point(i), START + timedelta(seconds=i + (300 if i >= 3 else 0)),
                                               seed=i) for i in range(6)}
     return put_objects(store, f"{name}-{uuid.uuid4().hex[:8]}/", objects)
+
+
+def test_a_closing_cut_off_is_made_again_and_closes_the_sequence_once(queue, store, stack):
+    prefix = two_sequences(store, "cut")
+    # The first finish_upload loses its connection before the service sees it. Nothing can tell
+    # whether it took effect, so the closing is made again once it can no longer be running.
+    stack.sandbox("POST", "/_sandbox/faults/mapillary", json={"drop_next": 1, "paths": "/graph/finish_upload"})
+    job = queue.wait(queue.submit("mapillary.upload_sequence", {"images": prefix}), timeout=120)
+    assert job.state == "succeeded", job.error
+    clusters = stack.sandbox("GET", "/_sandbox/status/mapillary")["clusters"].values()
+    assert sorted(c["images"] for c in clusters) == [3, 3]
+    assert {s["cluster_id"] for s in job.result["sequences"]} == {c["cluster_id"] for c in clusters}
+    assert counters(stack)["finish"] == 2                 # one finish_upload reached the service per sequence
 
 
 def test_an_unexpected_answer_to_a_closing_fails_the_upload_with_internal_error(queue, store, stack):

@@ -113,14 +113,12 @@ class UploadRecords:
 
         gq:job:<id>:mly:upload         hash: plan (JSON), protocol, bucket
         gq:job:<id>:mly:upload_images  hash image key -> {"sequence": n, "name": file name, "uuid": sequence uuid}
-        gq:job:<id>:mly:closed         hash sequence number -> what closing it answered
     """
 
     def __init__(self, client: redis.Redis, job_id: str) -> None:
         self.redis = client
         base = f"{jobs.job_key(job_id)}:mly"
         self.plan_key, self.images_key = f"{base}:upload", f"{base}:upload_images"
-        self.closed_key = f"{base}:closed"
 
     def plan_once(self, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         if not self.redis.hexists(self.plan_key, "plan"):
@@ -145,11 +143,3 @@ class UploadRecords:
 
     def placement(self, key: str) -> dict[str, Any]:
         return json.loads(self.redis.hget(self.images_key, key))
-
-    def closing(self, number: int) -> dict[str, str] | None:
-        raw = self.redis.hget(self.closed_key, str(number))
-        return None if raw is None else json.loads(raw)
-
-    def save_closing(self, number: int, closing: dict[str, str]) -> None:
-        self.redis.hset(self.closed_key, str(number), json.dumps(closing))
-        self.redis.expire(self.closed_key, CHECKPOINT_TTL)

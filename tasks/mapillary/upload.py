@@ -1,4 +1,4 @@
-"""Upload: the plan of sequences, one image sent once, and the sequences closed."""
+"""Upload: the plan of sequences, one image sent once, and the sequences closed once."""
 from __future__ import annotations
 
 import uuid
@@ -16,10 +16,15 @@ from vendors.mapillary import upload_session_key
 from workers.context import JobContext
 from workers.errors import InvalidInput
 from workers.fanout import Fanout
+from workers.once import CutOff, Once
 from workers.redis_client import get_redis
 from workers.storage import ObjectStore, get_store
 
 CHECK_THREADS = 8                      # concurrent S3 reads of image headers while planning an upload
+# A closing is three short requests (offset, manifest, finish_upload). Begun less than this ago it may still
+# be running, and a second finisher (the last images recorded at the same moment) waits for it rather than
+# close again; begun longer ago it is taken as cut off.
+CLOSING_IN_FLIGHT_S = 20.0
 
 
 # --- upload: the plan ---
@@ -79,22 +84,34 @@ def upload_one_image(job: JobContext, key: str) -> dict[str, Any]:
 
 
 # --- upload: closing the sequences ---
-def close_sequence(job: JobContext, number: int, sequence: dict, outcomes: dict[str, dict],
-                   protocol: str) -> dict[str, str]:
-    """Bundle a fully uploaded sequence (once, however often the job finishes): the image
-    manifest and finish_upload, or the legacy DONE object."""
-    records = UploadRecords(get_redis(), job.id)
-    closing = records.closing(number)
-    if closing is not None:
-        return closing
-    vendor = client()
+def close_sequence(job: JobContext, sequence: dict, outcomes: dict[str, dict], protocol: str) -> dict[str, str]:
+    """Bundle a fully uploaded sequence, once however often the job finishes: the image manifest
+    and finish_upload, or the legacy DONE object.
+
+    Nothing can look a closing up: finish_upload answers only a cluster id, no documented endpoint
+    tells what became of an upload (images show in the API once processed, hours or days later;
+    facts/mapillary.md §3), and the legacy upload is a form POST that reads nothing back. So a closing
+    cut off without an answer (its worker died, its connection dropped) is made again, and the
+    repeat lands on the same thing: the manifest's session key is its content's md5, so the repeat
+    resumes that session and finishes the same file handle, which mapillary_tools retries as safe
+    (uploader.py, _finish_upload_retryable); the DONE object is written again under the same key.
+    """
+    vendor, once = client(), Once(job.id)
     if protocol == RESUMABLE:
         handles = [outcomes[key]["handle"] for key, _ in sequence["images"]]
-        closing = {"cluster_id": vendor.upload_image_bundle(handles, job.params.get("organization_id"))}
+        organization_id = job.params.get("organization_id")
+
+        def close() -> dict[str, str]:
+            return {"cluster_id": vendor.upload_image_bundle(handles, organization_id)}
     else:
-        closing = {"done_marker": vendor.legacy_finish_sequence(legacy_credentials(), sequence["uuid"])}
-    records.save_closing(number, closing)
-    return closing
+        def close() -> dict[str, str]:
+            return {"done_marker": vendor.legacy_finish_sequence(legacy_credentials(), sequence["uuid"])}
+    name = f"mapillary:close:{sequence['uuid']}"
+    try:
+        return once.run(name, close, in_flight=CLOSING_IN_FLIGHT_S).result
+    except CutOff:      # nothing to look up: make it again, as above
+        once.forget(name)
+        return once.run(name, close).result
 
 
 def iso(seconds: float) -> str:
@@ -106,7 +123,7 @@ def finish_upload(job: JobContext) -> None:
     plan = UploadRecords(get_redis(), job.id).plan()
     outcomes = job.ledger.items(job.id)
     sequences, failed = [], {}
-    for number, sequence in enumerate(plan["sequences"]):
+    for sequence in plan["sequences"]:
         keys = [key for key, _ in sequence["images"]]
         errors = {S3Ref(plan["bucket"], k).uri: outcomes[k]["error"] for k in keys if outcomes[k]["state"] != "succeeded"}
         summary = {"uuid": sequence["uuid"], "images": len(keys), "first_image": S3Ref(plan["bucket"], keys[0]).uri,
@@ -115,7 +132,7 @@ def finish_upload(job: JobContext) -> None:
             failed.update(errors)
             sequences.append(summary | {"state": "failed"})
         else:
-            closing = close_sequence(job, number, sequence, outcomes, plan["protocol"])
+            closing = close_sequence(job, sequence, outcomes, plan["protocol"])
             sequences.append(summary | {"state": "uploaded", **closing})
     result = {"protocol": plan["protocol"], "images_found": plan["images_found"],
               "uploaded": sum(1 for o in outcomes.values() if o["state"] == "succeeded"),
