@@ -443,10 +443,12 @@ def test_upload_resumes_from_the_offset_after_a_dropped_connection(queue, store,
     data = geotagged_jpeg(*track_point(0), START, size=(640, 480), noise=True, seed=3)
     assert len(data) > 300_000
     prefix = put_objects(store, f"drop-{uuid.uuid4().hex[:8]}/", {"big.jpg": data})
-    configure(stack, drop_upload_after_bytes=120_000, drop_upload_next=1)
+    key = upload_session_key(data, ".jpg")
+    # Only this image's session loses its connection, so no other upload can take the drop (one did: the
+    # kill test's second finisher, still closing its sequence again, before closings went through Once).
+    configure(stack, drop_upload_after_bytes=120_000, drop_upload_next=1, drop_upload_key=key)
     job = queue.wait(queue.submit("mapillary.upload_sequence", {"images": prefix}), timeout=120)
     assert job.state == "succeeded", job.error
-    key = upload_session_key(data, ".jpg")
     seen = counters(stack)
     assert seen[f"upload_dropped:{key}"] == 1 and seen[f"upload:{key}"] == 2 and seen[f"upload_offset:{key}"] == 2
     assert seen[f"upload_complete:{key}"] == 1
