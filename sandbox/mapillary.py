@@ -164,6 +164,7 @@ class MapillaryStandIn(VendorStandIn):
             "upload_session_ttl_s": 172_800.0,
             "drop_upload_after_bytes": 0,       # an upload POST loses its connection after this many bytes...
             "drop_upload_next": 0,              # ...for the next N upload POSTs
+            "drop_upload_key": "",              # ...to this session key only (empty: any): no other upload takes them
             "legacy_aws_access_key_id": "AKIAI2X3BJAT2W75HILA",
             # Stricter than mapillary-legacy-upload.txt ("Generating a key" only says what mapillary_tools
             # builds, {username}/{uuid4}/{filename}, not that S3 refuses another key): off by default.
@@ -607,7 +608,8 @@ class MapillaryStandIn(VendorStandIn):
                                     retriable=False)
             session.declared_length = declared if declared is not None else session.declared_length
             session.entity_type = headers.get("X-Entity-Type", session.entity_type)
-            drop_after = int(self.options["drop_upload_after_bytes"]) if int(self.options["drop_upload_next"]) > 0 else 0
+            targeted = int(self.options["drop_upload_next"]) > 0 and self.options["drop_upload_key"] in ("", key)
+            drop_after = int(self.options["drop_upload_after_bytes"]) if targeted else 0
             if drop_after:
                 self.options["drop_upload_next"] = int(self.options["drop_upload_next"]) - 1
         self.calls.add("upload", key)

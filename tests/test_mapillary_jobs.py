@@ -27,6 +27,7 @@ from tasks.mapillary.exif import Geotag
 from tasks.mapillary.records import HarvestCheckpoints
 from tasks.mapillary.sequences import Placed, split_sequences
 from tests.conftest import start_stack
+from tests.test_job_endings import failed_with
 from vendors.mapillary import MAX_IDS_PER_BATCH, upload_session_key
 from workers.rate_limit import Budget, FleetLimitReached, FleetRateLimiter, Rate
 
@@ -246,6 +247,22 @@ def test_harvest_refuses_bad_parameters_before_anything_is_enqueued(queue, stack
     assert counters(stack) == {}
 
 
+def test_harvest_destination_outside_the_output_area_fails_naming_it(queue, stack):
+    job_id = queue.submit("mapillary.harvest", harvest_params(WALKERS, "s3://someone-elses/harvest/"))
+    error = failed_with(queue, job_id, "InvalidInput", "destination")
+    assert "s3://someone-elses/harvest/" in error["message"] and "outside the fleet's output area" in error["message"]
+    assert counters(stack) == {}                      # refused before any vendor call
+
+
+def test_a_tile_that_is_no_tile_fails_the_harvest_with_internal_error(queue, stack):
+    # The tile service answers its second request with a Graph error envelope and HTTP 200.
+    configure(stack, tiles_rate_limit=1, rate_limit_http_status=200)
+    error = failed_with(queue, queue.submit("mapillary.harvest", harvest_params(WALKERS, destination())),
+                        "InternalError", None)
+    assert "DecodeError in mapillary.harvest" in error["message"]
+    assert counters(stack)["rate_limited"] == 1       # failed at once, not tried again
+
+
 # --- fleet-wide limits ---
 def test_fleet_limits_in_redis(stack):
     limiter = FleetRateLimiter(redis.Redis.from_url(stack.redis_url))
@@ -419,20 +436,58 @@ def test_upload_redelivered_after_a_kill_sends_no_image_twice(queue, store, stac
     assert len(objects) <= completions <= len(objects) + TRANSFER_PROCESSES
     [cluster] = status["clusters"].values()
     assert cluster["images"] == 120
+    assert after["finish"] == 1           # closed once, though the last images may all finish the job at once
 
 
 def test_upload_resumes_from_the_offset_after_a_dropped_connection(queue, store, stack):
     data = geotagged_jpeg(*track_point(0), START, size=(640, 480), noise=True, seed=3)
     assert len(data) > 300_000
     prefix = put_objects(store, f"drop-{uuid.uuid4().hex[:8]}/", {"big.jpg": data})
-    configure(stack, drop_upload_after_bytes=120_000, drop_upload_next=1)
+    key = upload_session_key(data, ".jpg")
+    # Only this image's session loses its connection, so no other upload can take the drop (one did: the
+    # kill test's second finisher, still closing its sequence again, before closings went through Once).
+    configure(stack, drop_upload_after_bytes=120_000, drop_upload_next=1, drop_upload_key=key)
     job = queue.wait(queue.submit("mapillary.upload_sequence", {"images": prefix}), timeout=120)
     assert job.state == "succeeded", job.error
-    key = upload_session_key(data, ".jpg")
     seen = counters(stack)
     assert seen[f"upload_dropped:{key}"] == 1 and seen[f"upload:{key}"] == 2 and seen[f"upload_offset:{key}"] == 2
     assert seen[f"upload_complete:{key}"] == 1
     assert stack.sandbox("GET", "/_sandbox/status/mapillary")["upload_sessions"][key]["md5"] == md5(data)
+
+
+def test_an_upload_from_a_bucket_that_does_not_exist_fails_naming_images(queue, stack):
+    job_id = queue.submit("mapillary.upload_sequence", {"images": "s3://no-such-bucket-4711/photos/"})
+    error = failed_with(queue, job_id, "InvalidInput", "images")
+    assert "s3://no-such-bucket-4711/photos/" in error["message"] and "bucket does not exist" in error["message"]
+
+
+def two_sequences(store, name: str) -> str:
+    """Six images, a pause of five minutes after the third: two sequences."""
+    objects = {f"img_{i}.jpg": geotagged_jpeg(*track_point(i), START + timedelta(seconds=i + (300 if i >= 3 else 0)),
+                                              seed=i) for i in range(6)}
+    return put_objects(store, f"{name}-{uuid.uuid4().hex[:8]}/", objects)
+
+
+def test_a_closing_cut_off_is_made_again_and_closes_the_sequence_once(queue, store, stack):
+    prefix = two_sequences(store, "cut")
+    # The first finish_upload loses its connection before the service sees it. Nothing can tell
+    # whether it took effect, so the closing is made again once it can no longer be running.
+    stack.sandbox("POST", "/_sandbox/faults/mapillary", json={"drop_next": 1, "paths": "/graph/finish_upload"})
+    job = queue.wait(queue.submit("mapillary.upload_sequence", {"images": prefix}), timeout=120)
+    assert job.state == "succeeded", job.error
+    clusters = stack.sandbox("GET", "/_sandbox/status/mapillary")["clusters"].values()
+    assert sorted(c["images"] for c in clusters) == [3, 3]
+    assert {s["cluster_id"] for s in job.result["sequences"]} == {c["cluster_id"] for c in clusters}
+    assert counters(stack)["finish"] == 2                 # one finish_upload reached the service per sequence
+
+
+def test_an_unexpected_answer_to_a_closing_fails_the_upload_with_internal_error(queue, store, stack):
+    prefix = two_sequences(store, "odd")
+    # Graph answers its second request (the second sequence's finish_upload) with its error envelope
+    # and HTTP 200: an answer without a cluster id.
+    configure(stack, graph_rate_limit=1, rate_limit_http_status=200)
+    error = failed_with(queue, queue.submit("mapillary.upload_sequence", {"images": prefix}), "InternalError", None)
+    assert "KeyError in mapillary.transfer.upload_image: 'cluster_id'" in error["message"]
 
 
 # --- a small fleet of its own: the rate limit across processes, the legacy protocol ---

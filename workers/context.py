@@ -66,6 +66,13 @@ class JobContext:
         self.ledger.progress(self.id, phase, done, total)
         publish_progress(self.id, phase, done, total)
 
+    def progress_of_items(self, phase: str) -> None:
+        """Progress of a fanned-out job: its phase, and the ledger's own count of items with an outcome,
+        never written back (a count read before another item was recorded would undo that item's)."""
+        self.ledger.progress(self.id, phase)
+        record = self.record
+        publish_progress(self.id, phase, record.done, record.total)
+
     def show(self, state: str, phase: str, **fields: Any) -> None:
         """The job's state while it goes on (queued for a resource, running, waiting on the vendor)."""
         self.ledger.transition(self.id, state, phase=phase, **fields)

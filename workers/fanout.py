@@ -172,5 +172,4 @@ def item_task(app, name: str, work: ItemWork, finish: Callable[[JobContext], Non
 
 def _count_progress(job: JobContext) -> None:
     """The job's phase stays; done counts the items with an outcome."""
-    record = job.record
-    job.progress(record.phase, job.ledger.finished_count(job.id), record.total)
+    job.progress_of_items(job.record.phase)

@@ -1,26 +1,20 @@
 """The Mapillary client, configured from the fleet's settings, its Graph and tile calls under fleet-wide limits."""
 from __future__ import annotations
 
-import functools
 import hashlib
 
 from vendors.http import new_session
 from vendors.mapillary import LegacyUploadCredentials, MapillaryClient
-from workers.jobtask import JobError
+from workers.clients import vendor_client
+from workers.errors import NotConfigured
 from workers.rate_limit import Budget, FleetRateLimiter, Rate, RateLimitedAdapter
 from workers.redis_client import get_redis
-from workers.settings import get_settings
+from workers.settings import Settings, get_settings
 
 RATE_WAIT_INLINE_S = 10.0              # longer waits for a fleet-wide slot retry the task instead
 TILE_BUDGET_PERIOD_S = 86_400.0
 
-
 RESUMABLE, LEGACY = "resumable", "legacy"
-
-
-# --- the vendor, configured from settings ---
-def _secret(value) -> str | None:
-    return value.get_secret_value() if value is not None else None
 
 
 def token_fingerprint(token: str) -> str:
@@ -44,13 +38,9 @@ def limited_session(graph_url: str, tiles_url: str, token: str):
     return session
 
 
-@functools.lru_cache(maxsize=1)
-def client() -> MapillaryClient:
-    """One client per worker process, so connections are reused."""
-    s = get_settings()
-    token = _secret(s.mapillary_token)
-    if not token:
-        raise JobError("the Mapillary access token is not configured (GEOQUEUE_MAPILLARY_TOKEN)")
+@vendor_client("mapillary", "mapillary_token")
+def client(s: Settings) -> MapillaryClient:
+    token = s.mapillary_token.get_secret_value()
     graph_url, tiles_url = s.mapillary_graph_url.rstrip("/"), s.mapillary_tiles_url.rstrip("/")
     return MapillaryClient(graph_url, tiles_url, s.mapillary_upload_url, token, timeout=s.mapillary_timeout,
                            legacy_upload_url=s.mapillary_legacy_upload_url,
@@ -58,18 +48,18 @@ def client() -> MapillaryClient:
 
 
 def upload_protocol() -> str:
+    """The configured upload protocol; a legacy one needs its credentials too."""
     protocol = get_settings().mapillary_upload_protocol
     if protocol not in (RESUMABLE, LEGACY):
-        raise JobError(f"GEOQUEUE_MAPILLARY_UPLOAD_PROTOCOL must be {RESUMABLE} or {LEGACY}, not {protocol!r}")
+        raise NotConfigured(f"GEOQUEUE_MAPILLARY_UPLOAD_PROTOCOL must be {RESUMABLE} or {LEGACY}, not {protocol!r}",
+                            vendor="mapillary")
     if protocol == LEGACY:
         legacy_credentials()
     return protocol
 
 
-def legacy_credentials() -> LegacyUploadCredentials:
-    s = get_settings()
-    values = (s.mapillary_username, _secret(s.mapillary_permission_hash), _secret(s.mapillary_signature_hash))
-    if not all(values):
-        raise JobError("legacy uploads need GEOQUEUE_MAPILLARY_USERNAME, GEOQUEUE_MAPILLARY_PERMISSION_HASH "
-                       "and GEOQUEUE_MAPILLARY_SIGNATURE_HASH")
-    return LegacyUploadCredentials(*values)
+# The settings of legacy uploads are refused as missing the way a client's are, naming the variables.
+@vendor_client("mapillary", "mapillary_username", "mapillary_permission_hash", "mapillary_signature_hash")
+def legacy_credentials(s: Settings) -> LegacyUploadCredentials:
+    return LegacyUploadCredentials(s.mapillary_username, s.mapillary_permission_hash.get_secret_value(),
+                                   s.mapillary_signature_hash.get_secret_value())

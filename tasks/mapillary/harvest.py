@@ -4,15 +4,14 @@ from __future__ import annotations
 import io
 from typing import Any, Iterator
 
-from geoqueue import jobs
 from tasks.mapillary.client import client
 from tasks.mapillary.datasets import write_datasets
-from tasks.mapillary.inputs import MISSING_SHOWN, HarvestPlan
-from tasks.mapillary.items import stop_if_finished
+from tasks.mapillary.inputs import FAILED_SHOWN, MISSING_SHOWN, HarvestPlan
 from tasks.mapillary.records import FINISHED_CHECKPOINT_TTL, HarvestCheckpoints
 from vendors.mapillary import MAX_IDS_PER_BATCH, ExpiredUrl, MapillaryClient, MapillaryNotFound
+from workers.context import JobContext
 from workers.fanout import Fanout
-from workers.redis_client import get_ledger, get_redis
+from workers.redis_client import get_redis
 from workers.storage import ObjectStore, get_store
 
 
@@ -24,10 +23,15 @@ def harvest_phase(counts: dict[str, int]) -> str:
             f"downloaded {counts.get('images_downloaded', 0)}" + (f" (+{present} already there)" if present else ""))
 
 
+def show_progress(job: JobContext) -> None:
+    """After each sequence: what the harvest has done so far; done counts the sequences with an outcome."""
+    job.progress_of_items(harvest_phase(HarvestCheckpoints(get_redis(), job.id).counts()))
+
+
 def note_existing_images(store: ObjectStore, plan: HarvestPlan, checkpoints: HarvestCheckpoints) -> None:
     """Images at the destination already (an earlier harvest) are not downloaded again."""
     suffix = f"_{plan.quality}.jpg"
-    for ref, size in store.list(plan.images_prefix):
+    for ref, size in store.list(plan.images_prefix, "destination"):
         name = ref.name
         if size and name.endswith(suffix) and name[:-len(suffix)].isdigit():
             checkpoints.mark_present(name[:-len(suffix)])
@@ -83,7 +87,8 @@ def download_batch(vendor: MapillaryClient, store: ObjectStore, plan: HarvestPla
     return without_url
 
 
-def harvest_one_sequence(job: jobs.Job, sequence_id: str) -> dict:
+def harvest_one_sequence(job: JobContext, sequence_id: str) -> dict[str, Any]:
+    """One sequence of a harvest: image ids, metadata batches, downloads (each step checkpointed)."""
     plan, vendor, store = HarvestPlan.from_params(job.params), client(), get_store()
     checkpoints = HarvestCheckpoints(get_redis(), job.id)
     image_ids = checkpoints.image_ids(sequence_id)
@@ -95,7 +100,7 @@ def harvest_one_sequence(job: jobs.Job, sequence_id: str) -> dict:
         checkpoints.save_image_ids(sequence_id, image_ids)
     missing, without_url = [], []
     for number, image_batch in enumerate(chunks(image_ids, MAX_IDS_PER_BATCH)):
-        stop_if_finished(job.id)
+        job.check_canceled()
         batch = checkpoints.batch(sequence_id, number)
         if batch is None:
             batch = fetch_batch(vendor, plan, image_batch)
@@ -106,21 +111,17 @@ def harvest_one_sequence(job: jobs.Job, sequence_id: str) -> dict:
             "without_thumbnail": without_url}
 
 
-def finish_harvest(job_id: str) -> None:
+def finish_harvest(job: JobContext) -> None:
     """Every sequence has an outcome: write the datasets and end the job."""
-    ledger = get_ledger()
-    job = ledger.get(job_id)
-    if job is None or job.finished:
-        return
     plan = HarvestPlan.from_params(job.params)
-    checkpoints = HarvestCheckpoints(get_redis(), job_id)
-    outcomes = ledger.items(job_id)
+    checkpoints = HarvestCheckpoints(get_redis(), job.id)
+    outcomes = job.ledger.items(job.id)
     failed = {seq: o["error"] for seq, o in outcomes.items() if o["state"] != "succeeded"}
     result = harvest_result(plan, outcomes, checkpoints.counts(),
                             write_datasets(get_store(), plan, sorted(outcomes), checkpoints))
-    Fanout(get_redis(), ledger).finish(job_id, result, failed and {
+    Fanout().finish(job.id, result, failed and {
         "type": "SomeSequencesFailed", "message": f"{len(failed)} of {len(outcomes)} sequences failed: "
-                                                  f"{', '.join(sorted(failed)[:10])}", "sequences": failed})
+                                                  f"{', '.join(sorted(failed)[:FAILED_SHOWN])}", "sequences": failed})
     checkpoints.expire(FINISHED_CHECKPOINT_TTL)
 
 

@@ -17,7 +17,7 @@ Everything done is checkpointed in Redis per tile, sequence, batch and image (`H
 so a task that runs again after a crash or a retry starts where the last one stopped. Graph and
 tile calls take their slot from fleet-wide limits per token (workers/rate_limit.py).
 
-An upload checks every image's EXIF, splits the good ones into sequences (tasks/mapillary_sequences.py)
+An upload checks every image's EXIF, splits the good ones into sequences (tasks/mapillary/sequences.py)
 and uploads each image once, with the protocol GEOQUEUE_MAPILLARY_UPLOAD_PROTOCOL names:
 
     upload_sequence          EXIF of every image (the reasons for the rejected ones), the plan of sequences
@@ -25,6 +25,9 @@ and uploads each image once, with the protocol GEOQUEUE_MAPILLARY_UPLOAD_PROTOCO
                              image's md5, or the legacy form POST to {username}/{sequence uuid}/{file name};
                              the task that records the last image closes every sequence (an image manifest
                              and finish_upload, or the legacy DONE object), each once
+
+Parameters are checked by the job catalog (geoqueue.catalog.mapillary); the runtime's guard
+classifies every failure (workers/guard.py).
 """
 from __future__ import annotations
 
@@ -38,69 +41,58 @@ from tasks.mapillary.harvest import (
     harvest_phase,
     harvest_result,
     note_existing_images,
+    show_progress,
 )
-from tasks.mapillary.inputs import HarvestPlan, check_id, check_parallel
-from tasks.mapillary.items import run_item
-from tasks.mapillary.records import SEQUENCE_TASK, UPLOAD_TASK, HarvestCheckpoints
+from tasks.mapillary.inputs import HarvestPlan
+from tasks.mapillary.records import HarvestCheckpoints
 from tasks.mapillary.tiles import discover_sequences
-from tasks.mapillary.upload import finish_upload, stored_upload_plan, upload_one_image
+from tasks.mapillary.upload import finish_upload, plan_upload, upload_one_image
 from workers import app
-from workers.fanout import Fanout
-from workers.jobtask import PENDING, JobContext, JobTask, job_task
+from workers.context import JobContext
+from workers.entry import PENDING, job_task
+from workers.fanout import Fanout, item_task
 from workers.redis_client import get_redis
+from workers.settings import get_settings
 from workers.storage import get_store, prefix_ref
 
+SEQUENCE_TASK = "mapillary.transfer.sequence"
+UPLOAD_TASK = "mapillary.transfer.upload_image"
 
-def dispatch_sequence(job_id: str, item: str) -> None:
-    harvest_sequence.apply_async(kwargs={"job_id": job_id, "item": item})
+
+def parallel(max_parallel: int | None) -> int:
+    return max_parallel or get_settings().mapillary_max_parallel
 
 
 @job_task(app, "mapillary.harvest")
-def harvest(job: JobContext, bbox: Any = None, destination: Any = None, organization_id: Any = None,
-            creator_id: Any = None, fields: Any = None, quality: Any = "256", max_parallel: Any = None) -> Any:
+def harvest(job: JobContext, bbox: list[float], destination: str, organization_id: str | int | None = None,
+            creator_id: str | int | None = None, fields: list[str] | None = None, quality: str | int | None = None,
+            max_parallel: int | None = None) -> Any:
     """The owner's sequences with images in the bbox: image ids, metadata, thumbnails and the toolset's CSVs."""
-    plan = HarvestPlan.from_params({"bbox": bbox, "destination": destination, "organization_id": organization_id,
-                                    "creator_id": creator_id, "fields": fields, "quality": quality})
-    parallel = check_parallel(max_parallel)
-    vendor, checkpoints = client(), HarvestCheckpoints(get_redis(), job.id)
+    plan, vendor = HarvestPlan.from_params(job.params), client()
+    checkpoints = HarvestCheckpoints(get_redis(), job.id)
     note_existing_images(get_store(), plan, checkpoints)
     sequences = discover_sequences(job, vendor, plan, checkpoints)
     if not sequences:
-        outputs = write_datasets(get_store(), plan, [], checkpoints)
-        return harvest_result(plan, {}, checkpoints.counts(), outputs)
+        return harvest_result(plan, {}, checkpoints.counts(), write_datasets(get_store(), plan, [], checkpoints))
     job.progress(harvest_phase(checkpoints.counts()))
-    Fanout(get_redis(), job.ledger).start(job.id, sequences, SEQUENCE_TASK, parallel, dispatch_sequence)
+    Fanout().start(job.id, sequences, SEQUENCE_TASK, parallel(max_parallel))
     return PENDING
 
 
-@app.task(bind=True, base=JobTask, name=SEQUENCE_TASK)
-def harvest_sequence(self, job_id: str, item: str) -> dict[str, Any]:
-    """One sequence of a harvest: image ids, metadata batches, downloads (each step checkpointed)."""
-    return run_item(self, job_id, item, harvest_one_sequence, dispatch_sequence, finish_harvest,
-                    lambda j: harvest_phase(HarvestCheckpoints(get_redis(), j).counts()))
-
-
-def dispatch_upload(job_id: str, item: str) -> None:
-    upload_image.apply_async(kwargs={"job_id": job_id, "item": item})
+harvest_sequence = item_task(app, SEQUENCE_TASK, harvest_one_sequence, finish_harvest, progress=show_progress)
 
 
 @job_task(app, "mapillary.upload_sequence")
-def upload_sequence(job: JobContext, images: Any = None, organization_id: Any = None, max_parallel: Any = None) -> Any:
+def upload_sequence(job: JobContext, images: str, organization_id: str | int | None = None,
+                    max_parallel: int | None = None) -> Any:
     """Images under a prefix with valid EXIF, split into sequences and uploaded, each image once."""
-    prefix = prefix_ref(images, "images")
-    if organization_id is not None:
-        check_id(organization_id, "organization_id")
-    parallel = check_parallel(max_parallel)
-    plan = stored_upload_plan(job, prefix)
+    client()    # refuses a fleet without a token before any image is read
+    plan = plan_upload(job, prefix_ref(images, "images"))
     keys = [key for sequence in plan["sequences"] for key, _ in sequence["images"]]
     job.progress(f"uploading {len(keys)} images in {len(plan['sequences'])} sequences "
                  f"({len(plan['rejected'])} rejected, {len(plan['duplicates'])} duplicates dropped)")
-    Fanout(get_redis(), job.ledger).start(job.id, keys, UPLOAD_TASK, parallel, dispatch_upload)
+    Fanout().start(job.id, keys, UPLOAD_TASK, parallel(max_parallel))
     return PENDING
 
 
-@app.task(bind=True, base=JobTask, name=UPLOAD_TASK)
-def upload_image(self, job_id: str, item: str) -> dict[str, Any]:
-    """One image of an upload, sent once; the last one closes the sequences."""
-    return run_item(self, job_id, item, upload_one_image, dispatch_upload, finish_upload,
-                    lambda j: "uploading images")
+upload_image = item_task(app, UPLOAD_TASK, upload_one_image, finish_upload)

@@ -2,15 +2,11 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 
 import redis
 
 from geoqueue import jobs
-
-SEQUENCE_TASK = "mapillary.transfer.sequence"
-UPLOAD_TASK = "mapillary.transfer.upload_image"
-
 
 CHECKPOINT_TTL = jobs.RECORD_TTL_SECONDS
 FINISHED_CHECKPOINT_TTL = 3600         # kept a little after the job, for a late duplicate finisher
@@ -111,7 +107,39 @@ class HarvestCheckpoints:
             self.redis.expire(key, seconds)
 
 
-# --- upload: the plan ---
-def upload_keys(job_id: str) -> tuple[str, str, str]:
-    base = f"{jobs.job_key(job_id)}:mly"
-    return f"{base}:upload", f"{base}:upload_images", f"{base}:closed"
+class UploadRecords:
+    """An upload's plan, made once (a redelivered start reuses it and its sequence uuids), and where
+    each image goes, so that an image's task reads its own entry rather than the whole plan.
+
+        gq:job:<id>:mly:upload         hash: plan (JSON), protocol, bucket
+        gq:job:<id>:mly:upload_images  hash image key -> {"sequence": n, "name": file name, "uuid": sequence uuid}
+    """
+
+    def __init__(self, client: redis.Redis, job_id: str) -> None:
+        self.redis = client
+        base = f"{jobs.job_key(job_id)}:mly"
+        self.plan_key, self.images_key = f"{base}:upload", f"{base}:upload_images"
+
+    def plan_once(self, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        if not self.redis.hexists(self.plan_key, "plan"):
+            self.redis.hsetnx(self.plan_key, "plan", json.dumps(make()))
+        plan = self.plan()
+        placements = {key: json.dumps({"sequence": n, "name": name, "uuid": sequence["uuid"]})
+                      for n, sequence in enumerate(plan["sequences"]) for key, name in sequence["images"]}
+        pipe = self.redis.pipeline()
+        pipe.hset(self.plan_key, mapping={"protocol": plan["protocol"], "bucket": plan["bucket"]})
+        pipe.hset(self.images_key, mapping=placements)
+        pipe.expire(self.plan_key, CHECKPOINT_TTL)
+        pipe.expire(self.images_key, CHECKPOINT_TTL)
+        pipe.execute()
+        return plan
+
+    def plan(self) -> dict[str, Any]:
+        return json.loads(self.redis.hget(self.plan_key, "plan"))
+
+    def protocol_and_bucket(self) -> tuple[str, str]:
+        protocol, bucket = self.redis.hmget(self.plan_key, "protocol", "bucket")
+        return protocol, bucket
+
+    def placement(self, key: str) -> dict[str, Any]:
+        return json.loads(self.redis.hget(self.images_key, key))

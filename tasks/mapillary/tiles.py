@@ -17,7 +17,8 @@ from vendors.mapillary import (
     tile_bounds,
     tiles_covering_bbox,
 )
-from workers.jobtask import BudgetExceeded, JobContext
+from workers.context import JobContext
+from workers.errors import BudgetExceeded
 from workers.rate_limit import FleetLimitReached
 from workers.settings import get_settings
 

@@ -1,28 +1,33 @@
-"""Upload: the plan of sequences, one image sent once, and the sequences closed."""
+"""Upload: the plan of sequences, one image sent once, and the sequences closed once."""
 from __future__ import annotations
 
-import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
-from geoqueue import jobs
 from geoqueue.s3ref import S3Ref
 from tasks.mapillary.client import RESUMABLE, client, legacy_credentials, upload_protocol
 from tasks.mapillary.exif import EXIF_HEAD_BYTES, Geotag, Rejected, read_geotag
-from tasks.mapillary.inputs import MISSING_SHOWN
-from tasks.mapillary.records import CHECKPOINT_TTL, upload_keys
+from tasks.mapillary.inputs import FAILED_SHOWN, MISSING_SHOWN
+from tasks.mapillary.records import UploadRecords
 from tasks.mapillary.sequences import Placed, split_sequences
 from vendors.mapillary import upload_session_key
+from workers.context import JobContext
+from workers.errors import InvalidInput
 from workers.fanout import Fanout
-from workers.jobtask import InvalidInput, JobContext
-from workers.redis_client import get_ledger, get_redis
+from workers.once import CutOff, Once
+from workers.redis_client import get_redis
 from workers.storage import ObjectStore, get_store
 
 CHECK_THREADS = 8                      # concurrent S3 reads of image headers while planning an upload
+# A closing is three short requests (offset, manifest, finish_upload). Begun less than this ago it may still
+# be running, and a second finisher (the last images recorded at the same moment) waits for it rather than
+# close again; begun longer ago it is taken as cut off.
+CLOSING_IN_FLIGHT_S = 20.0
 
 
+# --- upload: the plan ---
 def check_image(store: ObjectStore, ref: S3Ref, size: int) -> Geotag | str:
     """The image's geotag, or why it cannot be uploaded."""
     if size == 0:
@@ -35,7 +40,7 @@ def check_image(store: ObjectStore, ref: S3Ref, size: int) -> Geotag | str:
 
 def make_upload_plan(job: JobContext, prefix: S3Ref, protocol: str) -> dict[str, Any]:
     store = get_store()
-    objects = [(ref, size) for ref, size in store.list(prefix) if not ref.key.endswith("/")]
+    objects = [(ref, size) for ref, size in store.list(prefix, "images") if not ref.key.endswith("/")]
     if not objects:
         raise InvalidInput(f"images: nothing found under {prefix}", field="images")
     job.progress(f"checking EXIF of {len(objects)} images")
@@ -58,33 +63,20 @@ def make_upload_plan(job: JobContext, prefix: S3Ref, protocol: str) -> dict[str,
     }
 
 
-def stored_upload_plan(job: JobContext, prefix: S3Ref) -> dict[str, Any]:
+def plan_upload(job: JobContext, prefix: S3Ref) -> dict[str, Any]:
     """The job's plan, made once: a redelivered start reuses it (and its sequence uuids)."""
-    plan_key, images_key, _ = upload_keys(job.id)
-    db = get_redis()
-    if not db.hexists(plan_key, "plan"):
-        db.hsetnx(plan_key, "plan", json.dumps(make_upload_plan(job, prefix, upload_protocol())))
-    plan = json.loads(db.hget(plan_key, "plan"))
-    placements = {key: json.dumps({"sequence": n, "name": name, "uuid": sequence["uuid"]})
-                  for n, sequence in enumerate(plan["sequences"]) for key, name in sequence["images"]}
-    pipe = db.pipeline()
-    pipe.hset(plan_key, mapping={"protocol": plan["protocol"], "bucket": plan["bucket"]})
-    pipe.hset(images_key, mapping=placements)
-    pipe.expire(plan_key, CHECKPOINT_TTL)
-    pipe.expire(images_key, CHECKPOINT_TTL)
-    pipe.execute()
-    return plan
+    return UploadRecords(get_redis(), job.id).plan_once(lambda: make_upload_plan(job, prefix, upload_protocol()))
 
 
 # --- upload: one image ---
-def upload_one_image(job: jobs.Job, key: str) -> dict:
-    plan_key, images_key, _ = upload_keys(job.id)
-    protocol, bucket = get_redis().hmget(plan_key, "protocol", "bucket")
-    placement = json.loads(get_redis().hget(images_key, key))
-    data = get_store().read(S3Ref(bucket, key))
+def upload_one_image(job: JobContext, key: str) -> dict[str, Any]:
+    """One image of an upload, sent once: its content names its session, so a second attempt resumes it."""
+    records = UploadRecords(get_redis(), job.id)
+    protocol, bucket = records.protocol_and_bucket()
+    placement = records.placement(key)
+    data = get_store().read(S3Ref(bucket, key), "images")
     vendor = client()
     if protocol == RESUMABLE:
-        # The session key is the content's md5: a second attempt resumes the same session.
         handle = vendor.upload(upload_session_key(data, ".jpg"), data, entity_type="image/jpeg")
         return {"sequence": placement["sequence"], "handle": handle}
     uploaded = vendor.legacy_upload(data, placement["name"], legacy_credentials(), placement["uuid"])
@@ -92,39 +84,46 @@ def upload_one_image(job: jobs.Job, key: str) -> dict:
 
 
 # --- upload: closing the sequences ---
-def close_sequence(job: jobs.Job, number: int, sequence: dict, outcomes: dict[str, dict], protocol: str) -> dict:
-    """Bundle a fully uploaded sequence (once, however often the job finishes): the image
-    manifest and finish_upload, or the legacy DONE object."""
-    _, _, closed_key = upload_keys(job.id)
-    closed = get_redis().hget(closed_key, str(number))
-    if closed is not None:
-        return json.loads(closed)
-    vendor = client()
+def close_sequence(job: JobContext, sequence: dict, outcomes: dict[str, dict], protocol: str) -> dict[str, str]:
+    """Bundle a fully uploaded sequence, once however often the job finishes: the image manifest
+    and finish_upload, or the legacy DONE object.
+
+    Nothing can look a closing up: finish_upload answers only a cluster id, no documented endpoint
+    tells what became of an upload (images show in the API once processed, hours or days later;
+    facts/mapillary.md §3), and the legacy upload is a form POST that reads nothing back. So a closing
+    cut off without an answer (its worker died, its connection dropped) is made again, and the
+    repeat lands on the same thing: the manifest's session key is its content's md5, so the repeat
+    resumes that session and finishes the same file handle, which mapillary_tools retries as safe
+    (uploader.py, _finish_upload_retryable); the DONE object is written again under the same key.
+    """
+    vendor, once = client(), Once(job.id)
     if protocol == RESUMABLE:
         handles = [outcomes[key]["handle"] for key, _ in sequence["images"]]
-        closing = {"cluster_id": vendor.upload_image_bundle(handles, job.params.get("organization_id"))}
+        organization_id = job.params.get("organization_id")
+
+        def close() -> dict[str, str]:
+            return {"cluster_id": vendor.upload_image_bundle(handles, organization_id)}
     else:
-        closing = {"done_marker": vendor.legacy_finish_sequence(legacy_credentials(), sequence["uuid"])}
-    get_redis().hset(closed_key, str(number), json.dumps(closing))
-    get_redis().expire(closed_key, CHECKPOINT_TTL)
-    return closing
+        def close() -> dict[str, str]:
+            return {"done_marker": vendor.legacy_finish_sequence(legacy_credentials(), sequence["uuid"])}
+    name = f"mapillary:close:{sequence['uuid']}"
+    try:
+        return once.run(name, close, in_flight=CLOSING_IN_FLIGHT_S).result
+    except CutOff:      # nothing to look up: make it again, as above
+        once.forget(name)
+        return once.run(name, close).result
 
 
 def iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds")
 
 
-def finish_upload(job_id: str) -> None:
+def finish_upload(job: JobContext) -> None:
     """Every image has an outcome: close each sequence whose images all went up, then end the job."""
-    ledger = get_ledger()
-    job = ledger.get(job_id)
-    if job is None or job.finished:
-        return
-    plan_key, _, _ = upload_keys(job_id)
-    plan = json.loads(get_redis().hget(plan_key, "plan"))
-    outcomes = ledger.items(job_id)
+    plan = UploadRecords(get_redis(), job.id).plan()
+    outcomes = job.ledger.items(job.id)
     sequences, failed = [], {}
-    for number, sequence in enumerate(plan["sequences"]):
+    for sequence in plan["sequences"]:
         keys = [key for key, _ in sequence["images"]]
         errors = {S3Ref(plan["bucket"], k).uri: outcomes[k]["error"] for k in keys if outcomes[k]["state"] != "succeeded"}
         summary = {"uuid": sequence["uuid"], "images": len(keys), "first_image": S3Ref(plan["bucket"], keys[0]).uri,
@@ -133,11 +132,11 @@ def finish_upload(job_id: str) -> None:
             failed.update(errors)
             sequences.append(summary | {"state": "failed"})
         else:
-            sequences.append(summary | {"state": "uploaded", **close_sequence(job, number, sequence, outcomes,
-                                                                              plan["protocol"])})
+            closing = close_sequence(job, sequence, outcomes, plan["protocol"])
+            sequences.append(summary | {"state": "uploaded", **closing})
     result = {"protocol": plan["protocol"], "images_found": plan["images_found"],
               "uploaded": sum(1 for o in outcomes.values() if o["state"] == "succeeded"),
               "rejected": plan["rejected"], "duplicates": plan["duplicates"], "sequences": sequences}
-    Fanout(get_redis(), ledger).finish(job_id, result, failed and {
+    Fanout().finish(job.id, result, failed and {
         "type": "SomeImagesFailed", "message": f"{len(failed)} images failed to upload: "
-                                               f"{', '.join(sorted(failed)[:10])}", "images": failed})
+                                               f"{', '.join(sorted(failed)[:FAILED_SHOWN])}", "images": failed})
