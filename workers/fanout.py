@@ -56,7 +56,7 @@ class Fanout:
         base = jobs.job_key(job_id)
         return f"{base}:pending", f"{base}:inflight"
 
-    def start(self, job_id: str, items: list[str], item_task: str, max_parallel: int, dispatch=None) -> None:
+    def start(self, job_id: str, items: list[str], item_task: str, max_parallel: int) -> None:
         """Queue the items once (a redelivered start queues nothing twice) and dispatch the first."""
         pending, _ = self._keys(job_id)
         key = jobs.job_key(job_id)
@@ -67,25 +67,25 @@ class Fanout:
                 pipe.rpush(pending, *items)
             pipe.sadd(ACTIVE_KEY, job_id)
             pipe.execute()
-        self.fill(job_id, dispatch)
+        self.fill(job_id)
 
     def started(self, job_id: str) -> bool:
         return bool(self.redis.hexists(jobs.job_key(job_id), "item_task"))
 
-    def fill(self, job_id: str, dispatch=None) -> list[str]:
+    def fill(self, job_id: str) -> list[str]:
         pending, inflight = self._keys(job_id)
         task_name, max_parallel = self.redis.hmget(jobs.job_key(job_id), "item_task", "max_parallel")
         moved = self._take(keys=[pending, inflight], args=[int(max_parallel or 1), time.time()])
         for item in moved:
-            dispatch(job_id, item) if dispatch else send_item(job_id, item, task_name)
+            send_item(job_id, item, task_name)
         return moved
 
-    def finish_item(self, job_id: str, item: str, outcome: dict, dispatch=None) -> bool:
+    def finish_item(self, job_id: str, item: str, outcome: dict) -> bool:
         """Record an item's outcome and keep the window full; True once every item has one."""
         _, inflight = self._keys(job_id)
         self.ledger.record_item(job_id, item, outcome)
         self.redis.zrem(inflight, item)
-        self.fill(job_id, dispatch)
+        self.fill(job_id)
         return self.complete(job_id)
 
     def complete(self, job_id: str) -> bool:
@@ -111,13 +111,10 @@ class Fanout:
         items = self.redis.zrangebyscore(inflight, "-inf", time.time() - older_than)
         return [item for item in items if not self.ledger.item_is_recorded(job_id, item)]
 
-    def redispatch(self, job_id: str, item: str, dispatch=None) -> None:
+    def redispatch(self, job_id: str, item: str) -> None:
         _, inflight = self._keys(job_id)
         self.redis.zadd(inflight, {item: time.time()})
-        if dispatch:
-            dispatch(job_id, item)
-        else:
-            send_item(job_id, item, self.redis.hget(jobs.job_key(job_id), "item_task"))
+        send_item(job_id, item, self.redis.hget(jobs.job_key(job_id), "item_task"))
 
     def active_jobs(self) -> list[str]:
         return sorted(self.redis.smembers(ACTIVE_KEY))

@@ -2,7 +2,7 @@
 
 `format_task` masks secrets in what Flower's pages show of a task's args, kwargs and result
 (defense in depth: tasks carry references, not secrets). A running job's progress arrives in
-custom `task-progress` events and shows in the result column (see workers.jobtask).
+custom `task-progress` events and shows in the result column (see workers/context.py).
 """
 from __future__ import annotations
 

@@ -7,8 +7,10 @@
     the job ended elsewhere -> the task stops quietly
     anything else          -> the job fails with InternalError naming the exception; the traceback is logged
 
-Whatever escapes a task anyway (a bug in bookkeeping outside the guarded work) still ends the
-job: JobTask.on_failure fails it, so no job stays running or queued with nothing left to do.
+A poller acting for one job of many (`polled`) follows the same rules, except that a transient
+failure waits for the poller's next cycle. Whatever escapes a task anyway (a bug in bookkeeping
+outside the guarded work) still ends the job: JobTask.on_failure fails it, so no job stays
+running or queued with nothing left to do.
 """
 from __future__ import annotations
 

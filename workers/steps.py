@@ -15,14 +15,12 @@ import time
 import uuid
 from typing import Any, Callable
 
-from celery import Task
-
 from geoqueue import jobs
 from geoqueue.routes import queue_for
-from workers.context import JobContext, publish_progress
+from workers.context import JobContext
 from workers.guard import JobTask, guarded
 from workers.lease import Lease
-from workers.redis_client import get_ledger, get_redis
+from workers.redis_client import get_redis
 from workers.settings import get_settings
 
 # Move to ARGV[1] (stamped ARGV[2]) only from one of ARGV[3..].
@@ -116,35 +114,3 @@ class StepMachine:
             return app.task(bind=True, base=JobTask, name=steps.step_tasks[step])(run)
 
         return register
-
-
-# --- transitional: the old step API, until every vendor runs on StepMachine ---
-class Steps:
-    """The steps of one kind of job: where each job's step lives and which task runs each step."""
-
-    def __init__(self, state_key: Callable[[str], str], step_tasks: dict[str, str]) -> None:
-        self.state_key = state_key
-        self.step_tasks = step_tasks
-        self._script = None
-
-    def move(self, job_id: str, to: str, *from_steps: str) -> bool:
-        """Compare and set: the job moves to `to` only from one of `from_steps`, so one caller wins."""
-        if self._script is None:
-            self._script = _move_script()
-        return self._script(keys=[self.state_key(job_id)], args=[to, time.time(), *from_steps]) == 1
-
-    def send(self, job_id: str, step: str) -> None:
-        from workers import app
-
-        name = self.step_tasks[step]
-        app.send_task(name, kwargs={"job_id": job_id}, queue=queue_for(name))
-
-    def dispatch(self, job_id: str, to: str, *from_steps: str) -> None:
-        if self.move(job_id, to, *from_steps):
-            self.send(job_id, to)
-
-
-def report(task: Task, job_id: str, phase: str, done: int | None = None, total: int | None = None) -> None:
-    """Progress of a job from any of its tasks: in the ledger, and on the job's row in Flower."""
-    get_ledger().progress(job_id, phase, done, total)
-    publish_progress(job_id, phase, done, total)

@@ -13,7 +13,6 @@ from tasks.dronemapper.inputs import check_options, check_output, existing_proje
 from tasks.dronemapper.records import (
     COMMIT,
     CREATE,
-    MiB,
     PROCESSING,
     SEND,
     STEP_PHASES,
@@ -22,6 +21,7 @@ from tasks.dronemapper.records import (
     UPLOAD_TASK,
     VENDOR,
     ImageRejected,
+    MiB,
     Survey,
 )
 from tasks.dronemapper.streams import S3Image

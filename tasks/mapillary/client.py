@@ -5,7 +5,7 @@ import hashlib
 
 from vendors.http import new_session
 from vendors.mapillary import LegacyUploadCredentials, MapillaryClient
-from workers.clients import vendor_client
+from workers.clients import call_retries, vendor_client
 from workers.errors import NotConfigured
 from workers.rate_limit import Budget, FleetRateLimiter, Rate, RateLimitedAdapter
 from workers.redis_client import get_redis
@@ -43,6 +43,7 @@ def client(s: Settings) -> MapillaryClient:
     token = s.mapillary_token.get_secret_value()
     graph_url, tiles_url = s.mapillary_graph_url.rstrip("/"), s.mapillary_tiles_url.rstrip("/")
     return MapillaryClient(graph_url, tiles_url, s.mapillary_upload_url, token, timeout=s.mapillary_timeout,
+                           retries=call_retries(s),
                            legacy_upload_url=s.mapillary_legacy_upload_url,
                            session=limited_session(graph_url, tiles_url, token))
 
