@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from datetime import datetime
 
 import pytest
 import redis
 from celery import Celery
+from kombu import Connection
 
+from devstack.local_stack import free_port, redis_answers, redis_server_binary, wait_until
 from geoqueue import GeoQueue
 from tests.conftest import start_stack
 from tests.test_fleet_ops import sends
@@ -133,3 +136,89 @@ def test_the_stack_restarts_a_process_that_dies(stack, store, queue):
         time.sleep(0.5)
     assert stack.processes["beat"].alive()
     assert datetime.now().timestamp() - killed_at < 60
+
+
+def test_prefork_children_are_recycled():
+    stack = start_stack(flower=False, beat=False, worker_queues=("transfer",),
+                        GEOQUEUE_WORKER_MAX_TASKS_PER_CHILD="2", GEOQUEUE_WORKER_MAX_MEMORY_PER_CHILD="300000")
+    control = Celery(broker=stack.redis_url)
+    try:
+        [stats] = control.control.inspect(timeout=5).stats().values()
+        [conf] = control.control.inspect(timeout=5).conf().values()
+        assert stats["pool"]["max-tasks-per-child"] == 2
+        assert conf["worker_max_memory_per_child"] == 300000
+        children = set(stats["pool"]["processes"])
+        queue = GeoQueue(stack.redis_url)
+        images = put_images(stack.object_store(), 6)
+        job_ids = [queue.submit("immersity.disparity", {"image": image.uri}) for image in images]
+        assert all(queue.wait(job_id, timeout=60).state == "succeeded" for job_id in job_ids)
+        # Six tasks on four children: one ran two at least, and was replaced.
+        deadline = time.monotonic() + 15
+        while set(next(iter(control.control.inspect(timeout=5).stats().values()))["pool"]["processes"]) >= children:
+            assert time.monotonic() < deadline, "no child was replaced"
+            time.sleep(0.5)
+    finally:
+        control.close()
+        stack.stop()
+
+# --- the transport alone (workers/broker.py), on a redis-server of its own ---
+
+class RedisServer:
+    def __init__(self, data_dir) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.argv = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                     "--appendonly", "yes", "--dir", str(data_dir)]
+        self.process = None
+        self.start()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL)
+        wait_until(lambda: redis_answers(self.url), 20, "redis-server")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(20)
+
+
+@pytest.fixture
+def server(tmp_path):
+    server = RedisServer(tmp_path)
+    yield server
+    server.stop()
+
+
+def held(server: RedisServer) -> tuple[int, int]:
+    """(messages held unacked, messages waiting in the queue)"""
+    client = redis.Redis.from_url(server.url)
+    return client.hlen("unacked"), client.llen("q")
+
+
+def take_one(server: RedisServer):
+    connection = Connection(server.url, transport="workers.broker:Transport")
+    queue = connection.SimpleQueue("q")
+    queue.put({"job": 1})
+    return connection, queue.get(timeout=5)
+
+
+def test_a_connection_loss_leaves_a_held_message_held_until_its_task_acks_it(server):
+    connection, message = take_one(server)
+    assert held(server) == (1, 0)
+    # What Celery's consumer does on a connection error (on_connection_error_after_connected).
+    connection.collect()
+    connection.close()
+    assert held(server) == (1, 0)  # stock kombu puts it back on the queue here, its task still running
+    message.ack()                  # the task ends after the reconnection
+    assert held(server) == (0, 0)
+
+
+def test_an_ack_that_meets_no_redis_is_settled_when_the_worker_reconnects(server):
+    connection, message = take_one(server)
+    server.stop()
+    connection.collect()
+    connection.close()
+    message.ack()                  # Redis is down: kept (stock kombu logs it and the message waits an hour)
+    server.start()
+    assert held(server) == (1, 0)
+    Connection(server.url, transport="workers.broker:Transport").default_channel  # the reconnection
+    assert held(server) == (0, 0)

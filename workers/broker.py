@@ -36,6 +36,7 @@ import logging
 import weakref
 
 from celery.signals import worker_shutting_down
+from kombu import connection as kombu_connection
 from kombu.transport import redis as kombu_redis
 from kombu.transport.virtual import base as virtual
 
@@ -209,3 +210,11 @@ class Transport(_LosslessTransport, kombu_redis.Transport):
 
 class SentinelTransport(_LosslessTransport, kombu_redis.SentinelTransport):
     Channel = SentinelChannel
+
+
+# Shown as the URL schemes they serve (`Connection.info()`/`as_uri()`, used in logs and by Flower,
+# whose broker view picks its Redis client by that scheme); kombu reads this table for display only.
+kombu_connection.resolve_aliases.update({
+    f"{__name__}:Transport": "redis",
+    f"{__name__}:SentinelTransport": "sentinel",
+})
