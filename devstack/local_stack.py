@@ -6,6 +6,7 @@ Redis: the configured GEOQUEUE_REDIS_URL when it answers, else a redis-server st
 """
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shlex
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,7 @@ from geoqueue.redis_url import connect
 
 SANDBOX_IMMERSITY = {"client_id": "sandbox-client", "client_secret": "sandbox-secret"}
 REPO_ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger("geoqueue.stack")
 
 
 def free_port() -> int:
@@ -90,11 +93,16 @@ class Process:
     name: str
     popen: subprocess.Popen
     log: Path
+    env: dict[str, str] = field(default_factory=dict)
+    # Set when the stack (or a test, through these methods) stops it: the supervisor leaves it be.
+    stopping: bool = False
+    started_at: float = field(default_factory=time.monotonic)
 
     def alive(self) -> bool:
         return self.popen.poll() is None
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        self.stopping = True
         if not self.alive():
             return
         try:
@@ -106,16 +114,78 @@ class Process:
     def terminate(self, timeout: float = 120) -> int:
         """SIGTERM to the main process alone, as a deploy would: a Celery worker finishes its
         running tasks and hands back what it had fetched (warm shutdown)."""
+        self.stopping = True
         self.popen.send_signal(signal.SIGTERM)
         return self.popen.wait(timeout)
 
     def kill(self) -> None:
         """SIGKILL the whole process group: the worker and its pool children."""
+        self.stopping = True
+        self.kill_group()
+        self.popen.wait()
+
+    def kill_group(self) -> None:
+        """SIGKILL what is left of its process group (pool children outliving a dead main process)."""
         try:
             os.killpg(self.popen.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        self.popen.wait()
+
+
+class Supervisor:
+    """Restarts a stack process that exits without being asked to, as `Restart=always` (systemd),
+    `restart: unless-stopped` (compose) and a Deployment (Kubernetes) do in deploy/: after 1 s,
+    doubling up to `max_delay` while it keeps dying within `stable_after` seconds of its start.
+    Each restart is logged (logger `geoqueue.stack` and `stack.log` in the run directory)."""
+
+    def __init__(self, stack: "LocalStack", interval: float = 0.5, max_delay: float = 30.0,
+                 stable_after: float = 60.0) -> None:
+        self.stack, self.interval, self.max_delay, self.stable_after = stack, interval, max_delay, stable_after
+        self.restarts: dict[str, int] = {}      # name -> restarts so far
+        self._failures: dict[str, int] = {}     # name -> quick deaths in a row (the backoff)
+        self._due: dict[str, float] = {}        # name -> when its restart is due
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stack-supervisor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self.interval):
+            for name, process in list(self.stack.processes.items()):
+                try:
+                    self._check(name, process)
+                except Exception:  # keep supervising the others
+                    log.exception("supervisor: could not restart %s", name)
+
+    def _check(self, name: str, process: Process) -> None:
+        if process.stopping or process.alive():
+            self._due.pop(name, None)
+            return
+        now = time.monotonic()
+        if name not in self._due:
+            process.kill_group()
+            quick = now - process.started_at < self.stable_after
+            failures = self._failures[name] = self._failures.get(name, 0) + 1 if quick else 1
+            delay = min(self.max_delay, 2.0 ** (failures - 1))
+            self._due[name] = now + delay
+            self.stack.note(f"{name} exited with code {process.popen.returncode}; restarting in {delay:g}s")
+            return
+        if now < self._due[name]:
+            return
+        with self.stack.lock:
+            if self._stopped.is_set() or self.stack.processes.get(name) is not process:
+                self._due.pop(name)
+                return
+            self.stack.spawn(name, list(process.popen.args), env=process.env)
+        del self._due[name]
+        self.restarts[name] = self.restarts.get(name, 0) + 1
+        self.stack.note(f"{name} restarted (restart {self.restarts[name]})")
 
 
 @dataclass
@@ -126,17 +196,29 @@ class LocalStack:
     beat: bool = True
     isolated: bool = False  # ignore GEOQUEUE_* of the calling environment (tests)
     worker_queues: tuple[str, ...] = ("control", "transfer")  # one worker each, started with the stack
+    supervise: bool = True  # restart processes that exit unexpectedly (see Supervisor)
     processes: dict[str, Process] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    supervisor: Supervisor | None = None
+    lock: threading.RLock = field(default_factory=threading.RLock)
 
     # --- starting ---
     def start(self) -> "LocalStack":
         try:
             self._start()
+            if self.supervise:
+                self.supervisor = Supervisor(self)
+                self.supervisor.start()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def note(self, message: str) -> None:
+        """A line in the stack's own log (`stack.log` in the run directory)."""
+        log.warning("stack: %s", message)
+        with open(self.run_dir / "stack.log", "a") as handle:
+            handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
 
     def _start(self) -> None:
         self.env = {k: v for k, v in os.environ.items() if not (self.isolated and k.startswith("GEOQUEUE_"))}
@@ -178,12 +260,29 @@ class LocalStack:
         wait_until(lambda: redis_answers(url), 20, "redis-server")
         return url
 
-    def restart_redis(self) -> None:
-        """Stop and start the embedded redis-server on the same port and data (AOF) directory."""
+    def stop_redis(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the embedded redis-server: SIGTERM (it closes its clients and finishes its AOF) or
+        SIGKILL (it vanishes mid-write, as on an OOM kill or a lost node)."""
         process = self.processes["redis"]
-        process.stop()
-        self.processes["redis"] = self.spawn("redis", process.popen.args)
-        wait_until(lambda: redis_answers(self.redis_url), 20, "redis-server")
+        if sig == signal.SIGKILL:
+            process.kill()
+        else:
+            process.stop(sig)
+
+    def start_redis(self, timeout: float = 30) -> None:
+        """Start it again on the same port and data (AOF) directory, and wait until it answers."""
+        with self.lock:
+            process = self.processes["redis"]
+            if process.alive():
+                raise RuntimeError("redis-server is running")
+            self.spawn("redis", list(process.popen.args), env=process.env)
+        wait_until(lambda: redis_answers(self.redis_url), timeout, "redis-server")
+
+    def restart_redis(self, sig: int = signal.SIGTERM, outage: float = 0.0) -> None:
+        """Stop the embedded redis-server with `sig`, leave it down `outage` seconds, start it again."""
+        self.stop_redis(sig)
+        time.sleep(outage)
+        self.start_redis()
 
     def _start_sandbox(self) -> None:
         port, s3_port = free_port(), free_port()
@@ -227,14 +326,14 @@ class LocalStack:
         except requests.RequestException:
             return False
 
-    def spawn(self, name: str, argv: list[str]) -> Process:
-        log = self.run_dir / f"{name}.log"
-        handle = open(log, "ab")
-        popen = subprocess.Popen(argv, env=self.env, stdout=handle, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, cwd=REPO_ROOT, start_new_session=True)
-        handle.close()
-        process = Process(name, popen, log)
-        self.processes[name] = process
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Process:
+        env = dict(self.env if env is None else env)
+        path = self.run_dir / f"{name}.log"
+        with self.lock, open(path, "ab") as handle:
+            popen = subprocess.Popen(argv, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, cwd=REPO_ROOT, start_new_session=True)
+            process = Process(name, popen, path, env)
+            self.processes[name] = process
         return process
 
     def start_worker(self, queue: str, name: str | None = None, concurrency: int | None = None,
@@ -270,7 +369,10 @@ class LocalStack:
                 for name in names:
                     if not self.processes[name].alive():
                         raise RuntimeError(f"worker {name} exited; see {self.processes[name].log}")
-                replies = app.control.ping(timeout=0.5)
+                try:
+                    replies = app.control.ping(timeout=0.5)
+                except redis.ConnectionError:  # a pooled connection that outlived a Redis restart
+                    return False
                 seen = {list(r)[0].split("@")[0] for r in replies}
                 return set(names) <= seen
             wait_until(ready, timeout, f"workers {', '.join(names)}", interval=0.3)
@@ -303,6 +405,8 @@ class LocalStack:
 
     # --- stopping ---
     def stop(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.stop()
         order = ["flower", "beat", "metrics"] + [n for n in self.processes
                                                 if n not in ("flower", "beat", "metrics", "sandbox", "redis")]
         for name in order + ["sandbox", "redis"]:
