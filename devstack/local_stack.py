@@ -345,7 +345,9 @@ class LocalStack:
         argv[argv.index("-n") + 1] = f"{name}@%h"
         if queues:
             argv[argv.index("-Q") + 1] = queues
-        if pool:
+        if pool and "-P" in argv:
+            argv[argv.index("-P") + 1] = pool
+        elif pool:
             argv += ["-P", pool]
         if concurrency is not None:
             argv[argv.index("-c") + 1] = str(concurrency)

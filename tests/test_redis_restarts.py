@@ -139,8 +139,10 @@ def test_the_stack_restarts_a_process_that_dies(stack, store, queue):
 
 
 def test_prefork_children_are_recycled():
-    stack = start_stack(flower=False, beat=False, worker_queues=("transfer",),
-                        GEOQUEUE_WORKER_MAX_TASKS_PER_CHILD="2", GEOQUEUE_WORKER_MAX_MEMORY_PER_CHILD="300000")
+    stack = start_stack(flower=False, beat=False, worker_queues=(), GEOQUEUE_WORKER_MAX_TASKS_PER_CHILD="2",
+                        GEOQUEUE_WORKER_MAX_MEMORY_PER_CHILD="300000")
+    stack.start_worker("transfer", pool="prefork")     # the transfer queue runs threads by default
+    stack.wait_for_workers(["transfer"])
     control = Celery(broker=stack.redis_url)
     try:
         [stats] = control.control.inspect(timeout=5).stats().values()

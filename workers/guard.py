@@ -18,6 +18,7 @@ import logging
 import random
 from typing import Any, Callable, TypeVar
 
+import redis
 from celery import Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 
@@ -71,6 +72,10 @@ def verdict(exc: Exception, where: str) -> tuple[str, dict[str, Any] | None, flo
                                f"{get_settings().max_retries + 1} times").to_dict(), 1.0
     if isinstance(exc, TransientError):
         return RETRY, exc.to_dict(), exc.retry_after
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+        # Redis away longer than the client's own tries (GEOQUEUE_REDIS_OUTAGE_TOLERANCE): the task is
+        # tried again when the broker can take the retry; it was not the job's fault.
+        return RETRY, {"type": "RedisUnavailable", "message": f"Redis did not answer: {exc}"}, None
     if isinstance(exc, (VendorError, JobError)):
         return FAIL, error_dict(exc), None
     log.error("unexpected %s in %s", type(exc).__name__, where, exc_info=exc)

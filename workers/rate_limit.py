@@ -1,7 +1,7 @@
 """Fleet-wide rate limits in Redis: every worker process takes its slot from the same place
 (Celery's own rate_limit counts per worker, so it cannot hold a vendor's limit for a fleet).
 
-Two kinds of limit, each kept under a name (say a vendor, a token's fingerprint and a family of calls):
+Two kinds of limit, each kept under a name (say a vendor, an account's alias and a family of calls):
 
 - `Rate`: at most `limit` calls in any window of `period` seconds, spread out evenly. It is the
   generic cell rate algorithm (a token bucket stored as one timestamp): `burst` calls may go at

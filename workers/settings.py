@@ -33,7 +33,8 @@ class Settings(BaseSettings):
     worker_max_tasks_per_child: int = Field(200, description="Tasks a prefork child runs before it is replaced by a fresh one (frees what a long-lived process accumulates); 0: no limit.")
     worker_max_memory_per_child: int = Field(409_600, description="Resident memory (KiB) above which a prefork child is replaced after its current task; 0: no limit.")
     control_concurrency: int = Field(4, description="Processes of a control-queue worker (short work: planning, polling).")
-    transfer_concurrency: int = Field(4, description="Processes of a transfer-queue worker (long vendor calls, uploads, downloads).")
+    transfer_pool: str = Field("threads", description="Pool of a transfer-queue worker: threads (vendor calls wait, a thread each; time limits kept by workers/watchdog.py) or prefork.")
+    transfer_concurrency: int = Field(100, description="Vendor calls a transfer-queue worker has in flight at once (threads; processes with prefork).")
 
     # --- Beat ---
     beat_max_loop_interval: int = Field(5, description="Longest sleep of beat between two looks at the schedule (seconds).")
@@ -84,6 +85,7 @@ class Settings(BaseSettings):
     mapillary_upload_url: str = Field("https://rupload.facebook.com", description="Mapillary resumable upload base URL.")
     mapillary_legacy_upload_url: Optional[str] = Field(None, description="Legacy (form) upload endpoint, when uploads use the legacy protocol.")
     mapillary_token: Optional[SecretStr] = Field(None, description="Mapillary access token (OAuth).")
+    mapillary_account: str = Field("default", description="Alias of the configured Mapillary token, naming its fleet-wide rate limits.")
     mapillary_upload_protocol: str = Field("resumable", description="Upload protocol: resumable (offset-based) or legacy (form upload).")
     mapillary_username: Optional[str] = Field(None, description="Mapillary username (legacy uploads).")
     mapillary_permission_hash: Optional[SecretStr] = Field(None, description="Permission hash (legacy uploads).")

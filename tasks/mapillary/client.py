@@ -1,8 +1,6 @@
 """The Mapillary client, configured from the fleet's settings, its Graph and tile calls under fleet-wide limits."""
 from __future__ import annotations
 
-import hashlib
-
 from vendors.http import new_session
 from vendors.mapillary import LegacyUploadCredentials, MapillaryClient
 from workers.clients import call_retries, vendor_client
@@ -17,16 +15,12 @@ TILE_BUDGET_PERIOD_S = 86_400.0
 RESUMABLE, LEGACY = "resumable", "legacy"
 
 
-def token_fingerprint(token: str) -> str:
-    """Names the token in Redis keys without revealing it."""
-    return hashlib.sha256(token.encode()).hexdigest()[:16]
-
-
-def limited_session(graph_url: str, tiles_url: str, token: str):
-    """An HTTP session whose Graph and tile requests take a slot of the fleet-wide limits of this token:
-    search (GET /images) and entity calls per minute, coverage tiles per UTC day."""
+def limited_session(graph_url: str, tiles_url: str):
+    """An HTTP session whose Graph and tile requests take a slot of the fleet-wide limits of the
+    configured token: search (GET /images) and entity calls per minute, coverage tiles per UTC day.
+    The limits are named after the account's alias, never after anything derived from the token."""
     s, limiter = get_settings(), FleetRateLimiter(get_redis())
-    name = f"mapillary:{token_fingerprint(token)}"
+    name = f"mapillary:{s.mapillary_account}"
     session = new_session()
     # requests picks the longest mounted prefix, so /images goes to search and the rest of Graph to entity.
     session.mount(f"{graph_url}/images", RateLimitedAdapter(
@@ -45,7 +39,7 @@ def client(s: Settings) -> MapillaryClient:
     return MapillaryClient(graph_url, tiles_url, s.mapillary_upload_url, token, timeout=s.mapillary_timeout,
                            retries=call_retries(s),
                            legacy_upload_url=s.mapillary_legacy_upload_url,
-                           session=limited_session(graph_url, tiles_url, token))
+                           session=limited_session(graph_url, tiles_url))
 
 
 def upload_protocol() -> str:
