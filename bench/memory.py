@@ -16,12 +16,6 @@ def process_tree(pid: int) -> Callable[[], list[psutil.Process]]:
     return lambda: [root, *root.children(recursive=True)]
 
 
-def children(pid: int) -> Callable[[], list[psutil.Process]]:
-    """The children of a process (a prefork worker's pool processes), looked up at every sample."""
-    root = psutil.Process(pid)
-    return lambda: root.children(recursive=True)
-
-
 class PeakMemory:
     def __init__(self, processes: Callable[[], list[psutil.Process]]) -> None:
         self.processes = processes
