@@ -26,10 +26,11 @@ class VendorError(Exception):
         return data
 
     def __reduce__(self):  # keep keyword arguments through pickling (prefork pools)
-        return (_rebuild, (type(self), self.message, self.__dict__))
+        return (rebuild_error, (type(self), self.message, self.__dict__))
 
 
-def _rebuild(cls, message, state):
+def rebuild_error(cls, message, state):
+    """An exception of `cls` with its message and attributes, as pickling sends it between processes."""
     error = cls.__new__(cls)
     Exception.__init__(error, message)
     error.__dict__.update(state)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from vendors.errors import rebuild_error
+
 
 class JobError(Exception):
     """A job cannot succeed; the message names the input or the reason. Never retried."""
@@ -22,14 +24,7 @@ class JobError(Exception):
         return {**data, **self.details}
 
     def __reduce__(self):  # keep field and details through pickling (prefork pools)
-        return (_rebuild, (type(self), str(self), self.__dict__))
-
-
-def _rebuild(cls, message, state):
-    error = cls.__new__(cls)
-    Exception.__init__(error, message)
-    error.__dict__.update(state)
-    return error
+        return (rebuild_error, (type(self), str(self), self.__dict__))
 
 
 class InvalidInput(JobError):
