@@ -179,3 +179,16 @@ def test_openapi_has_one_request_schema_per_job_made_from_the_catalog(stack):
         assert schema["properties"]["name"] == {"const": name}
         assert schema["properties"]["params"] == json.loads(json.dumps(CATALOG[name].schema()))
     assert "bearer" in json.dumps(spec["components"]["securitySchemes"]).lower()
+
+
+def test_events_carry_the_summary_of_each_change(stack, store):
+    refs = put_images(store, 3)
+    job = api(stack, "POST", "/v1/jobs", json={"name": "immersity.batch", "params": {
+        "prefix": refs[0].uri.rsplit("/", 1)[0] + "/", "max_parallel": 1}}).json()
+    events = sse_events(stack, f"/v1/jobs/{job['id']}/events")
+    states = [e["state"] for kind, e in events if kind == "state"]
+    assert states[0] in ("queued", "running") and states[-1] == "succeeded" and "running" in states
+    dones = [e["done"] for kind, e in events if kind == "progress"]
+    assert dones == sorted(dones) and 3 in dones
+    assert all(set(e) >= {"id", "state", "phase", "done", "total", "credits"} for _, e in events)
+    assert "params" not in json.dumps(events)

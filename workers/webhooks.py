@@ -95,7 +95,8 @@ class Deliverer:
 
     def take_ended(self, block_ms: int) -> int:
         """Schedule a delivery for each job end not yet taken; how many entries were read."""
-        _, claimed, _ = self.redis.xautoclaim(jobs.ENDED_STREAM, GROUP, self.name, RECLAIM_IDLE_MS, "0-0", count=100)
+        # [next id, entries] (Redis 6.2), plus the ids of deleted entries (7.0 and later)
+        claimed = self.redis.xautoclaim(jobs.ENDED_STREAM, GROUP, self.name, RECLAIM_IDLE_MS, "0-0", count=100)[1]
         fresh = self.redis.xreadgroup(GROUP, self.name, {jobs.ENDED_STREAM: ">"}, count=100, block=block_ms or None)
         entries = claimed + [entry for _, stream_entries in fresh for entry in stream_entries]
         for entry_id, fields in entries:
