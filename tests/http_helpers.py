@@ -1,20 +1,17 @@
-"""HTTP helpers for the API tests: calls with the stack's key, a second API process with other
-settings, and a webhook receiver that verifies Standard Webhooks signatures."""
+"""HTTP helpers for the API tests: calls with the stack's key, server-sent events, a second API
+process with other settings. The webhook receiver is devstack's (the demo's)."""
 from __future__ import annotations
 
 import json
 import subprocess
-import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
-from standardwebhooks import Webhook
 
 from devstack.local_stack import REPO_ROOT, free_port, local_argv, wait_until
 from devstack.processes import PROCESSES
+from devstack.webhook_receiver import Receiver  # noqa: F401  (for the tests)
 
 
 def api(stack, method: str, path: str, key: str | None = "stack", **kwargs) -> requests.Response:
@@ -57,50 +54,3 @@ def other_api(stack, **settings: str):
     finally:
         process.terminate()
         process.wait(20)
-
-
-@dataclass
-class Receiver:
-    """A webhook receiver on loopback: verifies each request's signature with the fleet's secret,
-    answers 500 to the first `fail_first` requests, and keeps every request it saw."""
-
-    secret: str
-    fail_first: int = 0
-    seen: list[dict] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["content-length"]))
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                try:
-                    payload = Webhook(receiver.secret).verify(body, headers)
-                    verified = True
-                except Exception as exc:  # recorded, and the test asserts on it
-                    payload, verified = {"error": repr(exc)}, False
-                failing = len(receiver.seen) < receiver.fail_first
-                receiver.seen.append({"path": self.path, "headers": headers, "body": body.decode(),
-                                      "payload": payload, "verified": verified, "answered": 500 if failing else 204,
-                                      "at": time.time()})
-                self.send_response(500 if failing else 204)
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/geoqueue?token=receiver-token"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait_for(self, count: int, timeout: float = 60) -> list[dict]:
-        deadline = time.monotonic() + timeout
-        while len(self.seen) < count:
-            assert time.monotonic() < deadline, f"{len(self.seen)} of {count} webhook requests arrived"
-            time.sleep(0.05)
-        return self.seen
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()

@@ -116,3 +116,13 @@ def test_the_api_refuses_a_private_callback_before_enqueueing(stack):
                                   "callback_url": "ftp://example.com/x"})
         assert bad.status_code == 422 and bad.json()["field"] == "callback_url"
 
+
+
+def test_the_demo_submits_over_plain_http_and_verifies_its_webhook(stack, store):
+    from devstack.http_demo import submit_over_http
+
+    [image] = put_images(store, 1)
+    said: list[str] = []
+    assert submit_over_http(stack, image.uri, said.append)
+    text = "\n".join(said)
+    assert "signature verified" in text and "job.succeeded" in text and "delivered (204)" in text
