@@ -9,6 +9,7 @@ import time
 from importlib.metadata import entry_points
 
 from geoqueue import jobs
+from geoqueue.catalog import CATALOG
 from geoqueue.client import VENDORS, GeoQueue, UnknownJob
 from geoqueue.params import InvalidParams
 
@@ -72,6 +73,10 @@ def print_items(items: dict[str, dict]) -> None:
         print(f"{item}  {shown}")
 
 
+def job_names(prefix: str, **_) -> list[str]:
+    return [name for name in CATALOG if name.startswith(prefix)]
+
+
 def recent_job_ids(prefix: str, parsed_args, **_) -> list[str]:
     """Shell completion of job ids: the newest jobs in the fleet's Redis."""
     try:
@@ -102,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     submit = sub.add_parser("submit", help="enqueue a job and print its id")
-    submit.add_argument("name", help="job name, e.g. immersity.disparity")
+    submit.add_argument("name", help="job name, e.g. immersity.disparity").completer = job_names
     submit.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                         help="a parameter (VALUE parsed as JSON when it is JSON)")
     submit.add_argument("--json", help="all parameters as one JSON object")
