@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import redis
 import requests
 
 from api.keys import new_key
@@ -17,8 +16,9 @@ from tests.test_immersity_jobs import counters, put_images
 
 def enqueued(stack) -> int:
     """Messages waiting in every queue, and job records in the ledger."""
-    client = redis.Redis.from_url(stack.redis_url)
-    return sum(client.llen(q) for q in ("control", "transfer")) + client.zcard("gq:jobs")
+    from tests.test_submit import enqueued as counted
+
+    return sum(counted(stack))
 
 
 def test_a_job_submitted_over_http_runs_and_reads_back(stack, store):

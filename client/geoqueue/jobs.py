@@ -7,10 +7,10 @@ A job outlives any worker: its record, not a Celery result, is the truth about i
     gq:job:<id>:finished     set of item keys whose outcome is recorded
     gq:job:<id>:console      list of vendor console lines (where a vendor has them)
     gq:job:<id>:deliveries   list of JSON webhook delivery attempts
-    gq:jobs                  sorted set of job ids by creation time; and the same per state, per
-    gq:jobs:state:<s>        vendor and per vendor and state, so a filtered list reads only its
-    gq:jobs:vendor:<v>       own jobs
-    gq:jobs:vendor:<v>:state:<s>
+    gq:jobs:vendor:<v>:state:<s>   sorted set of job ids by creation time: a list reads the
+                             indexes of its filters and merges them (one index per vendor and
+                             state, so a job costs one index entry, whatever the filters)
+    gq:jobs:vendors          set of the vendors that have jobs
     gq:jobs:counts           hash "<vendor>/<state>" -> jobs on record: a scrape reads this alone
     gq:jobs:expiring         sorted set "<vendor>/<state>/<id>" by the time a finished record expires
     gq:events:<id>           pub/sub channel: a JSON summary of the job at every change
@@ -38,7 +38,7 @@ QUEUED, RUNNING, WAITING, SUCCEEDED, FAILED, CANCELED = (
 STATES = (QUEUED, RUNNING, WAITING, SUCCEEDED, FAILED, CANCELED)
 TERMINAL = (SUCCEEDED, FAILED, CANCELED)
 
-INDEX_KEY = "gq:jobs"
+VENDORS_KEY = "gq:jobs:vendors"
 COUNTS_KEY = "gq:jobs:counts"
 EXPIRING_KEY = "gq:jobs:expiring"
 ENDED_STREAM = "gq:ended"
@@ -56,8 +56,8 @@ COMPANIONS = ("", ":items", ":finished", ":console", ":charged", ":deliveries")
 # record's summary (no params, no result): what a waiting client or a progress bar needs.
 _LUA_COMMON = """
 local TERMINAL = {succeeded=true, failed=true, canceled=true}
-local function indexes(vendor, state)
-  return {'gq:jobs:state:' .. state, 'gq:jobs:vendor:' .. vendor .. ':state:' .. state}
+local function index(vendor, state)
+  return 'gq:jobs:vendor:' .. vendor .. ':state:' .. state
 end
 local function publish(key, id)
   local f = redis.call('HMGET', key, 'name', 'vendor', 'state', 'phase', 'done', 'total', 'credits', 'updated', 'error')
@@ -70,9 +70,7 @@ end
 local function forget(member)
   -- member is "<vendor>/<state>/<id>" of a finished record whose time is up
   local vendor, state, id = string.match(member, '^([^/]*)/([^/]*)/(.*)$')
-  redis.call('ZREM', 'gq:jobs', id)
-  redis.call('ZREM', 'gq:jobs:vendor:' .. vendor, id)
-  for _, index in ipairs(indexes(vendor, state)) do redis.call('ZREM', index, id) end
+  redis.call('ZREM', index(vendor, state), id)
   redis.call('HINCRBY', 'gq:jobs:counts', vendor .. '/' .. state, -1)
   for _, suffix in ipairs({'', ':items', ':finished', ':console', ':charged', ':deliveries'}) do
     redis.call('DEL', 'gq:job:' .. id .. suffix)
@@ -97,8 +95,8 @@ local vendor = redis.call('HGET', KEYS[1], 'vendor') or ''
 redis.call('HSET', KEYS[1], 'state', new, unpack(ARGV, 6))
 if old ~= new then
   local created = redis.call('HGET', KEYS[1], 'created') or now
-  for _, index in ipairs(indexes(vendor, old)) do redis.call('ZREM', index, id) end
-  for _, index in ipairs(indexes(vendor, new)) do redis.call('ZADD', index, created, id) end
+  redis.call('ZREM', index(vendor, old), id)
+  redis.call('ZADD', index(vendor, new), created, id)
   redis.call('HINCRBY', 'gq:jobs:counts', vendor .. '/' .. old, -1)
   redis.call('HINCRBY', 'gq:jobs:counts', vendor .. '/' .. new, 1)
   if TERMINAL[old] then
@@ -128,9 +126,8 @@ if name then
 end
 local id, now, vendor, state = ARGV[1], ARGV[2], ARGV[5], ARGV[6]
 redis.call('HSET', KEYS[1], unpack(ARGV, 7))
-redis.call('ZADD', 'gq:jobs', now, id)
-redis.call('ZADD', 'gq:jobs:vendor:' .. vendor, now, id)
-for _, index in ipairs(indexes(vendor, state)) do redis.call('ZADD', index, now, id) end
+redis.call('ZADD', index(vendor, state), now, id)
+redis.call('SADD', 'gq:jobs:vendors', vendor)
 redis.call('HINCRBY', 'gq:jobs:counts', vendor .. '/' .. state, 1)
 publish(KEYS[1], id)
 return 1
@@ -173,13 +170,9 @@ def event_channel(job_id: str) -> str:
     return f"gq:events:{job_id}"
 
 
-def index_key(state: str | None = None, vendor: str | None = None) -> str:
-    """The sorted set of job ids (by creation time) that a list with these filters reads."""
-    if state and vendor:
-        return f"gq:jobs:vendor:{vendor}:state:{state}"
-    if state:
-        return f"gq:jobs:state:{state}"
-    return f"gq:jobs:vendor:{vendor}" if vendor else INDEX_KEY
+def index_key(vendor: str, state: str) -> str:
+    """The sorted set of the ids of a vendor's jobs in a state, by creation time."""
+    return f"gq:jobs:vendor:{vendor}:state:{state}"
 
 
 def new_job_id() -> str:
@@ -315,31 +308,35 @@ class Ledger:
 
     def page(self, limit: int = 50, state: str | None = None, vendor: str | None = None,
              cursor: str | None = None) -> tuple[list[Job], str | None]:
-        """Newest first, from the index of exactly these filters; `cursor` (from the previous page)
-        continues after the last job shown. Returns the jobs and the next page's cursor (None at the end)."""
+        """Newest first, merged from the indexes of these filters; `cursor` (from the previous page)
+        continues after the last job shown. Returns the jobs and the next page's cursor (None at the end).
+        Reads about `limit` entries per index, however many jobs there are."""
         if state is not None:
             check_state(state)
-        key = index_key(state, vendor)
+        vendors = [vendor] if vendor else sorted(self.redis.smembers(VENDORS_KEY))
+        keys = [index_key(v, s) for v in vendors for s in ([state] if state else STATES)]
         top, after = ("+inf", None) if not cursor else _parse_cursor(cursor)
         found: list[Job] = []
-        offset = 0
         while len(found) < limit:
-            batch = self.redis.zrevrangebyscore(key, top, "-inf", start=offset, num=max(limit * 2, 20), withscores=True)
-            if not batch:
-                return found, None
-            offset += len(batch)
-            # Ties in creation time come in reverse id order: skip those already shown.
-            batch = [(i, s) for i, s in batch if not (after is not None and s == float(top) and i >= after)]
+            need = limit - len(found)
             pipe = self.redis.pipeline(transaction=False)
-            for job_id, _ in batch:
+            for key in keys:
+                # a little more than needed: entries tied with the cursor are skipped below
+                pipe.zrevrangebyscore(key, top, "-inf", start=0, num=need + 50, withscores=True)
+            entries = sorted(((score, job_id) for batch in pipe.execute() for job_id, score in batch), reverse=True)
+            if after is not None:
+                entries = [(score, i) for score, i in entries if not (score == float(top) and i >= after)]
+            entries = entries[:need]
+            if not entries:
+                return found, None
+            pipe = self.redis.pipeline(transaction=False)
+            for _, job_id in entries:
                 pipe.hgetall(job_key(job_id))
-            for (job_id, score), data in zip(batch, pipe.execute()):
-                if not data.get("name"):
-                    continue  # expired; the expiry sweep drops its index entries
-                found.append(Job.from_hash(data))
-                if len(found) == limit:
-                    return found, f"{score!r}:{job_id}"
-        return found, None
+            for data in pipe.execute():
+                if data.get("name"):  # else expired: the expiry sweep drops its index entry
+                    found.append(Job.from_hash(data))
+            top, after = repr(entries[-1][0]), entries[-1][1]
+        return found, f"{top}:{after}"
 
     def recent(self, limit: int = 50, state: str | None = None, vendor: str | None = None) -> Iterator[Job]:
         """Newest first, filtered."""
@@ -422,6 +419,31 @@ class Ledger:
         return [json.loads(line) for line in self.redis.lrange(f"{job_key(job_id)}:deliveries", 0, -1)]
 
 
+def upgrade(client: redis.Redis, old_index: str = "gq:jobs", batch: int = 1000) -> int:
+    """Index the records of a ledger written before the indexes and counters (one index of every
+    job, `gq:jobs`), then drop that index; how many records. Run once per fleet, before new writes:
+    `python -m geoqueue.jobs upgrade`."""
+    moved = 0
+    while ids := client.zrange(old_index, 0, batch - 1, withscores=True):
+        pipe = client.pipeline(transaction=False)
+        for job_id, _ in ids:
+            pipe.hmget(job_key(job_id), "vendor", "state")
+            pipe.ttl(job_key(job_id))
+        found = pipe.execute()
+        pipe = client.pipeline(transaction=False)
+        for (job_id, created), (vendor, state), ttl in zip(ids, found[::2], found[1::2]):
+            if vendor and state:
+                pipe.zadd(index_key(vendor, state), {job_id: created})
+                pipe.sadd(VENDORS_KEY, vendor)
+                pipe.hincrby(COUNTS_KEY, f"{vendor}/{state}", 1)
+                if state in TERMINAL and ttl > 0:
+                    pipe.zadd(EXPIRING_KEY, {f"{vendor}/{state}/{job_id}": time.time() + ttl})
+                moved += 1
+        pipe.zrem(old_index, *[job_id for job_id, _ in ids])
+        pipe.execute()
+    return moved
+
+
 def _parse_cursor(cursor: str) -> tuple[str, str]:
     score, sep, job_id = cursor.partition(":")
     try:
@@ -431,3 +453,15 @@ def _parse_cursor(cursor: str) -> tuple[str, str]:
     if not sep or not JOB_ID.fullmatch(job_id):
         raise InvalidParams(f"cursor: {cursor!r} is not a cursor from a previous page", field="cursor")
     return score, job_id
+
+
+if __name__ == "__main__":
+    import sys
+
+    from geoqueue.redis_url import connect
+
+    if sys.argv[1:] != ["upgrade"]:
+        sys.exit("usage: python -m geoqueue.jobs upgrade   (GEOQUEUE_REDIS_URL names the fleet's Redis)")
+    url = os.environ.get("GEOQUEUE_REDIS_URL", "redis://127.0.0.1:6379/0")
+    print(upgrade(connect(url, os.environ.get("GEOQUEUE_REDIS_SENTINEL_MASTER"), decode_responses=True)),
+          "records indexed")
