@@ -81,7 +81,6 @@ class Deliverer:
         self.ledger = jobs.Ledger(client, ttl=settings.result_expires)
         self.signer = Webhook(settings.webhook_secret.get_secret_value())
         self.name = name or f"{socket.gethostname()}-{id(self):x}"
-        self.http = requests.Session()
         self._take = client.register_script(_TAKE)
 
     # --- from the stream of job ends to scheduled deliveries ---
@@ -143,7 +142,7 @@ class Deliverer:
             check_destination(state["url"], self.settings.webhook_allow_private)
             body = payload(job)
             signature = self.signer.sign(state["msg_id"], datetime.fromtimestamp(int(started), timezone.utc), body)
-            response = self.http.post(state["url"], data=body.encode(), timeout=self.settings.webhook_timeout,
+            response = requests.post(state["url"], data=body.encode(), timeout=self.settings.webhook_timeout,
                                       allow_redirects=False, headers={
                                           "content-type": "application/json", "user-agent": "geoqueue-webhooks",
                                           "webhook-id": state["msg_id"], "webhook-timestamp": str(int(started)),
