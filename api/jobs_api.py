@@ -26,12 +26,14 @@ def queue(request: Request) -> GeoQueue:
     return request.app.state.queue
 
 
-def record(request: Request, job: Job) -> dict[str, Any]:
-    """A job as the API shows it: its record, its webhook deliveries and where to find the rest."""
+def record(request: Request, job: Job, deliveries: bool = True) -> dict[str, Any]:
+    """A job as the API shows it: its record, its webhook deliveries (one job's read only: null in
+    lists) and where to find the rest."""
     base = f"/v1/jobs/{job.id}"
     links = {"self": base, "items": f"{base}/items", "console": f"{base}/console", "events": f"{base}/events",
              "page": f"/ui/jobs/{job.id}"}
-    return job.to_dict() | {"webhook_deliveries": queue(request).ledger.deliveries(job.id), "links": links}
+    shown = queue(request).ledger.deliveries(job.id) if deliveries else None
+    return job.to_dict() | {"webhook_deliveries": shown, "links": links}
 
 
 def existing(request: Request, job_id: str) -> Job:
@@ -73,7 +75,7 @@ def list_jobs(request: Request, _: ApiKey = Depends(require("read")), state: Sta
               cursor: str | None = None) -> dict[str, Any]:
     check_vendor(vendor)
     found, next_cursor = queue(request).ledger.page(limit, state=state, vendor=vendor, cursor=cursor)
-    return {"jobs": [record(request, job) for job in found], "next_cursor": next_cursor}
+    return {"jobs": [record(request, job, deliveries=False) for job in found], "next_cursor": next_cursor}
 
 
 @router.get("/jobs/{job_id}", response_model=JobRecord, summary="A job's record")

@@ -60,7 +60,7 @@ class JobRecord(BaseModel):
     updated: float
     credits: int
     callback_url: str | None = None
-    webhook_deliveries: list[dict[str, Any]] = []
+    webhook_deliveries: list[dict[str, Any]] | None = None
     links: dict[str, str] = {}
 
 

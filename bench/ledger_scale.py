@@ -36,15 +36,16 @@ OLD_INDEX = "gq:jobs"  # today's one index of every job
 
 
 def mix(count: int, seed: int = 1) -> list[tuple[str, str, str, float]]:
-    """(job id, vendor, final state, created) for `count` jobs, oldest first, one a second until now."""
+    """(job id, vendor, final state, created) for `count` jobs, oldest first, ten a second until now
+    (a million in a little over a day: none is old enough to expire)."""
     rng = random.Random(seed)
-    start = time.time() - count
+    start = time.time() - count / 10
     out = []
     for n in range(count):
         roll = rng.random()
         state = jobs.SUCCEEDED if roll < 0.97 else jobs.FAILED if roll < 0.98 else jobs.CANCELED if roll < 0.99 \
             else rng.choice(OPEN)
-        out.append((f"{n:032x}", rng.choice(list(VENDORS)), state, start + n))
+        out.append((f"{n:032x}", rng.choice(list(VENDORS)), state, start + n / 10))
     return out
 
 
