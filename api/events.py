@@ -8,14 +8,10 @@ from typing import AsyncIterator
 
 import redis.asyncio as aioredis
 from fastapi import Request
-from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from geoqueue import jobs
 from geoqueue.redis_url import DEFAULT_MASTER, is_sentinel, sentinel_hosts
-
-__all__ = ["EventSourceResponse", "connect_async", "job_stream", "all_stream"]
-
 
 def connect_async(url: str, master: str | None = None) -> aioredis.Redis:
     if not is_sentinel(url):

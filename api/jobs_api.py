@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from api import events, idempotency
@@ -107,16 +108,16 @@ def console(request: Request, job_id: str, _: ApiKey = Depends(require("read")),
 
 
 @router.get("/jobs/{job_id}/events", summary="Server-sent events: the job now, then each change until it ends",
-            response_class=events.EventSourceResponse)
+            response_class=EventSourceResponse)
 async def job_events(request: Request, job_id: str, _: ApiKey = Depends(require("read"))):
     job = await run_in_threadpool(existing, request, job_id)
-    return events.EventSourceResponse(events.job_stream(request, job.id), ping=15)
+    return EventSourceResponse(events.job_stream(request, job.id), ping=15)
 
 
 @router.get("/events", summary="Server-sent events of every job's changes (the job pages' live updates)",
-            response_class=events.EventSourceResponse)
+            response_class=EventSourceResponse)
 async def all_events(request: Request, _: ApiKey = Depends(require("read"))):
-    return events.EventSourceResponse(events.all_stream(request), ping=15)
+    return EventSourceResponse(events.all_stream(request), ping=15)
 
 
 @router.get("/job-types", summary="Every job's parameters as JSON Schema")

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from geoqueue.catalog import CATALOG
-from geoqueue.jobs import JOB_ID, STATES
+from geoqueue.jobs import JOB_ID
 
 
 def schema_name(job_name: str) -> str:
@@ -76,4 +76,3 @@ class Problem(BaseModel):
 
 
 ERRORS = {status: {"model": Problem} for status in (400, 401, 403, 404, 409, 413, 415, 422)}
-STATE_ENUM = STATES

@@ -1,5 +1,5 @@
 """HTTP helpers for the API tests: calls with the stack's key, server-sent events, a second API
-process with other settings. The webhook receiver is devstack's (the demo's)."""
+process with other settings."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,6 @@ import requests
 
 from devstack.local_stack import REPO_ROOT, free_port, local_argv, wait_until
 from devstack.processes import PROCESSES
-from devstack.webhook_receiver import Receiver  # noqa: F401  (for the tests)
 
 
 def api(stack, method: str, path: str, key: str | None = "stack", **kwargs) -> requests.Response:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from selenium.webdriver.common.by import By
 
-from tests.http_helpers import Receiver, api
+from devstack.webhook_receiver import Receiver
+from tests.http_helpers import api
 from tests.test_flower import chromium  # noqa: F401  (the fixture)
 from tests.test_immersity_jobs import put_images
 

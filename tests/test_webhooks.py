@@ -8,7 +8,8 @@ import pytest
 
 from devstack.local_stack import local_argv
 from devstack.processes import PROCESSES
-from tests.http_helpers import Receiver, api, other_api, sse_events
+from devstack.webhook_receiver import Receiver
+from tests.http_helpers import api, other_api
 from tests.test_immersity_jobs import put_images
 from workers.callbacks import CallbackRefused, check_destination
 
@@ -126,3 +127,41 @@ def test_the_demo_submits_over_plain_http_and_verifies_its_webhook(stack, store)
     assert submit_over_http(stack, image.uri, said.append)
     text = "\n".join(said)
     assert "signature verified" in text and "job.succeeded" in text and "delivered (204)" in text
+
+
+def test_retries_stop_at_the_end_of_the_window(stack):
+    """A deliverer of its own, on a Redis database of its own, with a 3 s window: a receiver that
+    never answers 2xx gets a few attempts, then the delivery is given up and shows so."""
+    import threading
+
+    import redis
+
+    from geoqueue import jobs
+    from workers.settings import Settings
+    from workers.webhooks import DUE_KEY, Deliverer
+
+    client = redis.Redis.from_url(stack.redis_url.rsplit("/", 1)[0] + "/12", decode_responses=True)
+    client.flushdb()
+    receiver = Receiver(stack.webhook_secret, fail_first=1000)
+    settings = Settings(webhook_secret=stack.webhook_secret, webhook_allow_private=True, webhook_retry_window=3,
+                        webhook_backoff_initial=0.3, webhook_backoff_max=1)
+    deliverer, stopping = Deliverer(client, settings), []
+    worker = threading.Thread(target=deliverer.run, args=(stopping,))
+    worker.start()
+    try:
+        ledger = jobs.Ledger(client)
+        ledger.create("never-ok", "immersity.batch", {}, callback_url=receiver.url)
+        ledger.transition("never-ok", jobs.FAILED, error={"type": "VendorError", "message": "no"})
+        deadline = time.monotonic() + 20
+        while not (attempts := ledger.deliveries("never-ok")) or attempts[-1]["outcome"] != "gave up":
+            assert time.monotonic() < deadline, attempts
+            time.sleep(0.1)
+        assert len(attempts) >= 3 and all(a["outcome"] == "failed" for a in attempts[:-1])
+        assert len(receiver.seen) == len(attempts) and all(r["verified"] for r in receiver.seen)
+        assert receiver.seen[-1]["at"] - receiver.seen[0]["at"] <= 3.5
+        assert client.zscore(DUE_KEY, "never-ok") is None
+    finally:
+        stopping.append(1)
+        worker.join(10)
+        receiver.close()
+        client.flushdb()

@@ -86,7 +86,8 @@ class Deliverer:
     # --- from the stream of job ends to scheduled deliveries ---
     def join(self) -> None:
         try:
-            # From the stream's start: ends recorded while no deliverer ran are delivered too.
+            # From the stream's start: ends recorded while no deliverer ran are delivered too
+            # (the stream holds only ends written by a ledger that publishes them).
             self.redis.xgroup_create(jobs.ENDED_STREAM, GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
@@ -107,8 +108,8 @@ class Deliverer:
     def schedule(self, job_id: str, state: str, ended: float) -> None:
         job = self.ledger.get(job_id)
         url = (job.callback_url if job else "") or self.settings.webhook_default_url
-        if job is None or not url or time.time() > ended + self.settings.webhook_retry_window:
-            return
+        if job is None or not url:
+            return  # at least one attempt, however late: the window bounds the retries only
         key = state_key(job_id)
         msg_id = f"msg_{job_id}_{state}"
         if self.redis.hget(key, "msg_id") == msg_id:

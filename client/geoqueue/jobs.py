@@ -25,7 +25,7 @@ import os
 import re
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
@@ -251,8 +251,6 @@ class Job:
 
     def with_event(self, event: dict[str, Any]) -> "Job":
         """This job as a published event (a summary of the record) says it is now."""
-        from dataclasses import replace
-
         known = {"state", "phase", "done", "total", "credits", "updated", "error"}
         return replace(self, **{key: value for key, value in event.items() if key in known})
 
