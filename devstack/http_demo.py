@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import json
 import shlex
+import time
 
 import requests
 
 from devstack.local_stack import LocalStack
 from devstack.webhook_receiver import Receiver
+
+
+def delivery_attempts(stack: LocalStack, job_id: str, timeout: float = 10) -> list[dict]:
+    """The job's webhook delivery attempts once one is on record (the deliverer records an attempt
+    just after the receiver answered)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        attempts = requests.get(f"{stack.api_url}/v1/jobs/{job_id}", timeout=30, headers={
+            "Authorization": f"Bearer {stack.api_key}"}).json()["webhook_deliveries"]
+        if attempts or time.monotonic() > deadline:
+            return attempts
+        time.sleep(0.1)
 
 
 def submit_over_http(stack: LocalStack, image_uri: str, say) -> bool:
@@ -33,9 +46,7 @@ def submit_over_http(stack: LocalStack, image_uri: str, say) -> bool:
         payload = request["payload"]
         if request["verified"]:
             say(f"  {payload['type']}: " + json.dumps(payload["data"]["result"]))
-        record = requests.get(f"{stack.api_url}/v1/jobs/{job['id']}", timeout=30,
-                              headers={"Authorization": f"Bearer {stack.api_key}"}).json()
-        for attempt in record["webhook_deliveries"]:
+        for attempt in delivery_attempts(stack, job["id"]):
             say(f"  delivery attempt {attempt['attempt']}: {attempt['outcome']} ({attempt.get('status')}) "
                 f"in {attempt['ms']} ms")
         return request["verified"] and payload["type"] == "job.succeeded"
