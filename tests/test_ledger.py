@@ -116,3 +116,20 @@ def test_wait_and_watch_wake_on_events(stack, ledger):
     with pytest.raises(Exception) as failed:
         queue.wait("w2", timeout=20, poll=60)
     assert type(failed.value).__name__ == "JobFailed" and failed.value.job.state == "canceled"
+
+
+def test_a_ledger_written_before_the_indexes_is_upgraded_once(ledger):
+    client = ledger.redis
+    for n, (name, state) in enumerate([("immersity.batch", "failed"), ("immersal.build_map", "running"),
+                                       ("immersity.batch", "succeeded")]):
+        client.hset(jobs.job_key(f"old{n}"), mapping={"id": f"old{n}", "name": name, "vendor": name.split(".")[0],
+                                                       "state": state, "created": 1000 + n, "params": "{}"})
+        client.zadd("gq:jobs", {f"old{n}": 1000 + n})
+        if state != "running":
+            client.expire(jobs.job_key(f"old{n}"), 3600)
+    assert jobs.upgrade(client) == 3
+    assert not client.exists("gq:jobs")
+    assert [j.id for j in ledger.recent(10, state="failed")] == ["old0"]
+    assert [j.id for j in ledger.recent(10)] == ["old2", "old1", "old0"]
+    assert ledger.counts() == {("immersity", "failed"): 1, ("immersal", "running"): 1, ("immersity", "succeeded"): 1}
+    assert sorted(client.zrange(jobs.EXPIRING_KEY, 0, -1)) == ["immersity/failed/old0", "immersity/succeeded/old2"]
