@@ -6,6 +6,7 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
+from devstack.http_demo import submit_over_http
 from devstack.local_stack import LocalStack
 from devstack.samples import geotagged, immersal_site, scene
 from geoqueue.client import GeoQueue
@@ -27,12 +28,15 @@ def run_stack() -> int:
     say(f"""
   Redis        {stack.redis_url}
   Flower       {stack.flower_url}  (user {stack.flower_user}, password {stack.flower_password})
+  HTTP API     {stack.api_url}/v1/jobs  (API key {stack.api_key}; OpenAPI at {stack.api_url}/docs)
+  job pages    {stack.api_url}/ui/jobs  (sign in with the API key)
   S3 (moto)    {stack.s3_url}      bucket {BUCKET}
   sandbox      {stack.sandbox_url}
   logs         {stack.run_dir}
 
   export GEOQUEUE_REDIS_URL={stack.redis_url}
   geoqueue submit immersity.disparity -p image=s3://{BUCKET}/path/to/photo.jpg --watch
+  curl -H 'Authorization: Bearer {stack.api_key}' {stack.api_url}/v1/jobs
 
 Ctrl-C stops it.""")
     stopping = []
@@ -163,7 +167,7 @@ def harvest_params(stack: LocalStack) -> dict:
 
 
 def run_demo() -> int:
-    say("starting the embedded stack (Redis, moto S3, sandbox vendors, workers, beat, Flower) ...")
+    say("starting the embedded stack (Redis, moto S3, sandbox vendors, workers, beat, Flower, HTTP API) ...")
     with LocalStack() as stack:
         say(f"  Flower: {stack.flower_url}  (user {stack.flower_user}, password {stack.flower_password})")
         queue = GeoQueue(stack.redis_url)
@@ -188,6 +192,8 @@ def run_demo() -> int:
         show_progress(queue, job_ids)
         ok = print_results(stack, queue, job_ids)
         ok = visual_gps(queue, site, intrinsics, job_ids["Immersal map"]) and ok
+        ok = submit_over_http(stack, refs[1].uri, say) and ok
+        say(f"\nThe job pages were at {stack.api_url}/ui/jobs")
         say(f"\nFlower was at {stack.flower_url}; logs in {stack.run_dir}")
         say("stopping the stack ...")
     say("done." if ok else "finished with failures.")

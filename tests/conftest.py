@@ -21,6 +21,7 @@ TEST_SETTINGS = {
     "GEOQUEUE_CALL_RETRY_SECONDS": "12",
     "GEOQUEUE_CONTROL_CONCURRENCY": "2",
     "GEOQUEUE_TRANSFER_CONCURRENCY": "4",
+    "GEOQUEUE_WEBHOOK_BACKOFF_INITIAL": "0.5",  # a failing receiver is tried again within seconds
 }
 
 

@@ -52,7 +52,7 @@ def test_kubernetes_manifests():
             deployments[doc["metadata"]["name"]] = doc
         elif doc["kind"] == "ScaledObject":
             scaled[doc["spec"]["scaleTargetRef"]["name"]] = doc
-    for name in ("control", "transfer", "beat", "flower", "metrics"):
+    for name in ("control", "transfer", "beat", "flower", "metrics", "api", "webhooks"):
         container = deployments[f"geoqueue-{name}"]["spec"]["template"]["spec"]["containers"][0]
         assert normalized(container["command"]) == expected(name), name
     for queue in ("control", "transfer"):
@@ -65,7 +65,7 @@ def test_kubernetes_manifests():
 
 
 def test_systemd_units():
-    for name in ("control", "transfer", "beat", "flower", "metrics"):
+    for name in ("control", "transfer", "beat", "flower", "metrics", "api", "webhooks"):
         unit = configparser.ConfigParser(interpolation=None, strict=False)
         unit.optionxform = str
         unit.read(DEPLOY / "systemd" / f"geoqueue-{name}.service")

@@ -20,7 +20,7 @@ def test_cli_submit_watch_status_list(stack, store):
                          "-p", 'options={"outputBitDepth": "uint16"}', "--watch")
     assert submitted.returncode == 0, submitted.stderr
     job_id = submitted.stdout.splitlines()[0]
-    record = json.loads(geoqueue(stack, "status", job_id).stdout)
+    record = json.loads(geoqueue(stack, "status", job_id, "-o", "json").stdout)
     assert record["state"] == "succeeded" and record["params"]["options"] == {"outputBitDepth": "uint16"}
     assert "immersity.disparity" in submitted.stderr  # the progress bar's description
     listing = geoqueue(stack, "list", "--vendor", "immersity", "--state", "succeeded").stdout

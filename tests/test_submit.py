@@ -14,7 +14,8 @@ from tests.test_immersity_jobs import BUCKET, counters, put_images
 def enqueued(stack) -> tuple[int, int]:
     """Messages waiting in the queues, and job records."""
     client = redis.Redis.from_url(stack.redis_url)
-    return sum(client.llen(queue) for queue in ("control", "transfer")), client.zcard("gq:jobs")
+    return sum(client.llen(queue) for queue in ("control", "transfer")), \
+        sum(int(count) for count in client.hvals("gq:jobs:counts"))
 
 
 def refusal(queue, name, params, **kwargs) -> InvalidParams:

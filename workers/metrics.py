@@ -1,5 +1,5 @@
-"""Prometheus metrics of the fleet that Flower lacks: queue depth per queue and jobs by vendor
-and state, read from Redis at scrape time. `python -m workers.metrics` serves them on
+"""Prometheus metrics of the fleet that Flower lacks: queue depth per queue, jobs by vendor
+and state (the ledger's counters) and webhooks due, read from Redis at scrape time. `python -m workers.metrics` serves them on
 GEOQUEUE_METRICS_PORT; Flower's own /metrics covers workers and task events."""
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from geoqueue import jobs
 from geoqueue.redis_url import connect
 from geoqueue.routes import QUEUES
 from workers.settings import get_settings
+from workers.webhooks import DUE_KEY
 
 # kombu keeps messages of priority p (1..9) in sub-lists named "<queue>\x06\x16<p>".
 PRIORITY_SEPARATOR = "\x06\x16"
@@ -35,11 +36,11 @@ class FleetCollector:
         return {q: sum(counts[i * per_queue:(i + 1) * per_queue]) for i, q in enumerate(QUEUES)}
 
     def job_counts(self) -> Counter:
-        ids = self.redis.zrange(jobs.INDEX_KEY, 0, -1)
-        pipe = self.redis.pipeline()
-        for job_id in ids:
-            pipe.hmget(jobs.job_key(job_id), "vendor", "state")
-        return Counter((vendor, state) for vendor, state in pipe.execute() if vendor and state)
+        """The ledger's counters, kept by its scripts: one read whatever the number of jobs. Records
+        whose time is up are dropped first, so the counts do not include them."""
+        ledger = jobs.Ledger(self.redis)
+        ledger.expire_due()
+        return Counter(ledger.counts())
 
     def collect(self):
         depth = GaugeMetricFamily("geoqueue_queue_depth", "Messages waiting in a queue", labels=["queue"])
@@ -55,6 +56,9 @@ class FleetCollector:
             for state in jobs.STATES:
                 family.add_metric([vendor, state], counts.get((vendor, state), 0))
         yield family
+        due = GaugeMetricFamily("geoqueue_webhooks_due", "Webhook deliveries waiting for their next attempt")
+        due.add_metric([], self.redis.zcard(DUE_KEY))
+        yield due
 
 
 def main() -> None:

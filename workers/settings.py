@@ -133,6 +133,21 @@ class Settings(BaseSettings):
         # Leaves the task time to record its failure before the hard kill.
         return self.task_time_limit - min(30, max(1, self.task_time_limit // 10))
 
+    # --- HTTP API, job pages and webhooks (api/, workers/webhooks.py) ---
+    api_address: str = Field("0.0.0.0", description="Address the HTTP API (`python -m api`) listens on.")
+    api_port: int = Field(8080, description="Port of the HTTP API and its job pages.")
+    api_keys: str = Field("", description="API keys, as hashes: `name:scope+scope:sha256hex` entries separated by spaces; scopes `submit` and `read`. `python -m api.keys NAME submit read` makes a key and its entry.")
+    api_max_body_bytes: int = Field(1_048_576, description="Largest request body the API reads (bytes); larger ones get 413.")
+    api_idempotency_ttl: int = Field(86400, description="Seconds an `Idempotency-Key` keeps naming the job it created.")
+    api_flower_url: Optional[str] = Field(None, description="Flower as a browser reaches it, for the job page's links to a job's tasks.")
+    webhook_secret: Optional[SecretStr] = Field(None, description="Standard Webhooks signing secret (`whsec_` + base64); the deliverer refuses to start without it.")
+    webhook_default_url: Optional[str] = Field(None, description="Where a job's end is posted when it was submitted without a callback_url; unset: nowhere.")
+    webhook_retry_window: int = Field(86400, description="Seconds after a job's end during which a failed webhook delivery is retried (at least one attempt is made).")
+    webhook_backoff_initial: float = Field(5.0, description="Wait before the second delivery attempt (seconds); doubles at each failure, with jitter.")
+    webhook_backoff_max: float = Field(3600.0, description="Longest wait between two delivery attempts (seconds).")
+    webhook_timeout: float = Field(10.0, description="Timeout of one webhook POST (seconds).")
+    webhook_allow_private: bool = Field(False, description="Allow callback URLs on loopback, private and link-local addresses (local stacks and tests only).")
+
 
 @functools.lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK
 """`geoqueue`: submit, status, watch, list and cancel jobs; run the local stack or the demo."""
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from importlib.metadata import entry_points
 
 from geoqueue import jobs
 from geoqueue.catalog import CATALOG
-from geoqueue.client import GeoQueue, UnknownJob
+from geoqueue.client import VENDORS, GeoQueue, UnknownJob
 from geoqueue.params import InvalidParams
 
 
@@ -53,6 +54,47 @@ def print_jobs(jobs) -> None:
         print(f"{job.id}  {created}  {job.state:<9}  {job.name:<28} {job.phase} {job.done}/{job.total}")
 
 
+def print_job(job) -> None:
+    """A job's record for a person; `-o json` gives all of it."""
+    print(f"{job.id}  {job.name}  {job.state}")
+    print(f"  progress  {progress_line(job)}")
+    print(f"  created   {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(job.created))}   credits {job.credits}")
+    if job.error:
+        print(f"  error     {job.error.get('type')}: {job.error.get('message')}")
+    if job.result is not None:
+        print(f"  result    {json.dumps(job.result)}")
+
+
+def print_items(items: dict[str, dict]) -> None:
+    for item, outcome in sorted(items.items()):
+        error = outcome.get("error")
+        shown = f"{error.get('type')}: {error.get('message')}" if isinstance(error, dict) else \
+            ("ok" if outcome.get("ok", True) else json.dumps(outcome))
+        print(f"{item}  {shown}")
+
+
+def job_names(prefix: str, **_) -> list[str]:
+    return [name for name in CATALOG if name.startswith(prefix)]
+
+
+def recent_job_ids(prefix: str, parsed_args, **_) -> list[str]:
+    """Shell completion of job ids: the newest jobs in the fleet's Redis."""
+    try:
+        return [job.id for job in GeoQueue(parsed_args.redis_url).list(50) if job.id.startswith(prefix)]
+    except Exception:  # completion must never print a traceback into the shell
+        return []
+
+
+def enable_completion(parser: argparse.ArgumentParser) -> None:
+    """Tab completion when argcomplete is installed (`pip install 'geoqueue[cli]'`), then once:
+    eval "$(register-python-argcomplete geoqueue)"."""
+    try:
+        import argcomplete
+    except ImportError:
+        return
+    argcomplete.autocomplete(parser)
+
+
 def plugin_commands() -> dict:
     """Commands other installed distributions add (the fleet's `stack` and `demo`): entry points
     in the group `geoqueue.commands`, each a function of its remaining arguments."""
@@ -65,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     submit = sub.add_parser("submit", help="enqueue a job and print its id")
-    submit.add_argument("name", help="job name, e.g. immersity.disparity")
+    submit.add_argument("name", help="job name, e.g. immersity.disparity").completer = job_names
     submit.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                         help="a parameter (VALUE parsed as JSON when it is JSON)")
     submit.add_argument("--json", help="all parameters as one JSON object")
@@ -76,18 +118,22 @@ def main(argv: list[str] | None = None) -> int:
     for name, text in (("status", "print a job's record"), ("watch", "live progress until the job finishes"),
                        ("cancel", "cancel a job"), ("items", "per-item outcomes of a batch job")):
         cmd = sub.add_parser(name, help=text)
-        cmd.add_argument("job_id")
+        cmd.add_argument("job_id").completer = recent_job_ids
+        if name in ("status", "items"):
+            cmd.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format")
 
     listing = sub.add_parser("list", help="recent jobs")
     listing.add_argument("--state", choices=jobs.STATES)
-    listing.add_argument("--vendor", choices=sorted({spec.vendor for spec in CATALOG.specs.values()}))
+    listing.add_argument("--vendor", choices=VENDORS)
     listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format")
 
     plugins = plugin_commands()
     for name, command in plugins.items():
         plugin = sub.add_parser(name, help=(command.__doc__ or "").strip())
         plugin.add_argument("args", nargs=argparse.REMAINDER)
 
+    enable_completion(parser)
     args = parser.parse_args(argv)
     if args.command in plugins:
         return plugins[args.command](args.args)
@@ -99,10 +145,11 @@ def main(argv: list[str] | None = None) -> int:
             print(job_id)
             return watch(queue, job_id) if args.watch else 0
         if args.command == "status":
-            print(json.dumps(queue.status(args.job_id).to_dict(), indent=2))
+            job = queue.status(args.job_id)
+            print(json.dumps(job.to_dict(), indent=2)) if args.output == "json" else print_job(job)
         elif args.command == "items":
-            queue.status(args.job_id)
-            print(json.dumps(queue.items(args.job_id), indent=2))
+            items = queue.items(args.job_id)
+            print(json.dumps(items, indent=2)) if args.output == "json" else print_items(items)
         elif args.command == "watch":
             return watch(queue, args.job_id)
         elif args.command == "cancel":
@@ -110,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             print("canceled" if canceled else f"not canceled: the job is already {queue.status(args.job_id).state}")
             return 0 if canceled else 1
         elif args.command == "list":
-            print_jobs(queue.list(args.limit, state=args.state, vendor=args.vendor))
+            found = queue.list(args.limit, state=args.state, vendor=args.vendor)
+            print(json.dumps([job.to_dict() for job in found], indent=2)) if args.output == "json" else print_jobs(found)
     except UnknownJob as exc:
         print(f"no job {exc.args[0]}", file=sys.stderr)
         return 2

@@ -1,6 +1,7 @@
 """What a producer app calls: submit, status, wait, list, cancel. Needs only celery and redis."""
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any, Iterator
@@ -14,6 +15,9 @@ from geoqueue.redis_url import DEFAULT_MASTER, connect, is_sentinel
 from geoqueue.routes import queue_for
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# wait() and watch() wake on the job's published events; they also read the record this often in
+# case an event was lost with a dropped connection (pub/sub does not replay).
+RECHECK_SECONDS = 15.0
 
 
 class JobFailed(Exception):
@@ -37,6 +41,14 @@ class JobConflict(InvalidParams):
     """The job id given names another job already (another name, or other parameters)."""
 
 
+VENDORS = tuple(sorted({spec.vendor for spec in CATALOG.specs.values()}))
+
+
+def check_vendor(vendor: str | None) -> None:
+    if vendor is not None and vendor not in VENDORS:
+        raise InvalidParams(f"vendor: {vendor!r} is not a vendor; the vendors are: {', '.join(VENDORS)}", field="vendor")
+
+
 class GeoQueue:
     """A handle on the fleet through its Redis.
 
@@ -57,14 +69,18 @@ class GeoQueue:
             self.celery.conf.broker_transport_options = {"master_name": master}
             self.celery.conf.result_backend_transport_options = {"master_name": master}
 
-    def submit(self, name: str, params: dict[str, Any] | None = None, job_id: str | None = None) -> str:
+    def submit(self, name: str, params: dict[str, Any] | None = None, job_id: str | None = None,
+               callback_url: str | None = None) -> str:
         """Enqueue a job by its name; returns the job id. Nothing is enqueued unless the job and its
         parameters are right (InvalidParams names the field). Submitting an id again with the same
-        name and parameters is the same job; with others it is refused (JobConflict)."""
+        name and parameters is the same job; with others it is refused (JobConflict).
+        `callback_url` receives the job's record, signed, when it ends (see the fleet's webhooks)."""
         params = dict(params or {})
         CATALOG[name].check(params)
         job_id = jobs.new_job_id() if job_id is None else jobs.check_job_id(job_id)
-        created = self.ledger.create(job_id, name, params)
+        if callback_url is not None:
+            jobs.check_callback_url(callback_url)
+        created = self.ledger.create(job_id, name, params, callback_url=callback_url)
         if created == jobs.CONFLICT:
             other = self.status(job_id)
             raise JobConflict(f"job_id: {job_id} is already a {other.name} job with other parameters "
@@ -81,38 +97,58 @@ class GeoQueue:
         return job
 
     def items(self, job_id: str) -> dict[str, dict]:
-        """Per-item outcomes of a batch job."""
+        """Per-item outcomes of a batch job (UnknownJob when there is no such job)."""
+        self.status(job_id)
         return self.ledger.items(job_id)
 
     def console(self, job_id: str, start: int = 0) -> list[str]:
         return self.ledger.console(job_id, start)
 
-    def wait(self, job_id: str, timeout: float = 600, poll: float = 0.5, raise_on_failure: bool = True) -> jobs.Job:
-        deadline = time.monotonic() + timeout
-        while True:
-            job = self.status(job_id)
-            if job.finished:
-                if raise_on_failure and job.state != jobs.SUCCEEDED:
-                    raise JobFailed(job)
-                return job
-            if time.monotonic() >= deadline:
-                raise WaitTimeout(f"job {job_id} still {job.state} after {timeout:g}s")
-            time.sleep(poll)
+    def changes(self, job_id: str, timeout: float | None = None, recheck: float = RECHECK_SECONDS) -> Iterator[jobs.Job]:
+        """The job now, then again at each change it publishes, until it finishes or `timeout`
+        seconds pass. Waiting costs no Redis command: the job's events wake it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.redis.pubsub(ignore_subscribe_messages=True) as events:
+            events.subscribe(jobs.event_channel(job_id))
+            job = self.status(job_id)  # read after subscribing, so no change falls in between
+            yield job
+            while not job.finished:
+                left = recheck if deadline is None else min(recheck, deadline - time.monotonic())
+                if left <= 0:
+                    return
+                message = events.get_message(timeout=left)
+                if message is None:
+                    fresh = self.status(job_id)
+                    if fresh.updated == job.updated:
+                        continue
+                    job = fresh
+                else:
+                    job = job.with_event(json.loads(message["data"]))
+                    if job.finished:
+                        job = self.status(job_id)  # the whole record: result, error
+                yield job
+
+    def wait(self, job_id: str, timeout: float = 600, poll: float = RECHECK_SECONDS,
+             raise_on_failure: bool = True) -> jobs.Job:
+        """The job's record once it has finished. `poll` is only the safety re-read of the record:
+        the job's events end the wait as soon as it finishes."""
+        job = None
+        for job in self.changes(job_id, timeout=timeout, recheck=poll):
+            pass
+        if not job.finished:
+            raise WaitTimeout(f"job {job_id} still {job.state} after {timeout:g}s")
+        if raise_on_failure and job.state != jobs.SUCCEEDED:
+            raise JobFailed(job)
+        return job
 
     def list(self, limit: int = 50, state: str | None = None, vendor: str | None = None) -> list[jobs.Job]:
+        """Newest first; an unknown state or vendor is refused (InvalidParams)."""
+        check_vendor(vendor)
         return list(self.ledger.recent(limit, state=state, vendor=vendor))
 
-    def watch(self, job_id: str, poll: float = 0.5) -> Iterator[jobs.Job]:
+    def watch(self, job_id: str, poll: float = RECHECK_SECONDS) -> Iterator[jobs.Job]:
         """Yields the job each time it changes, until it finishes."""
-        last = None
-        while True:
-            job = self.status(job_id)
-            if job.updated != last:
-                last = job.updated
-                yield job
-            if job.finished:
-                return
-            time.sleep(poll)
+        return self.changes(job_id, recheck=poll)
 
     def cancel(self, job_id: str) -> bool:
         """Cancel a job that has not finished. Running work notices at its next step;

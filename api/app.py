@@ -1,0 +1,52 @@
+"""The FastAPI application: `create_app()`; `python -m api` serves it with uvicorn."""
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import RedirectResponse
+
+from api import errors, events, jobs_api, pages
+from api.keys import parse
+from api.schemas import submit_components
+from geoqueue.client import GeoQueue
+from workers.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(title="geoqueue", version="1",
+                  description="Submit imaging vendors' long jobs (Immersal, Mapillary, DroneMapper, Immersity AI) "
+                              "and follow them: records, items, console, server-sent events, signed webhooks.")
+    app.state.settings = settings
+    app.state.api_keys = parse(settings.api_keys)
+    app.state.queue = GeoQueue(settings.redis_url, settings.redis_sentinel_master)
+    app.state.aredis = events.connect_async(settings.redis_url, settings.redis_sentinel_master)
+    errors.install(app)
+    app.include_router(jobs_api.router)
+    app.include_router(pages.router)
+
+    @app.exception_handler(errors.ApiError)
+    async def api_error(request: Request, exc: errors.ApiError):
+        # A page's reader without a key goes to the login form; an API caller gets the JSON refusal.
+        if exc.status == 401 and request.url.path.startswith("/ui/"):
+            return RedirectResponse("/ui/login", status_code=303)
+        return errors.error_response(exc)
+
+    @app.get("/", include_in_schema=False)
+    def root():
+        return RedirectResponse("/ui/jobs")
+
+    @app.get("/healthz", include_in_schema=False)
+    def health():
+        app.state.queue.redis.ping()
+        return {"ok": True}
+
+    def openapi() -> dict:
+        if not app.openapi_schema:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(submit_components())
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
+    return app

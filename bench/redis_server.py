@@ -1,0 +1,27 @@
+"""A throwaway redis-server for a benchmark: no persistence, on a free loopback port."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from contextlib import contextmanager
+from typing import Iterator
+
+import redis
+
+from devstack.local_stack import free_port, redis_answers, redis_server_binary, wait_until
+
+
+@contextmanager
+def redis_server() -> Iterator[redis.Redis]:
+    port, data = free_port(), tempfile.mkdtemp(prefix="bench-redis-")
+    process = subprocess.Popen([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no", "--dir", data], stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        wait_until(lambda: redis_answers(url), 20, "redis-server")
+        yield redis.Redis.from_url(url, decode_responses=True)
+    finally:
+        process.terminate()
+        process.wait(20)
+        shutil.rmtree(data, ignore_errors=True)

@@ -1,0 +1,203 @@
+"""Webhooks when a job ends: `python -m workers.webhooks`, one or more per fleet.
+
+The ledger's transition script appends every job end to the stream `gq:ended` in the same step
+that ends the job, so no end is lost however a process dies. A deliverer reads the stream in a
+consumer group (an entry a dead deliverer had taken is claimed again after a minute), turns each
+entry into a delivery scheduled in Redis, and posts the job's record, signed per Standard
+Webhooks, until the receiver answers 2xx or the retry window closes. Each attempt and its outcome
+is kept on the job (`Ledger.deliveries`). The webhook-id is the same on every attempt, so a
+receiver can drop repeats: delivery is at least once.
+
+    gq:webhooks:due        sorted set: job id -> time of its next attempt (a taken one is leased ahead)
+    gq:webhook:<id>        hash: url, msg_id, ended (epoch s), attempts
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+import signal
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import Any
+
+import redis
+import requests
+from standardwebhooks import Webhook
+
+from geoqueue import jobs
+from workers.callbacks import CallbackRefused, check_destination
+from workers.redis_client import get_redis
+from workers.settings import Settings, get_settings
+
+log = logging.getLogger("geoqueue.webhooks")
+
+GROUP = "webhooks"
+DUE_KEY = "gq:webhooks:due"
+RECLAIM_IDLE_MS = 60_000      # a stream entry taken by a deliverer that died is taken again after this
+PARALLEL = 8                  # posts in flight at once per deliverer
+
+# Take a due delivery: lease it `lease` seconds ahead so no other deliverer posts it meanwhile.
+_TAKE = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score or tonumber(score) > tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2] + ARGV[3], ARGV[1])
+return 1
+"""
+
+
+def state_key(job_id: str) -> str:
+    return f"gq:webhook:{job_id}"
+
+
+def backoff(attempts: int, settings: Settings) -> float:
+    """Seconds before the next attempt after `attempts` failures: doubling, with jitter, capped.
+
+    >>> s = Settings(webhook_backoff_initial=5, webhook_backoff_max=60)
+    >>> all(2.5 <= backoff(1, s) <= 5 for _ in range(100)), backoff(20, s) <= 60
+    (True, True)
+    """
+    ceiling = min(settings.webhook_backoff_max, settings.webhook_backoff_initial * 2 ** (attempts - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def payload(job: jobs.Job) -> str:
+    """What a receiver gets: the job's record (s3:// references and typed errors only), not where
+    it is posted. Standard Webhooks' envelope: type, timestamp, data."""
+    data = job.to_dict()
+    del data["callback_url"]
+    return json.dumps({"type": f"job.{job.state}", "timestamp": datetime.fromtimestamp(job.updated, timezone.utc)
+                       .isoformat().replace("+00:00", "Z"), "data": data}, separators=(",", ":"))
+
+
+class Deliverer:
+    def __init__(self, client: redis.Redis, settings: Settings, name: str | None = None) -> None:
+        if settings.webhook_secret is None:
+            raise SystemExit("refusing to start the webhook deliverer without GEOQUEUE_WEBHOOK_SECRET (whsec_...)")
+        self.redis = client
+        self.settings = settings
+        self.ledger = jobs.Ledger(client, ttl=settings.result_expires)
+        self.signer = Webhook(settings.webhook_secret.get_secret_value())
+        self.name = name or f"{socket.gethostname()}-{id(self):x}"
+        self._take = client.register_script(_TAKE)
+
+    # --- from the stream of job ends to scheduled deliveries ---
+    def join(self) -> None:
+        try:
+            # From the stream's start: ends recorded while no deliverer ran are delivered too
+            # (the stream holds only ends written by a ledger that publishes them).
+            self.redis.xgroup_create(jobs.ENDED_STREAM, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def take_ended(self, block_ms: int) -> int:
+        """Schedule a delivery for each job end not yet taken; how many entries were read."""
+        # [next id, entries] (Redis 6.2), plus the ids of deleted entries (7.0 and later)
+        claimed = self.redis.xautoclaim(jobs.ENDED_STREAM, GROUP, self.name, RECLAIM_IDLE_MS, "0-0", count=100)[1]
+        fresh = self.redis.xreadgroup(GROUP, self.name, {jobs.ENDED_STREAM: ">"}, count=100, block=block_ms or None)
+        entries = claimed + [entry for _, stream_entries in fresh for entry in stream_entries]
+        for entry_id, fields in entries:
+            if fields:  # a claimed entry trimmed from the stream comes back empty
+                self.schedule(fields["id"], fields["state"], int(entry_id.split("-")[0]) / 1000)
+            self.redis.xack(jobs.ENDED_STREAM, GROUP, entry_id)
+        return len(entries)
+
+    def schedule(self, job_id: str, state: str, ended: float) -> None:
+        job = self.ledger.get(job_id)
+        url = (job.callback_url if job else "") or self.settings.webhook_default_url
+        if job is None or not url:
+            return  # at least one attempt, however late: the window bounds the retries only
+        key = state_key(job_id)
+        msg_id = f"msg_{job_id}_{state}"
+        if self.redis.hget(key, "msg_id") == msg_id:
+            return  # a redelivered entry: already scheduled
+        pipe = self.redis.pipeline()
+        pipe.hset(key, mapping={"url": url, "msg_id": msg_id, "ended": ended, "attempts": 0})
+        pipe.expire(key, self.settings.webhook_retry_window + 3600)
+        pipe.zadd(DUE_KEY, {job_id: time.time()})
+        pipe.execute()
+
+    # --- posting ---
+    def due(self, limit: int = 50) -> list[str]:
+        now = time.time()
+        lease = self.settings.webhook_timeout + 30
+        candidates = self.redis.zrangebyscore(DUE_KEY, "-inf", now, start=0, num=limit)
+        return [job_id for job_id in candidates if self._take(keys=[DUE_KEY], args=[job_id, now, lease])]
+
+    def attempt(self, job_id: str) -> dict[str, Any] | None:
+        """Post the job's record once; records the attempt on the job and schedules the next, if any."""
+        state = self.redis.hgetall(state_key(job_id))
+        job = self.ledger.get(job_id)
+        if not state or job is None:
+            self.redis.zrem(DUE_KEY, job_id)
+            return None
+        number = int(state["attempts"]) + 1
+        started = time.time()
+        outcome: dict[str, Any] = {"attempt": number, "at": started, "url": jobs.shown_url(state["url"]),
+                                   "webhook_id": state["msg_id"]}
+        retry = True
+        try:
+            check_destination(state["url"], self.settings.webhook_allow_private)
+            body = payload(job)
+            signature = self.signer.sign(state["msg_id"], datetime.fromtimestamp(int(started), timezone.utc), body)
+            response = requests.post(state["url"], data=body.encode(), timeout=self.settings.webhook_timeout,
+                                      allow_redirects=False, headers={
+                                          "content-type": "application/json", "user-agent": "geoqueue-webhooks",
+                                          "webhook-id": state["msg_id"], "webhook-timestamp": str(int(started)),
+                                          "webhook-signature": signature})
+            outcome["status"] = response.status_code
+            outcome["outcome"] = "delivered" if 200 <= response.status_code < 300 else "failed"
+        except CallbackRefused as exc:
+            outcome.update(outcome="refused", error=str(exc))
+            retry = False
+        except requests.RequestException as exc:
+            outcome.update(outcome="failed", error=type(exc).__name__)
+        outcome["ms"] = round((time.time() - started) * 1000, 1)
+        if outcome["outcome"] == "failed" and retry:
+            next_at = time.time() + backoff(number, self.settings)
+            if next_at <= float(state["ended"]) + self.settings.webhook_retry_window:
+                outcome["next_attempt"] = next_at
+                self.redis.zadd(DUE_KEY, {job_id: next_at})
+            else:
+                outcome["outcome"] = "gave up"
+        if "next_attempt" not in outcome:
+            self.redis.zrem(DUE_KEY, job_id)
+        self.redis.hset(state_key(job_id), "attempts", number)
+        self.ledger.record_delivery(job_id, outcome)
+        log.info("webhook %s attempt %d to %s: %s %s", state["msg_id"], number, outcome["url"], outcome["outcome"],
+                 outcome.get("status", outcome.get("error", "")))
+        return outcome
+
+    # --- the loop ---
+    def run(self, stopping: list) -> None:
+        self.join()
+        with ThreadPoolExecutor(PARALLEL) as pool:
+            last_expiry = 0.0
+            while not stopping:
+                try:
+                    taken = self.due()
+                    list(pool.map(self.attempt, taken))
+                    self.take_ended(block_ms=0 if taken else 500)
+                    if time.time() - last_expiry > 60:
+                        self.ledger.expire_due()
+                        last_expiry = time.time()
+                except redis.ConnectionError as exc:  # Redis restarts are routine: wait and go on
+                    log.warning("redis unavailable (%s); retrying", exc)
+                    time.sleep(1)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stopping: list = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
+    deliverer = Deliverer(get_redis(), get_settings())
+    log.info("delivering webhooks as %s", deliverer.name)
+    deliverer.run(stopping)
+
+
+if __name__ == "__main__":
+    main()
