@@ -25,6 +25,7 @@ def run_job(task, fn: Callable[..., Any], params: dict[str, Any]) -> dict[str, A
     job_id, ledger = task.request.id, get_ledger()
     # A job sent straight through Flower or send_task has no record yet.
     ledger.create(job_id, task.name, params)
+    ledger.mark_taken(job_id)
     job = ledger.get(job_id)
     if job.finished:
         return {"job_id": job_id, "state": job.state}

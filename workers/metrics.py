@@ -12,28 +12,15 @@ from prometheus_client.core import REGISTRY, GaugeMetricFamily
 
 from geoqueue import jobs
 from geoqueue.redis_url import connect
-from geoqueue.routes import QUEUES
+from workers import liveness, queues
+from workers.liveness import POLLERS
 from workers.settings import get_settings
 from workers.webhooks import DUE_KEY
-
-# kombu keeps messages of priority p (1..9) in sub-lists named "<queue>\x06\x16<p>".
-PRIORITY_SEPARATOR = "\x06\x16"
-UNACKED_KEY = "unacked"  # kombu's hash of delivered, not yet acknowledged messages
 
 
 class FleetCollector:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
-
-    def queue_depths(self) -> dict[str, int]:
-        pipe = self.redis.pipeline()
-        for queue in QUEUES:
-            pipe.llen(queue)
-            for priority in range(1, 10):
-                pipe.llen(f"{queue}{PRIORITY_SEPARATOR}{priority}")
-        counts = pipe.execute()
-        per_queue = len(counts) // len(QUEUES)
-        return {q: sum(counts[i * per_queue:(i + 1) * per_queue]) for i, q in enumerate(QUEUES)}
 
     def job_counts(self) -> Counter:
         """The ledger's counters, kept by its scripts: one read whatever the number of jobs. Records
@@ -44,11 +31,11 @@ class FleetCollector:
 
     def collect(self):
         depth = GaugeMetricFamily("geoqueue_queue_depth", "Messages waiting in a queue", labels=["queue"])
-        for queue, count in self.queue_depths().items():
+        for queue, count in queues.depths(self.redis).items():
             depth.add_metric([queue], count)
         yield depth
         unacked = GaugeMetricFamily("geoqueue_unacked_messages", "Messages delivered to workers, not yet acknowledged")
-        unacked.add_metric([], self.redis.hlen(UNACKED_KEY))
+        unacked.add_metric([], self.redis.hlen(queues.UNACKED_KEY))
         yield unacked
         counts = self.job_counts()
         family = GaugeMetricFamily("geoqueue_jobs", "Jobs on record by vendor and state", labels=["vendor", "state"])
@@ -59,6 +46,29 @@ class FleetCollector:
         due = GaugeMetricFamily("geoqueue_webhooks_due", "Webhook deliveries waiting for their next attempt")
         due.add_metric([], self.redis.zcard(DUE_KEY))
         yield due
+        yield from self.liveness()
+
+    def liveness(self):
+        """What a dead beat, a stuck poller or a stuck queue shows as."""
+        last = GaugeMetricFamily("geoqueue_last_run_timestamp_seconds",
+                                 "When a periodic task (a poller, the sweeper) last finished a run", labels=["task"])
+        for task, at in sorted(liveness.last_runs().items()):
+            last.add_metric([task], at)
+        yield last
+        oldest = GaugeMetricFamily("geoqueue_oldest_job_age_seconds", "Age of the oldest job in a state",
+                                   labels=["state"])
+        ledger, now = jobs.Ledger(self.redis), time.time()
+        for state in (jobs.QUEUED, jobs.RUNNING, jobs.WAITING):
+            found = ledger.oldest(state, limit=1)
+            oldest.add_metric([state], now - found[0].created if found else 0.0)
+        yield oldest
+        unpolled = GaugeMetricFamily("geoqueue_waiting_unpolled_jobs",
+                                     "Jobs waiting on a vendor that its poller has not looked at lately",
+                                     labels=["vendor"])
+        for vendor in POLLERS:
+            waiting = list(ledger.recent(limit=10_000, state=jobs.WAITING, vendor=vendor))
+            unpolled.add_metric([vendor], len(liveness.unpolled(waiting, get_settings().unpolled_after)))
+        yield unpolled
 
 
 def main() -> None:

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     retry_backoff_max: int = Field(300, description="Longest wait between two retries (seconds); must be below the visibility timeout.")
     call_retries: int = Field(6, description="Tries of one vendor call on 5xx, 429, timeouts and dropped connections (exponential backoff, full jitter); a call that creates or pays for something is tried again only when the vendor answered.")
     call_retry_seconds: float = Field(120.0, description="Longest time one vendor call spends on its tries.")
+    submit_grace: int = Field(60, description="Seconds a recorded job may wait for its message to reach a worker before the sweeper sends it again (found in no queue), or sends it at all (its submit failed).")
+    unpolled_after: int = Field(30, description="Seconds a job waiting on a vendor may go without its poller looking at it before it is reported (metric, log) and polled again.")
     max_retries: int = Field(6, description="Retries of a task whose vendor call ran out of its own tries, or that ran past its soft time limit.")
     result_expires: int = Field(7 * 24 * 3600, description="Seconds Celery results and finished job records are kept.")
     redis_outage_tolerance: int = Field(300, description="Seconds a worker, its tasks and beat keep retrying Redis while it is away (a restart, a failover) before a call fails; work resumes as soon as Redis is back.")

@@ -37,6 +37,16 @@ class UnknownJob(KeyError):
     pass
 
 
+class SubmitFailed(Exception):
+    """The job is recorded but its message could not reach the broker. Submit again with the same
+    `job_id` (it is then sent), or let the fleet's sweeper send it once the broker is back."""
+
+    def __init__(self, job_id: str, cause: BaseException) -> None:
+        super().__init__(f"job {job_id} is recorded but could not be sent ({type(cause).__name__}: {cause}); "
+                         f"submit it again with job_id={job_id!r}")
+        self.job_id = job_id
+
+
 class JobConflict(InvalidParams):
     """The job id given names another job already (another name, or other parameters)."""
 
@@ -86,7 +96,10 @@ class GeoQueue:
             raise JobConflict(f"job_id: {job_id} is already a {other.name} job with other parameters "
                               f"({jobs.canonical(other.params)})", field="job_id")
         if created == jobs.CREATED or not self.ledger.sent(job_id):
-            self.celery.send_task(name, kwargs=params, task_id=job_id, queue=queue_for(name))
+            try:
+                self.celery.send_task(name, kwargs=params, task_id=job_id, queue=queue_for(name))
+            except Exception as exc:  # the broker, not the job: the record stays, to be sent again
+                raise SubmitFailed(job_id, exc) from exc
             self.ledger.mark_sent(job_id)
         return job_id
 

@@ -300,6 +300,22 @@ class Ledger:
     def sent(self, job_id: str) -> bool:
         return float(self.redis.hget(job_key(job_id), "sent") or 0) > 0
 
+    def mark_taken(self, job_id: str) -> None:
+        """A worker took the job's message: from now on the job is the fleet's to finish."""
+        self.redis.hsetnx(job_key(job_id), "taken", time.time())
+
+    def oldest(self, state: str, limit: int = 100) -> list[Job]:
+        """The jobs longest in the ledger among those in `state`, oldest first."""
+        check_state(state)
+        pipe = self.redis.pipeline(transaction=False)
+        for vendor in sorted(self.redis.smembers(VENDORS_KEY)):
+            pipe.zrange(index_key(vendor, state), 0, limit - 1, withscores=True)
+        entries = sorted((score, job_id) for batch in pipe.execute() for job_id, score in batch)[:limit]
+        pipe = self.redis.pipeline(transaction=False)
+        for _, job_id in entries:
+            pipe.hgetall(job_key(job_id))
+        return [Job.from_hash(data) for data in pipe.execute() if data.get("name")]
+
     def get(self, job_id: str) -> Job | None:
         data = self.redis.hgetall(job_key(job_id))
         return Job.from_hash(data) if data.get("name") else None

@@ -60,7 +60,7 @@ finish = STEPS.task(app, FINISH)(delivery.finish)
 def poll(self) -> dict:
     """Follow every survey in progress: status, progress and console of processing tasks, steps whose
     message was lost, and vendor tasks of surveys that ended meanwhile."""
-    return poller.poll(self)
+    return poller.poll()
 
 
 @job_task(app, "dronemapper.cancel")

@@ -18,9 +18,7 @@ import time
 import uuid
 from collections import defaultdict
 from functools import partial
-from typing import Any, Callable
-
-from celery import Task
+from typing import Any
 
 from geoqueue import jobs
 from tasks.dronemapper.client import POLL_REQUESTS, client, poll_client
@@ -38,12 +36,12 @@ from tasks.dronemapper.records import (
     vendor_id,
 )
 from vendors.dronemapper import DroneMapperClient, PendingAction, Status
-from vendors.errors import NotFound, TransientError
-from workers import ending
+from vendors.errors import NotFound
+from workers import liveness
 from workers.context import JobContext
 from workers.ending import on_job_end
 from workers.fanout import Fanout
-from workers.guard import STOPPED, guarded
+from workers.guard import polled
 from workers.lease import Lease
 from workers.redis_client import get_ledger, get_redis
 
@@ -52,39 +50,23 @@ POLL_LEASE_SECONDS = 60
 # tasks a cycle reads the consoles least recently read, and the rest follow in the next cycles.
 CONSOLE_READS_PER_CYCLE = 20
 
+WHERE = "dronemapper poll"
 TaskReads = dict[str, Any]      # "project/task" -> the task, None (gone at the vendor) or the read's exception
 
 
-def poll(task: Task) -> dict:
+def poll() -> dict:
     """One cycle, unless another is running."""
     lease, owner = Lease(get_redis(), POLL_LEASE_KEY, POLL_LEASE_SECONDS), uuid.uuid4().hex
     if not lease.acquire(owner):
         return {"skipped": "another poll cycle is running"}
     try:
-        return poll_cycle(task)
+        return poll_cycle()
     finally:
         lease.release(owner)
+        liveness.ran("dronemapper.poll")
 
 
-def for_job(task: Task, job_id: str, work: Callable[[], Any]) -> Any:
-    """One job's share of the cycle under the guard; what `work` returns, or None when it failed."""
-
-    def this_cycle() -> Any:
-        try:
-            return work()
-        except TransientError as exc:  # the next cycle is this work's retry
-            log.info("dronemapper poll: job %s waits for the next cycle (%s)", job_id, exc)
-            return None
-
-    def fail_this_job(error: dict) -> None:
-        log.info("dronemapper poll: job %s: %s: %s", job_id, error.get("type"), error.get("message"))
-        ending.fail(job_id, error)  # a job that ended already keeps its end; what it holds is let go of again
-
-    outcome = guarded(task, job_id, this_cycle, on_failure=fail_this_job)
-    return None if outcome is STOPPED else outcome
-
-
-def poll_cycle(task: Task) -> dict:
+def poll_cycle() -> dict:
     began, ledger = time.time(), get_ledger()
     processing: list[tuple[JobContext, dict]] = []
     for job_id in Survey.active():
@@ -92,18 +74,19 @@ def poll_cycle(task: Task) -> dict:
         if job is None:
             Survey(job_id).retire()
         elif job.finished:
-            for_job(task, job_id, partial(wind_down, job_id))
+            polled(job_id, partial(wind_down, job_id), WHERE)
         elif state.get("step") == PROCESSING:
             processing.append((JobContext(job), state))
         else:
-            for_job(task, job_id, partial(keep_moving, job_id, state))
+            polled(job_id, partial(keep_moving, job_id, state), WHERE)
     if not processing:
         return {"processing": 0, "status_requests": 0, "console_requests": 0}
     before = POLL_REQUESTS.made
     tasks = read_tasks(processing)
     status_requests = POLL_REQUESTS.made - before
-    moving = [m for job, state in processing if (m := for_job(task, job.id, partial(follow, job, state, tasks, began)))]
-    read_consoles(task, moving)
+    moving = [m for job, state in processing if (m := polled(job.id, partial(follow, job, state, tasks, began), WHERE))]
+    liveness.looked_at([job.id for job, _state in processing])
+    read_consoles(moving)
     console_requests = POLL_REQUESTS.made - before - status_requests
     log.info("dronemapper poll: %d processing, %d status and %d console requests",
              len(processing), status_requests, console_requests)
@@ -180,11 +163,11 @@ def follow(job: JobContext, state: dict, tasks: TaskReads, began: float) -> tupl
     return None
 
 
-def read_consoles(task: Task, moving: list) -> None:
+def read_consoles(moving: list) -> None:
     """New console lines of the moving tasks read longest ago, up to the per-cycle budget."""
     moving.sort(key=lambda m: float(m[1].get("console_at") or 0))
     for job, state, signature in moving[:CONSOLE_READS_PER_CYCLE]:
-        for_job(task, job.id, partial(read_console, job, state, signature))
+        polled(job.id, partial(read_console, job, state, signature), WHERE)
 
 
 def read_console(job: JobContext, state: dict, signature: str) -> None:

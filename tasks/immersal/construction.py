@@ -33,7 +33,7 @@ from tasks.immersal.records import (
 from tasks.immersal.workspace import start_on_workspace, tend_workspace, workspace_lease
 from vendors.errors import TransientError
 from vendors.immersal import FAILED, LOCALIZABLE, ImmersalClient
-from workers import ending
+from workers import ending, liveness
 from workers.context import JobContext, publish_progress
 from workers.guard import polled
 from workers.lease import Lease
@@ -90,6 +90,7 @@ def poll() -> dict:
         return poll_cycle()
     finally:
         lock.release(owner)
+        liveness.ran("immersal.poll")
 
 
 def poll_cycle() -> dict:
@@ -113,7 +114,9 @@ def poll_cycle() -> dict:
             resent += STEPS.resend_if_lost(job_id, state)
     for bank in banks:
         tend_workspace(bank)
-    return {"constructing": len(constructing), "checked": check_constructions(constructing), "resent": resent}
+    checked = check_constructions(constructing)
+    liveness.looked_at([job_id for job_id, _state in constructing])
+    return {"constructing": len(constructing), "checked": checked, "resent": resent}
 
 
 def check_constructions(constructing: list[tuple[str, dict]]) -> int:
