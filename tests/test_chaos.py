@@ -2,7 +2,10 @@
 vendor side effect twice. Here: the sandbox's means of aiming a fault at one call."""
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -13,6 +16,8 @@ from tests.test_immersal_client import INTRINSICS, image_bytes
 from vendors.errors import TransientError
 from vendors.http import Retries
 from vendors.immersal import ImmersalClient
+
+CHAOS = Path(__file__).resolve().parent.parent / "bench" / "chaos.py"
 
 
 @pytest.fixture(scope="module")
@@ -43,3 +48,16 @@ def test_a_slowed_path_widens_one_call_and_a_late_answer_lands_its_effect(server
     assert client.status()["imageCount"] == 1
     time.sleep(1.5)
     assert client.status()["imageCount"] == 2                # ...it lands after its client gave up
+
+
+@pytest.mark.slow
+def test_the_small_chaos_run_meets_the_goal():
+    """bench/chaos.py --small: the baseline, then one job of each kind through 3 kills (one mid Immersal
+    capture, one mid DroneMapper task creation, one mid Mapillary upload), a Redis restart, 20% 5xx and
+    5% 429 from every vendor and tokens that stop working. Every job right, no duplicate, none lost."""
+    finished = subprocess.run([sys.executable, str(CHAOS), "--small"], cwd=CHAOS.parent.parent, capture_output=True,
+                              text=True, timeout=540)
+    print(finished.stdout[-6000:], finished.stderr[-3000:])
+    assert finished.returncode == 0, finished.stdout[-3000:]
+    assert "goal met" in finished.stdout
+    assert "MISSED" not in finished.stdout and "NOT" not in finished.stdout    # every fault was delivered
