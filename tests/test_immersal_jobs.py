@@ -11,6 +11,7 @@ import uuid
 
 import numpy as np
 import pytest
+import redis
 import requests
 from pyproj import Transformer
 
@@ -19,6 +20,7 @@ from geoqueue import InvalidParams, JobFailed
 from geoqueue.s3ref import S3Ref, parse_ref
 from sandbox.immersal import DEFAULT_TOKEN
 from tests.conftest import TEST_SETTINGS, wait_for_done
+from vendors.immersal import ImmersalClient
 
 BUCKET = "geoqueue"
 INTRINSICS = {"fx": 60.0, "fy": 60.0, "ox": 32.0, "oy": 24.0}
@@ -156,6 +158,27 @@ def test_server_errors_and_dropped_connections_still_submit_each_image_once(queu
     assert len(captures(stack)) == 16 and set(captures(stack).values()) == {2}     # once per job
     assert map_images(store, job.result["map"]) == image_digests(store, images, rows)
     assert map_images(store, cut.result["map"]) == image_digests(store, images2, rows2)
+
+
+def test_of_two_cut_off_captures_the_one_whose_request_left_is_not_sent_again(queue, store, stack):
+    """Chunks capture in parallel, so the order of their marks says nothing of what arrived: here the
+    newer call reached Immersal (its marker says its request left) and the older never left its worker."""
+    images, rows = put_site(store, 8, seed=9)
+    job_id, now = uuid.uuid4().hex, time.time()
+    r = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    r.hset(f"gq:job:{job_id}:once:captures", mapping={    # the markers a killed worker leaves (workers/once.py)
+        "0:6": json.dumps({"at": now, "seq": 1}), "0:7": json.dumps({"at": now, "seq": 2, "sent": now})})
+    stack.sandbox("POST", "/_sandbox/faults/immersal", json={"latency_ms": 200, "paths": "/immersal/capture"})
+    queue.submit("immersal.build_map", {"images": images, "name": "HalfArrived"}, job_id=job_id)
+    wait_for(lambda: r.hget(f"gq:job:{job_id}:immersal", "step") == "submit")     # the workspace was cleared
+    arrived = rows[7]                                      # what the cut-off call had delivered
+    ImmersalClient(f"{stack.sandbox_url}/immersal", token=DEFAULT_TOKEN).capture(
+        store.read(parse_ref(images, prefix=True).child(arrived["file"])), run=0, index=7,
+        position=(arrived["px"], arrived["py"], arrived["pz"]), intrinsics=tuple(INTRINSICS.values()))
+    job = queue.wait(job_id, timeout=60)
+    assert job.result["cut_off_calls"] == {"count": 2, "arrived": 1, "sent_again": 1}
+    assert len(captures(stack)) == 8 and set(captures(stack).values()) == {1}, captures(stack)
+    assert map_images(store, job.result["map"]) == image_digests(store, images, rows)
 
 
 def test_jobs_on_one_workspace_take_turns_without_mixing(queue, store, stack):
