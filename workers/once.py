@@ -5,7 +5,7 @@ a marker written just before its call, the result written just after. A later at
 
     the result            returns it, calling nothing;
     a marker, no result   knows a call may have reached the vendor without its answer reaching us
-                          (a marker noted "sent" knows its request left whole, see `sent`):
+                          (a marker noted "sent" knows its request left whole, see `in_flight`):
                           it asks `lookup` (does the map exist? is the object there?) before
                           anything is called again; while the earlier call may still be running
                           (`in_flight` seconds) it waits (EffectInFlight, a retry) rather than pay
@@ -45,7 +45,8 @@ return false
 """
 
 
-# Note on a marker (not on a result) that its call's request left whole.
+# Note on a marker (not on a result) that its call's request left whole (ARGV[2] the time), or that
+# its answer came (ARGV[2] empty).
 _SENT = """
 local found = redis.call('HGET', KEYS[1], ARGV[1])
 if not found or string.find(found, '"result"', 1, true) then return 0 end
@@ -113,10 +114,11 @@ class Once:
         self._record(keys=[self.key, f"{self.key}:done"],
                      args=[name, json.dumps({"result": result}), jobs.RECORD_TTL_SECONDS])
 
-    def sent(self, name: str) -> None:
-        """The call of `name` has handed its whole request to the network: cut off from now on, it
-        reached the vendor (which acts on what it received), unlike a call cut off before."""
-        self._sent(keys=[self.key], args=[name, time.time()])
+    def in_flight(self, name: str, sent: bool) -> None:
+        """A request of the call `name` has left whole (`sent`), or its answer came: cut off in between,
+        the request reached the vendor, which acts on it unless it was refusing it; cut off before it
+        left, or after a refusal it read (a retry waiting), the call took no effect."""
+        self._sent(keys=[self.key], args=[name, time.time() if sent else ""])
 
     def done(self) -> int:
         """How many effects have their result recorded."""

@@ -118,7 +118,7 @@ def capture_once(job: JobContext, records: ImmersalRecords, vendor: ImmersalClie
         vendor.capture(get_store().read(image, "images"), run=row["run"], index=row["index"],
                        position=row["position"], rotation=row["rotation"], intrinsics=row["intrinsics"],
                        gps=row["gps"], anchor=row["anchor"], bank=bank,
-                       on_sent=lambda: records.captures.sent(image_key(row)))
+                       in_flight=lambda sent: records.captures.in_flight(image_key(row), sent))
         return True
 
     records.captures.run(image_key(row), capture)
@@ -173,9 +173,10 @@ def resolve_cut_off_calls(job: JobContext, vendor: ImmersalClient, base: int, ba
     arrived = count - base - confirmed
     if not 0 <= arrived <= len(cut):
         raise JobError(workspace_mismatch(bank, count, base, confirmed))
-    # A call whose request never left did not arrive; one that left may still have been refused (a 5xx
-    # its worker did not live to read), the newest likeliest. Only the count tells, so the likeliest
-    # missing are sent one at a time, counting after each, until the workspace holds them all.
+    # A call whose request never left (or was refused, then cut off waiting to try again) did not arrive;
+    # one that left may still have been refused (a 5xx its worker did not live to read), the newest
+    # likeliest. Only the count tells, so the likeliest missing are sent one at a time, counting after
+    # each, until the workspace holds them all.
     likeliest_missing = sorted(cut, key=lambda key: ("sent" in cut[key], -int(cut[key]["seq"])))
     complete, sent_again = base + confirmed + len(cut), 0
     for key in likeliest_missing:
