@@ -131,7 +131,8 @@ class Report:
 
     @property
     def goal_met(self) -> bool:
-        return self.count("right") == len(self.outcomes) and self.duplicate_total == 0
+        """Every job right (none failed, unfinished or lost), no duplicate, and nothing left held."""
+        return self.count("right") == len(self.outcomes) and self.duplicate_total == 0 and not self.left_held
 
 
 # --- the batch ---
@@ -576,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
     reports.append(run_once(batch, args.seed, with_faults=True, horizon_s=horizon))
     print_reports(batch, reports)
     met = all(report.goal_met for report in reports)
-    print("\ngoal " + ("met: every job right, no duplicate, none lost" if met else "MISSED"))
+    print("\ngoal " + ("met: every job right, no duplicate, none lost, nothing left held" if met else "MISSED"))
     return 0 if met else 1
 
 
