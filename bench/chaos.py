@@ -70,6 +70,7 @@ SLOW_CALLS = {
     "mapillary": {"latency_paths": r"/rupload/.*\.jpg$", "latency_ms": 250, "answer_delay_ms": 250},
 }
 ERRORS = {"error_rate": 0.2, "rate_limit_rate": 0.05, "retry_after_s": 2.0}
+NO_ERRORS = {"error_rate": 0.0, "rate_limit_rate": 0.0}
 VENDORS = ("immersity", "immersal", "dronemapper", "mapillary")
 CREDITS_PER_CALL = 10              # the Immersity stand-in's price of a disparity map and of an animation
 REDIS_OUTAGE_S = 5.0
@@ -161,7 +162,7 @@ class Run:
 
     def faults(self, errors: bool) -> None:
         for vendor in VENDORS:
-            values = {**SLOW_CALLS.get(vendor, {}), **(ERRORS if errors else {}), "seed": self.seed}
+            values = {**SLOW_CALLS.get(vendor, {}), **(ERRORS if errors else NO_ERRORS), "seed": self.seed}
             self.stack.sandbox("POST", f"/_sandbox/faults/{vendor}", json=values)
 
     def put(self, key: str, data: bytes, content_type: str = "image/jpeg") -> None:
