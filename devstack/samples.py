@@ -31,17 +31,18 @@ MANIFEST_COLUMNS = ["file", "run", "index", "anchor", "px", "py", "pz",
                     "fx", "fy", "ox", "oy", "latitude", "longitude", "altitude"]
 
 
-def immersal_site(count: int, origin: tuple[float, float, float], width: int = 320, height: int = 240):
+def immersal_site(count: int, origin: tuple[float, float, float], width: int = 320, height: int = 240,
+                  run: int = 0, seed: int = 500):
     """A walk of `count` photos with tracker poses and GPS, as (file name, JPEG bytes) pairs and
-    the Immersal manifest (CSV text) describing them."""
+    the Immersal manifest (CSV text) describing them; `run` is the tracker session of every row."""
     import csv
 
     intrinsics = {"fx": width * 0.9, "fy": width * 0.9, "ox": width / 2, "oy": height / 2}
     photos, rows = [], []
     for index in range(count):
         name = f"img-{index:03d}.jpg"
-        photos.append((name, scene(500 + index, width, height)))
-        rows.append({"file": name, "run": 0, "index": index, "anchor": int(index == 0),
+        photos.append((name, scene(seed + index, width, height)))
+        rows.append({"file": name, "run": run, "index": index, "anchor": int(index == 0),
                      "px": 0.5 * index, "py": 1.6, "pz": -0.25 * index,
                      **{f"r{i}{j}": float(i == j) for i in range(3) for j in range(3)}, **intrinsics,
                      "latitude": origin[0] + 1e-5 * index, "longitude": origin[1] + 2e-5 * index,
@@ -75,3 +76,26 @@ def geotagged(seed: int, latitude: float, longitude: float, taken, heading: floa
     out = io.BytesIO()
     img.save(out, format="JPEG", quality=90, exif=exif)
     return out.getvalue()
+
+
+def with_comment(jpeg: bytes, text: str) -> bytes:
+    """The same picture made a distinct file: a COM segment right after the SOI marker."""
+    import struct
+
+    comment = text.encode()
+    return jpeg[:2] + b"\xff\xfe" + struct.pack(">H", len(comment) + 2) + comment + jpeg[2:]
+
+
+def survey_photos(count: int, picture: bytes | None = None) -> list[tuple[str, bytes]]:
+    """A drone survey: `count` distinct JPEGs named as a drone names them."""
+    base = picture or scene(0, 64, 48)
+    return [(f"DJI_{i:04d}.JPG", with_comment(base, f"DJI_{i:04d}.JPG")) for i in range(count)]
+
+
+def drive_photos(count: int, start, origin: tuple[float, float] = (35.17, 33.365), seed: int = 900,
+                 step_s: float = 2.0) -> list[tuple[str, bytes]]:
+    """One drive north: `count` geotagged JPEGs a few metres and `step_s` seconds apart (one sequence)."""
+    from datetime import timedelta
+
+    return [(f"{i:03d}.jpg", geotagged(seed + i, origin[0] + 0.00004 * i, origin[1],
+                                       start + timedelta(seconds=step_s * i))) for i in range(count)]

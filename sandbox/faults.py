@@ -6,6 +6,7 @@ and drawn from one seeded random generator so that a test run repeats.
 from __future__ import annotations
 
 import random
+import re
 import socket
 import threading
 import time
@@ -16,7 +17,8 @@ from flask import Response, jsonify, request
 
 @dataclass
 class FaultConfig:
-    latency_ms: float = 0.0          # added to every request
+    latency_ms: float = 0.0          # added to every request, before it is served
+    answer_delay_ms: float = 0.0     # added after it is served: the effect took place, its answer is late
     error_rate: float = 0.0          # share of requests answered 500
     rate_limit_rate: float = 0.0     # share answered 429 with Retry-After
     retry_after_s: float = 1.0
@@ -27,6 +29,9 @@ class FaultConfig:
     rate_limit_next: int = 0         # the next N requests answer 429
     drop_next: int = 0               # the next N requests lose their connection
     paths: str = ""                  # comma-separated path fragments the faults apply to; empty: all
+    # Comma-separated regular expressions: when set, the two delays go to the paths they match instead,
+    # so that one slow call (a task creation) can widen a window while errors hit every call.
+    latency_paths: str = ""
 
     def update(self, values: dict) -> None:
         known = {f.name: f.type for f in fields(self)}
@@ -61,6 +66,10 @@ class FaultInjector:
         wanted = [p for p in self.config.paths.split(",") if p]
         return not wanted or any(p in path for p in wanted)
 
+    def _slowed(self, path: str) -> bool:
+        patterns = [p for p in self.config.latency_paths.split(",") if p]
+        return any(re.search(p, path) for p in patterns) if patterns else self._applies(path)
+
     def _draw(self) -> str | None:
         with self._lock:
             c = self.config
@@ -81,7 +90,7 @@ class FaultInjector:
 
     def before_request(self) -> Response | None:
         """Flask before_request hook: returns a fault response, or None to go on."""
-        if self.config.latency_ms and self._applies(request.path):
+        if self.config.latency_ms and self._slowed(request.path):
             time.sleep(self.config.latency_ms / 1000.0)
         outcome = self._draw()
         if outcome == "error":
@@ -94,6 +103,12 @@ class FaultInjector:
         if outcome == "drop":
             drop_connection()
         return None
+
+    def after_request(self, response: Response) -> Response:
+        """Flask after_request hook: hold a served request's answer back (answer_delay_ms)."""
+        if self.config.answer_delay_ms and self._slowed(request.path):
+            time.sleep(self.config.answer_delay_ms / 1000.0)
+        return response
 
 
 def drop_connection() -> None:

@@ -42,6 +42,7 @@ class VendorStandIn:
         bp = Blueprint(self.name, __name__, url_prefix=f"/{self.name}")
         bp.before_request(self.faults.before_request)
         bp.after_request(self._note)
+        bp.after_request(self.faults.after_request)   # (Flask runs these last first: the journal notes the late answer)
         self.register(bp)
         return bp
 

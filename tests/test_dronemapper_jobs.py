@@ -6,7 +6,6 @@ import io
 import json
 import os
 import re
-import struct
 import time
 import uuid
 from collections import Counter
@@ -17,7 +16,7 @@ import requests
 from PIL import Image
 
 from bench.memory import PeakMemory, process_tree
-from devstack.samples import scene
+from devstack.samples import scene, with_comment
 from geoqueue import InvalidParams, JobFailed
 from geoqueue.s3ref import S3Ref, parse_ref
 from tests.conftest import TEST_SETTINGS
@@ -56,12 +55,6 @@ def vendor_tasks(stack) -> dict[str, dict]:
 
 def vendor(stack) -> DroneMapperClient:
     return DroneMapperClient(f"{stack.sandbox_url}/dronemapper", "sandbox", "sandbox-password", timeout=10)
-
-
-def with_comment(jpeg: bytes, text: str) -> bytes:
-    """The same picture made a distinct file: a COM segment right after the SOI marker."""
-    comment = text.encode()
-    return jpeg[:2] + b"\xff\xfe" + struct.pack(">H", len(comment) + 2) + comment + jpeg[2:]
 
 
 def noise_jpeg(size: tuple[int, int]) -> bytes:

@@ -247,6 +247,20 @@ def test_resubmitting_a_run_and_index_replaces_the_image(server, client):
     assert served(server)["capture:0:2:5"] == 2
 
 
+def test_a_capture_says_when_its_request_left_whole_and_when_its_answer_came(server, base_url, client):
+    flight = []
+    client.capture(image_bytes(1), run=0, index=0, intrinsics=INTRINSICS, in_flight=flight.append)
+    assert flight == [True, False]                           # the whole request went, then the answer came
+    inject_faults(server, fail_next=1)
+    with pytest.raises(TransientError):                      # refused: it left, and its answer says no
+        client.capture(image_bytes(1), run=0, index=1, intrinsics=INTRINSICS, in_flight=flight.append)
+    assert flight == [True, False] * 2
+    unreachable = ImmersalClient("http://127.0.0.1:9/immersal", token=DEFAULT_TOKEN, timeout=2, retries=ONE_TRY)
+    with pytest.raises(TransientError):
+        unreachable.capture(image_bytes(2), run=0, index=2, intrinsics=INTRINSICS, in_flight=flight.append)
+    assert flight == [True, False] * 2                       # a request that never left says nothing
+
+
 def test_a_full_workspace_refuses_new_images_but_takes_replacements(server, client):
     configure(server, image_max=2)
     submit(client, 2)

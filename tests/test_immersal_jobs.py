@@ -11,6 +11,7 @@ import uuid
 
 import numpy as np
 import pytest
+import redis
 import requests
 from pyproj import Transformer
 
@@ -19,6 +20,7 @@ from geoqueue import InvalidParams, JobFailed
 from geoqueue.s3ref import S3Ref, parse_ref
 from sandbox.immersal import DEFAULT_TOKEN
 from tests.conftest import TEST_SETTINGS, wait_for_done
+from vendors.immersal import ImmersalClient
 
 BUCKET = "geoqueue"
 INTRINSICS = {"fx": 60.0, "fy": 60.0, "ox": 32.0, "oy": 24.0}
@@ -156,6 +158,48 @@ def test_server_errors_and_dropped_connections_still_submit_each_image_once(queu
     assert len(captures(stack)) == 16 and set(captures(stack).values()) == {2}     # once per job
     assert map_images(store, job.result["map"]) == image_digests(store, images, rows)
     assert map_images(store, cut.result["map"]) == image_digests(store, images2, rows2)
+
+
+def build_with_cut_off_calls(queue, store, stack, markers: dict[int, dict], arrived: list[int]):
+    """An 8-image build whose captures of the images `markers` names were cut off without an answer (the
+    markers a killed worker leaves, workers/once.py), of which those in `arrived` had reached Immersal."""
+    images, rows = put_site(store, 8, seed=9)
+    job_id = uuid.uuid4().hex
+    r = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    r.hset(f"gq:job:{job_id}:once:captures", mapping={f"0:{i}": json.dumps(m) for i, m in markers.items()})
+    stack.sandbox("POST", "/_sandbox/faults/immersal", json={"latency_ms": 200, "paths": "/immersal/capture"})
+    queue.submit("immersal.build_map", {"images": images, "name": "CutOff"}, job_id=job_id)
+    wait_for(lambda: r.hget(f"gq:job:{job_id}:immersal", "step") == "submit")     # the workspace was cleared
+    vendor = ImmersalClient(f"{stack.sandbox_url}/immersal", token=DEFAULT_TOKEN)
+    for row in (rows[i] for i in arrived):
+        vendor.capture(store.read(parse_ref(images, prefix=True).child(row["file"])), run=0, index=row["index"],
+                       position=(row["px"], row["py"], row["pz"]), intrinsics=tuple(INTRINSICS.values()))
+    job = queue.wait(job_id, timeout=60)
+    assert map_images(store, job.result["map"]) == image_digests(store, images, rows)
+    return job
+
+
+def test_of_two_cut_off_captures_the_one_whose_request_left_is_not_sent_again(queue, store, stack):
+    """Chunks capture in parallel, so the order of their marks says nothing of what arrived: here the
+    newer call reached Immersal (its marker says its request left) and the older never left its worker."""
+    now = time.time()
+    job = build_with_cut_off_calls(queue, store, stack, {6: {"at": now, "seq": 1},
+                                                         7: {"at": now, "seq": 2, "sent": now}}, arrived=[7])
+    assert job.result["cut_off_calls"] == {"count": 2, "arrived": 1, "sent_again": 1}
+    assert len(captures(stack)) == 8 and set(captures(stack).values()) == {1}, captures(stack)
+
+
+def test_cut_off_captures_that_left_are_sent_again_one_at_a_time_until_the_count_is_complete(queue, store, stack):
+    """Four requests left whole and their worker died: three arrived, one was refused (a 5xx it never read).
+    Only the count can tell which: the likeliest missing go again one at a time, and once the workspace
+    is complete nothing more is sent. One image that had arrived is replaced by itself, not three."""
+    now = time.time()
+    job = build_with_cut_off_calls(queue, store, stack, {4: {"at": now, "seq": 4, "sent": now},
+                                                         5: {"at": now, "seq": 3, "sent": now},
+                                                         6: {"at": now, "seq": 2, "sent": now},
+                                                         7: {"at": now, "seq": 1, "sent": now}}, arrived=[4, 6, 7])
+    assert job.result["cut_off_calls"] == {"count": 4, "arrived": 3, "sent_again": 2}
+    assert captures(stack) == {**{f"capture:0:0:{i}": 1 for i in range(8)}, "capture:0:0:4": 2}
 
 
 def test_jobs_on_one_workspace_take_turns_without_mixing(queue, store, stack):

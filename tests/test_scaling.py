@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
 
-from devstack.samples import geotagged
+from devstack.samples import drive_photos
 from geoqueue import GeoQueue
 from geoqueue.s3ref import S3Ref
 from tests.conftest import start_stack
@@ -43,11 +43,9 @@ def busy(stack, worker: str) -> bool:
 
 
 def put_drive(store, count: int) -> str:
-    start = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
     prefix = f"drives/{time.time_ns()}/"
-    for i in range(count):
-        data = geotagged(900 + i, 35.17 + 0.00004 * i, 33.365, start + timedelta(seconds=2 * i))
-        store.write(S3Ref("geoqueue", f"{prefix}{i:03d}.jpg"), data, "image/jpeg")
+    for name, data in drive_photos(count, datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)):
+        store.write(S3Ref("geoqueue", f"{prefix}{name}"), data, "image/jpeg")
     return f"s3://geoqueue/{prefix}"
 
 

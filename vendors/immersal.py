@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import math
 import numbers
 import re
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from vendors.errors import AuthError, Conflict, InputError, NotFound, TransientError, VendorError
-from vendors.http import Retries, new_session, send
+from vendors.http import Retries, new_session, raise_for_transient, send
 from vendors.tokens import MemoryTokenStore, TokenStore
 
 VENDOR = "immersal"
@@ -156,11 +157,14 @@ class ImmersalClient:
     # --- images and construction ---
     def capture(self, image: bytes, *, run: int, index: int, position: Sequence[float] = (0.0, 0.0, 0.0),
                 rotation: Sequence[Sequence[float]] = IDENTITY, intrinsics: Sequence[float],
-                gps: Sequence[float] | None = None, anchor: bool = False, bank: int = 0) -> str:
+                gps: Sequence[float] | None = None, anchor: bool = False, bank: int = 0,
+                in_flight: Callable[[bool], None] | None = None) -> str:
         """Submit one PNG/JPEG to the workspace (binary /capture); returns the vendor's path.
-        A second submission with the same (run, index) replaces the first."""
+        A second submission with the same (run, index) replaces the first. `in_flight(True)` is called
+        when a request has left whole, `in_flight(False)` when its answer came: cut off in between,
+        the vendor has the image (unless it was refusing it)."""
         fields = _capture_fields(image, run, index, position, rotation, intrinsics, gps, anchor, bank)
-        return str(self._call("capture", fields, payload=image)["path"])
+        return str(self._call("capture", fields, payload=image, in_flight=in_flight)["path"])
 
     def capture_b64(self, image: bytes, *, run: int, index: int, position: Sequence[float] = (0.0, 0.0, 0.0),
                     rotation: Sequence[Sequence[float]] = IDENTITY, intrinsics: Sequence[float],
@@ -235,33 +239,41 @@ class ImmersalClient:
         cached = self.token_store.get(self.token_cache_key)
         return (cached, False) if cached else (self.login(), True)
 
-    def _call(self, endpoint: str, fields: dict, payload: bytes | None = None) -> dict:
+    def _call(self, endpoint: str, fields: dict, payload: bytes | None = None,
+              in_flight: Callable[[bool], None] | None = None) -> dict:
         token, fresh = self._current_token()
         try:
-            return self._post(endpoint, {"token": token, **fields}, payload)
+            return self._post(endpoint, {"token": token, **fields}, payload, in_flight)
         except ImmersalAuthError:
             if fresh:
                 raise
         # The cached token was refused (e.g. regenerated in the portal): log in once more, one retry.
         self.token_store.drop(self.token_cache_key)
-        return self._post(endpoint, {"token": self.login(), **fields}, payload)
+        return self._post(endpoint, {"token": self.login(), **fields}, payload, in_flight)
 
-    def _post(self, endpoint: str, fields: dict, payload: bytes | None = None) -> dict:
+    def _post(self, endpoint: str, fields: dict, payload: bytes | None = None,
+              in_flight: Callable[[bool], None] | None = None) -> dict:
         """One call, retried where it failed. Every endpoint is a POST; those that create a map or add
         images (construct, fuse, restore) are retried only when Immersal answered. A capture sent again
         replaces the image of the same run and index, so it is retried like a read."""
-        return self.retries.run(lambda: self._post_once(endpoint, fields, payload),
+        return self.retries.run(lambda: self._post_once(endpoint, fields, payload, in_flight),
                                 idempotent=endpoint not in CREATING_ENDPOINTS)
 
-    def _post_once(self, endpoint: str, fields: dict, payload: bytes | None = None) -> dict:
+    def _post_once(self, endpoint: str, fields: dict, payload: bytes | None = None,
+                   in_flight: Callable[[bool], None] | None = None) -> dict:
         """One POST. With `payload`, the body is JSON + NUL + raw bytes (the binary endpoints)."""
-        body = json.dumps(fields).encode("utf-8")
+        body: bytes | _Body = json.dumps(fields).encode("utf-8")
         headers = {}
         if payload is not None:
             body += b"\0" + payload
             headers["Content-Type"] = "application/octet-stream"
+        if in_flight is not None:
+            body = _Body(body, lambda: in_flight(True))
         response = send(self.session, "POST", f"{self.base_url}/{endpoint}", vendor=VENDOR,
-                        timeout=self.timeout, data=body, headers=headers)
+                        timeout=self.timeout, data=body, headers=headers, check_status=False)
+        if in_flight is not None:
+            in_flight(False)       # answered, whatever it says: a refusal took no effect
+        raise_for_transient(response, VENDOR)
         try:
             answer = response.json()
         except ValueError:
@@ -278,6 +290,21 @@ class ImmersalClient:
             raise error_class(f"immersal /{endpoint}: {code}", code=code, status=response.status_code)
         del answer["error"]
         return answer
+
+
+class _Body(io.BytesIO):
+    """A request body that calls `on_sent()` when it is read past its end: the HTTP client reads it
+    block by block and sends each, so by then the whole request is on its way to the server."""
+
+    def __init__(self, data: bytes, on_sent: Callable[[], None]) -> None:
+        super().__init__(data)
+        self._on_sent = on_sent
+
+    def read(self, size: int | None = -1) -> bytes:
+        block = super().read(size)
+        if not block:
+            self._on_sent()
+        return block
 
 
 # --- validation, before anything is sent ---

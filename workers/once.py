@@ -4,7 +4,8 @@ Delivery is at least once and any worker may die mid-call, so each effect of a j
 a marker written just before its call, the result written just after. A later attempt that finds
 
     the result            returns it, calling nothing;
-    a marker, no result   knows a call may have reached the vendor without its answer reaching us:
+    a marker, no result   knows a call may have reached the vendor without its answer reaching us
+                          (a marker noted "sent" knows its request left whole, see `in_flight`):
                           it asks `lookup` (does the map exist? is the object there?) before
                           anything is called again; while the earlier call may still be running
                           (`in_flight` seconds) it waits (EffectInFlight, a retry) rather than pay
@@ -41,6 +42,18 @@ redis.call('HSET', KEYS[1], ARGV[1], string.format('{"at": %s, "seq": %d}', ARGV
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 return false
+"""
+
+
+# Note on a marker (not on a result) that its call's request left whole (ARGV[2] the time), or that
+# its answer came (ARGV[2] empty).
+_SENT = """
+local found = redis.call('HGET', KEYS[1], ARGV[1])
+if not found or string.find(found, '"result"', 1, true) then return 0 end
+local marker = cjson.decode(found)
+marker['sent'] = tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(marker))
+return 1
 """
 
 
@@ -86,6 +99,7 @@ class Once:
         self.key = f"{jobs.job_key(job_id)}:once" + (f":{scope}" if scope else "")
         self._mark = self.redis.register_script(_MARK)
         self._record = self.redis.register_script(_RECORD)
+        self._sent = self.redis.register_script(_SENT)
 
     def entry(self, name: str) -> dict | None:
         raw = self.redis.hget(self.key, name)
@@ -99,6 +113,12 @@ class Once:
     def record(self, name: str, result: Any) -> None:
         self._record(keys=[self.key, f"{self.key}:done"],
                      args=[name, json.dumps({"result": result}), jobs.RECORD_TTL_SECONDS])
+
+    def in_flight(self, name: str, sent: bool) -> None:
+        """A request of the call `name` has left whole (`sent`), or its answer came: cut off in between,
+        the request reached the vendor, which acts on it unless it was refusing it; cut off before it
+        left, or after a refusal it read (a retry waiting), the call took no effect."""
+        self._sent(keys=[self.key], args=[name, time.time() if sent else ""])
 
     def done(self) -> int:
         """How many effects have their result recorded."""

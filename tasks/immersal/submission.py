@@ -5,10 +5,12 @@ Exactly once per (run, index): each capture is one of the job's effects (workers
 just before its call and recorded as soon as Immersal answers. A redelivered chunk skips what was
 recorded and never repeats a call that was cut off (worker killed, timeout). Immersal cannot list a
 workspace, but /status counts it: with every other image confirmed, settle learns how many cut-off
-calls arrived. All: nothing is sent again. None: each is sent once. Some: a call that never left
-its worker was cut off right after its mark, later than the calls that had reached Immersal, so
-the newest are sent and a second count confirms the guess; only if it does not are the rest sent
-too (Immersal replaces an image sent twice with the same run and index; the result says so).
+calls arrived. All: nothing is sent again. None: each is sent once. Some: each marker notes when its
+request left the worker whole (several chunks capture at once, so the order of the marks says
+nothing), and a call cut off before that never reached Immersal; those are sent again first, then,
+should the count say more are missing, the calls that left but may have been refused, one at a time
+with a count after each. Only then can an image that had arrived be sent twice (Immersal replaces
+an image sent with the same run and index; the result says so).
 """
 from __future__ import annotations
 
@@ -115,7 +117,8 @@ def capture_once(job: JobContext, records: ImmersalRecords, vendor: ImmersalClie
     def capture() -> bool:
         vendor.capture(get_store().read(image, "images"), run=row["run"], index=row["index"],
                        position=row["position"], rotation=row["rotation"], intrinsics=row["intrinsics"],
-                       gps=row["gps"], anchor=row["anchor"], bank=bank)
+                       gps=row["gps"], anchor=row["anchor"], bank=bank,
+                       in_flight=lambda sent: records.captures.in_flight(image_key(row), sent))
         return True
 
     records.captures.run(image_key(row), capture)
@@ -170,21 +173,27 @@ def resolve_cut_off_calls(job: JobContext, vendor: ImmersalClient, base: int, ba
     arrived = count - base - confirmed
     if not 0 <= arrived <= len(cut):
         raise JobError(workspace_mismatch(bank, count, base, confirmed))
-    # A call that never left was cut off right after it was marked, later than the calls that had
-    # reached Immersal and were waiting for its answer: send the newest ones, then count again.
-    newest_first = sorted(cut, key=lambda key: int(cut[key]["seq"]), reverse=True)
-    missing, rest = newest_first[:len(cut) - arrived], newest_first[len(cut) - arrived:]
-    send_again(job, records, vendor, missing, bank)
-    if missing and rest and int(vendor.status(bank).get("imageCount", 0)) != base + confirmed + len(cut):
-        # The guess was wrong: send the rest too; Immersal replaces an image sent with the same run and index.
-        send_again(job, records, vendor, rest, bank)
-        log.warning("job %s: %d cut-off image submissions were sent again, some may have arrived before",
-                    job.id, len(cut))
-        missing = newest_first
-    else:
-        for key in rest:
-            records.captures.record(key, True)
-    return {"cut_off_calls": {"count": len(cut), "arrived": arrived, "sent_again": len(missing)}}
+    # A call whose request never left (or was refused, then cut off waiting to try again) did not arrive;
+    # one that left may still have been refused (a 5xx its worker did not live to read), the newest
+    # likeliest. Only the count tells, so the likeliest missing are sent one at a time, counting after
+    # each, until the workspace holds them all.
+    likeliest_missing = sorted(cut, key=lambda key: ("sent" in cut[key], -int(cut[key]["seq"])))
+    complete, sent_again = base + confirmed + len(cut), 0
+    for key in likeliest_missing:
+        if count == complete:
+            break
+        send_again(job, records, vendor, [key], bank)
+        sent_again += 1
+        count = int(vendor.status(bank).get("imageCount", 0))
+    if count != complete:
+        raise JobError(workspace_mismatch(bank, count, base, confirmed + len(cut)))
+    for key in likeliest_missing[sent_again:]:
+        records.captures.record(key, True)
+    if sent_again > len(cut) - arrived:
+        # Immersal replaced an image sent with the same run and index; the result says so.
+        log.warning("job %s: %d cut-off image submissions were sent again where %d had not arrived",
+                    job.id, sent_again, len(cut) - arrived)
+    return {"cut_off_calls": {"count": len(cut), "arrived": arrived, "sent_again": sent_again}}
 
 
 def send_again(job: JobContext, records: ImmersalRecords, vendor: ImmersalClient, keys: list[str], bank: int) -> None:
