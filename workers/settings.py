@@ -93,7 +93,8 @@ class Settings(BaseSettings):
     mapillary_entity_per_minute: int = Field(60000, description="Fleet-wide limit of entity (image/sequence) requests per minute per token.")
     mapillary_search_per_minute: int = Field(10000, description="Fleet-wide limit of search requests per minute per token.")
     mapillary_tiles_per_day: int = Field(50000, description="Fleet-wide daily budget of coverage tile requests per token.")
-    mapillary_max_parallel: int = Field(8, description="Sequences/batches/downloads of one harvest in flight at once.")
+    mapillary_max_parallel: int = Field(8, description="Sequences of one harvest (images of one upload) in flight at once.")
+    mapillary_calls_per_sequence: int = Field(32, ge=1, description="Calls one harvested sequence has in flight at once: its metadata batches and thumbnail downloads, a thread each (so a harvest has up to max_parallel times this many), within the fleet-wide rate limits.")
     mapillary_timeout: float = Field(60.0, description="Client timeout of one Mapillary call (seconds).")
 
     # --- Metrics ---
