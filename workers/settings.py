@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     immersal_login: Optional[str] = Field(None, description="Immersal account login, to obtain the token by /login.")
     immersal_password: Optional[SecretStr] = Field(None, description="Immersal account password.")
     immersal_account: str = Field("default", description="Alias of the configured Immersal account, used in locks and job records.")
-    immersal_max_parallel: int = Field(4, description="Image submissions of one map-building job in flight at once.")
+    immersal_max_parallel: int = Field(16, description="Image submissions of one map-building job in flight at once (chunk tasks, each submitting its images one after another).")
     immersal_timeout: float = Field(60.0, description="Client timeout of one Immersal call (seconds).")
 
     # --- DroneMapper ---
