@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     immersity_timeout: float = Field(300.0, description="Client timeout of one disparity/animation call (seconds); the vendor blocks until done.")
     immersity_default_price: int = Field(10, description="Credits per call when /api/v1/prices does not name one.")
     immersity_credit_budget: Optional[int] = Field(None, description="Credits the fleet may spend in all; a job that would exceed it is refused before any call. Unset: no budget.")
-    immersity_max_parallel: int = Field(4, description="Images of one batch job processed at once.")
+    immersity_max_parallel: int = Field(64, description="Images of one batch job processed at once (each call blocks a transfer thread until the vendor answers).")
 
     # --- Immersal ---
     immersal_url: str = Field("https://api.immersal.com", description="Immersal REST API base URL.")
