@@ -1,29 +1,37 @@
-"""Two Celery apps with the same no-op task: geoqueue's configuration and Celery's defaults."""
+"""Celery apps the dispatch benchmark starts workers of, besides the fleet's own (`-A workers`):
+
+- `plain_app`: Celery's defaults, the baseline;
+- `fleet_variant`: the fleet's app with one of this change's measures undone (BENCH_UNDO names it),
+  to measure what each saves.
+
+No task of ours: the benchmark sends Celery's built-in `celery.accumulate`, a no-op every app has.
+"""
 from __future__ import annotations
 
 import os
 
 from celery import Celery
 
-from workers.celery_app import configure
-from workers.settings import Settings
-
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
-geoqueue_app = Celery("bench-geoqueue")
-configure(geoqueue_app, Settings(redis_url=REDIS_URL))
-geoqueue_app.conf.task_routes = {"bench.noop_geoqueue": {"queue": "bench-geoqueue"}}
-geoqueue_app.conf.beat_schedule = {}
-
 plain_app = Celery("bench-plain", broker=REDIS_URL, backend=REDIS_URL)
-plain_app.conf.task_routes = {"bench.noop_plain": {"queue": "bench-plain"}}
 
 
-@geoqueue_app.task(name="bench.noop_geoqueue", shared=False)
-def geoqueue_noop(i: int) -> int:
-    return i
+def _fleet_variant() -> Celery:
+    from celery.signals import worker_before_create_process
+
+    from workers import app, celery_app
+
+    undo = os.environ.get("BENCH_UNDO", "")
+    if undo == "events":        # control tasks store STARTED like transfer tasks (the sender sends task-sent)
+        app.conf.task_annotations = None
+    elif undo == "freeze":      # no gc.freeze before the first prefork child
+        worker_before_create_process.disconnect(celery_app._freeze_startup_objects)
+    elif undo == "recycle":     # a prefork child replaced after 200 tasks (the default before)
+        app.conf.worker_max_tasks_per_child = 200
+    elif undo:
+        raise ValueError(f"BENCH_UNDO={undo!r}: events, freeze or recycle")
+    return app
 
 
-@plain_app.task(name="bench.noop_plain", shared=False)
-def plain_noop(i: int) -> int:
-    return i
+fleet_variant = _fleet_variant() if os.environ.get("BENCH_UNDO") else None

@@ -1,12 +1,25 @@
-"""Dispatch overhead: N no-op tasks through geoqueue's configured app vs plain Celery defaults,
-same Redis, same worker concurrency, measured in one run (rounds alternate to share the noise).
+"""Dispatch overhead: no-op tasks through the fleet's control worker vs plain Celery, same Redis,
+same concurrency, in one run (rounds alternate so that both share the machine's noise).
 
-    python bench/dispatch.py [--tasks 2000] [--concurrency 2] [--rounds 2]
+- geoqueue: the control worker started exactly as the fleet's process definition says
+  (devstack/processes.py), fed by the fleet's configured app (workers.celery_app.configure);
+- plain: the same command line (`-c`, log level) for an app with Celery's defaults, without `-E`.
+
+The task is Celery's built-in `celery.accumulate` (returns its argument), so the fleet's worker runs
+with its own app and nothing added. Reported per side: tasks/s (median and best of the rounds),
+and the CPU milliseconds per task of the worker's process tree, of redis-server, and of the
+sending process (this one). `--undo` adds fleet workers with one of the measures undone
+(`events`: control tasks send task-sent and store STARTED; `freeze`: no gc.freeze before forking;
+`recycle`: a prefork child replaced after 200 tasks, not 1000), to show what each saves.
+
+    python bench/dispatch.py [--tasks 2000] [--concurrency 4] [--rounds 5] [--undo events,freeze,recycle]
+    python bench/dispatch.py --tasks 200 --rounds 2        # the small version
 """
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -16,37 +29,63 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from devstack.local_stack import (  # noqa: E402
-    free_port,
-    redis_answers,
-    redis_server_binary,
-    wait_until,
-)
+from bench.cpu import CpuMeter, tree  # noqa: E402
+from devstack.local_stack import free_port, local_argv, redis_answers, redis_server_binary, wait_until  # noqa: E402
+from devstack.processes import PROCESSES  # noqa: E402
+
+NOOP = "celery.accumulate"
 
 
-def start_worker(app: str, queue: str, concurrency: int, env: dict) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", f"bench.apps:{app}", "worker", "-Q", queue, "-c", str(concurrency), "-n", f"{queue}@%h",
-         "--loglevel", "WARNING", "--without-mingle", "--without-gossip"],
-        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+def worker_argv(name: str, env: dict) -> list[str]:
+    """The control process definition; the baseline and the variants differ only where named."""
+    argv = local_argv(PROCESSES["control"], env)
+    argv[argv.index("-n") + 1] = f"{name}@%h"
+    if name == "plain":
+        argv[argv.index("-A") + 1] = "bench.apps:plain_app"
+        argv[argv.index("-Q") + 1] = "celery"
+        argv.remove("-E")
+    elif name != "geoqueue":
+        argv[argv.index("-A") + 1] = "bench.apps:fleet_variant"
+        argv[argv.index("-Q") + 1] = f"bench-{name}"
+    return argv
 
 
-def run_round(noop, count: int) -> float:
+def sender(name: str, url: str):
+    """The app that sends to that worker, and the queue it sends to."""
+    from celery import Celery
+
+    if name == "plain":
+        return Celery("bench-plain", broker=url, backend=url), "celery"
+    from workers.celery_app import configure
+    from workers.settings import Settings
+
+    app = Celery(f"bench-{name}")
+    configure(app, Settings(redis_url=url))
+    if name == "undo-events":
+        app.amqp_cls = "celery.app.amqp:AMQP"     # task-sent for every task
+    return app, "control" if name == "geoqueue" else f"bench-{name}"
+
+
+def run_round(app, queue: str, count: int, meters: list) -> float:
     from celery import group
 
-    started = time.perf_counter()
-    results = group(noop.s(i) for i in range(count)).apply_async()
-    values = results.get(timeout=600)
-    elapsed = time.perf_counter() - started
+    with CpuMeter(*meters[0]) as worker, CpuMeter(meters[1]) as redis, CpuMeter(meters[2]) as me:
+        started = time.perf_counter()
+        results = group(app.signature(NOOP, args=(i,), kwargs={"index": 0}, queue=queue)
+                        for i in range(count)).apply_async()
+        values = results.get(timeout=600)
+        elapsed = time.perf_counter() - started
     assert values == list(range(count))
-    return count / elapsed
+    results.forget()
+    return count / elapsed, [1000 * m.seconds / count for m in (worker, redis, me)]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=4, help="GEOQUEUE_CONTROL_CONCURRENCY (the fleet's default)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--undo", default="", help="comma-separated: events, freeze, recycle")
     args = parser.parse_args()
 
     port = free_port()
@@ -55,27 +94,46 @@ def main() -> None:
                              stdout=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
     wait_until(lambda: redis_answers(url), 20, "redis")
-    env = {**os.environ, "BENCH_REDIS_URL": url, "PYTHONPATH": str(ROOT)}
-    os.environ["BENCH_REDIS_URL"] = url
-    from bench import apps
-
-    workers = [start_worker("geoqueue_app", "bench-geoqueue", args.concurrency, env),
-               start_worker("plain_app", "bench-plain", args.concurrency, env)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GEOQUEUE_")}
+    env.update({"GEOQUEUE_REDIS_URL": url, "BENCH_REDIS_URL": url, "GEOQUEUE_CONTROL_CONCURRENCY": str(args.concurrency),
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+    names = ["geoqueue", "plain", *(f"undo-{u}" for u in filter(None, args.undo.split(",")))]
+    workers = {}
     try:
-        for noop in (apps.geoqueue_noop, apps.plain_noop):
-            run_round(noop, 50)  # warm up: connections, pool processes
-        rates = {"geoqueue": [], "plain": []}
+        for name in names:
+            undo = {"BENCH_UNDO": name[len("undo-"):]} if name.startswith("undo-") else {}
+            workers[name] = subprocess.Popen(worker_argv(name, env), env={**env, **undo}, cwd=ROOT,
+                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                             start_new_session=True)
+        import psutil
+
+        senders = {name: sender(name, url) for name in names}
+        meters = {name: ([tree(workers[name].pid)], lambda: [psutil.Process(redis.pid)], lambda: [psutil.Process()])
+                  for name in names}
+        for name in names:
+            run_round(*senders[name], 50, meters[name])   # warm up: connections, pool processes
+        rates = {name: [] for name in names}
+        cpu = {name: [] for name in names}
         for _ in range(args.rounds):
-            rates["geoqueue"].append(run_round(apps.geoqueue_noop, args.tasks))
-            rates["plain"].append(run_round(apps.plain_noop, args.tasks))
-        best = {name: max(values) for name, values in rates.items()}
-        print(f"tasks per round: {args.tasks}, worker concurrency: {args.concurrency}, rounds: {args.rounds}")
-        for name, values in rates.items():
-            print(f"  {name:<9} {best[name]:8.0f} tasks/s (rounds: {', '.join(f'{v:.0f}' for v in values)})")
-        print(f"  ratio geoqueue/plain: {best['geoqueue'] / best['plain']:.2f}")
+            for name in names:
+                rate, ms = run_round(*senders[name], args.tasks, meters[name])
+                rates[name].append(rate)
+                cpu[name].append(ms)
+        print(f"{args.tasks} no-op tasks a round, {args.rounds} rounds, worker concurrency {args.concurrency}")
+        print("| worker | tasks/s median | best | rounds | CPU ms/task: worker | redis | sender |")
+        print("|---|---|---|---|---|---|---|")
+        for name in names:
+            ms = [statistics.median(c[i] for c in cpu[name]) for i in range(3)]
+            print(f"| {name} | {statistics.median(rates[name]):.0f} | {max(rates[name]):.0f} | "
+                  f"{', '.join(f'{r:.0f}' for r in rates[name])} | {ms[0]:.2f} | {ms[1]:.2f} | {ms[2]:.2f} |")
+        for name in names:
+            if name != "plain":
+                print(f"ratio {name}/plain: median {statistics.median(rates[name]) / statistics.median(rates['plain']):.2f}, "
+                      f"best {max(rates[name]) / max(rates['plain']):.2f}")
     finally:
-        for worker in workers:
+        for worker in workers.values():
             worker.terminate()
+        for worker in workers.values():
             worker.wait(30)
         redis.terminate()
 

@@ -1,13 +1,18 @@
-"""Immersal image submission, measured in one run against one sandbox (20 ms added to every call):
+"""Immersal image submission, measured in one run against one sandbox, at each added latency given
+(added to every Immersal call):
 
 1. speed, N images of ~1 MB: the vendor doc's one-by-one /captureb64 loop, the same loop over
-   binary /capture (our client), and geoqueue's immersal.build_map (chunks submitted in parallel);
+   binary /capture (our client), and geoqueue's immersal.build_map (chunks submitted in parallel),
+   with the CPU seconds per image that geoqueue's own processes spent (worker process trees and
+   redis-server; the sandbox and moto share the machine but are not ours);
 2. memory: peak RSS of the transfer worker (which submits) and of the control worker (which checks
    the inputs) while build_map submits 200 and then 1,000 images, each run on freshly started workers.
 
-Every loop reads its images from the same S3 (moto) as the workers do. Run by hand:
+Every loop reads its images from the same S3 (moto) as the workers do. The stack runs the fleet's
+default settings unless --setting says otherwise. Run by hand:
 
-    python bench/immersal_submit.py [--images 200] [--memory-runs 200,1000] [--latency-ms 20]
+    python bench/immersal_submit.py --latency-ms 20,100 [--images 200] [--memory-runs 200,1000]
+    python bench/immersal_submit.py --latency-ms 20 --images 40 --memory-runs ""     # the small version
 """
 from __future__ import annotations
 
@@ -28,12 +33,14 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.cpu import CpuMeter, tree  # noqa: E402
 from bench.memory import PeakMemory, process_tree  # noqa: E402
 from devstack.local_stack import LocalStack  # noqa: E402
 from devstack.samples import scene  # noqa: E402
 from geoqueue import GeoQueue  # noqa: E402
 from geoqueue.s3ref import S3Ref  # noqa: E402
 from vendors.immersal import ImmersalClient  # noqa: E402
+from tasks.immersal.records import DEFAULT_CHUNK_SIZE  # noqa: E402
 from workers.settings import Settings  # noqa: E402
 
 BUCKET = "geoqueue"
@@ -105,19 +112,22 @@ def client_loop(url: str, store, prefix: str, rows: list[dict]) -> float:
 
 
 def build(queue: GeoQueue, stack: LocalStack, prefix: str, count: int, name: str) -> dict:
-    """Submit build_map; times to the construct call (all images in) and the capture span at the sandbox."""
+    """Submit build_map; times to the construct call (all images in) and the capture span at the sandbox,
+    and the CPU seconds geoqueue's processes spent until the construct call."""
     since = time.time()
-    started = time.perf_counter()
-    job_id = queue.submit("immersal.build_map", {"images": prefix, "name": name})
-    while not (queue.status(job_id).phase.startswith("construction") or queue.status(job_id).finished):
-        time.sleep(0.01)
-    to_construct = time.perf_counter() - started
+    ours = [tree(stack.processes[name].popen.pid) for name in ("control", "transfer", "redis")]
+    with CpuMeter(*ours) as cpu:
+        started = time.perf_counter()
+        job_id = queue.submit("immersal.build_map", {"images": prefix, "name": name})
+        while not (queue.status(job_id).phase.startswith("construction") or queue.status(job_id).finished):
+            time.sleep(0.01)
+        to_construct = time.perf_counter() - started
     job = queue.wait(job_id, timeout=600)
     assert job.result["images"] == count, job.result
     captures = [e["time"] for e in stack.sandbox("GET", "/_sandbox/journal/immersal")
                 if e["path"] == "/immersal/capture" and e["time"] >= since]
     assert len(captures) == count, len(captures)
-    return {"to_construct": to_construct, "capture_span": max(captures) - min(captures)}
+    return {"to_construct": to_construct, "capture_span": max(captures) - min(captures), "cpu": cpu.seconds}
 
 
 def restart_workers(stack: LocalStack) -> None:
@@ -127,50 +137,66 @@ def restart_workers(stack: LocalStack) -> None:
     stack.wait_for_workers(["control", "transfer"])
 
 
+def measure_speed(stack: LocalStack, queue: GeoQueue, store, photo: bytes, images: int, latency_ms: float) -> None:
+    url = f"{stack.sandbox_url}/immersal"
+    stack.sandbox("POST", "/_sandbox/faults/immersal", json={"latency_ms": latency_ms})
+    prefix, rows = put_site(store, photo, images, f"speed{latency_ms:g}")
+    doc = doc_loop(url, store, prefix, rows)
+    ours = client_loop(url, store, prefix, rows)
+    fleet = build(queue, stack, prefix, images, f"BenchSpeed{latency_ms:g}".replace(".", "_"))
+    print(f"latency {latency_ms:g} ms, {images} images")
+    print(f"  vendor doc loop (/captureb64, one by one)     {doc:7.2f} s  {images / doc:6.1f} images/s")
+    print(f"  client loop (/capture, one by one)            {ours:7.2f} s  {images / ours:6.1f} images/s")
+    print(f"  geoqueue build_map, captures first to last    {fleet['capture_span']:7.2f} s  "
+          f"{images / fleet['capture_span']:6.1f} images/s")
+    print(f"  geoqueue build_map, submit to construct call  {fleet['to_construct']:7.2f} s  "
+          "(includes checking every image and the manifest)")
+    print(f"  speed-up of geoqueue over the doc loop: {doc / fleet['capture_span']:.1f}x "
+          f"(submit to construct: {doc / fleet['to_construct']:.1f}x); geoqueue's CPU "
+          f"{1000 * fleet['cpu'] / images:.1f} ms/image (workers and Redis, submit to construct)", flush=True)
+
+
+def measure_memory(stack: LocalStack, queue: GeoQueue, store, photo: bytes, counts: list[int]) -> None:
+    print("peak memory (RSS, MB) while build_map submits, fresh workers each run:")
+    for count in counts:
+        prefix, _ = put_site(store, photo, count, f"memory{count}")
+        restart_workers(stack)
+        transfer = PeakMemory(process_tree(stack.processes["transfer"].popen.pid))
+        control = PeakMemory(process_tree(stack.processes["control"].popen.pid))
+        idle = transfer.peak_total
+        with transfer, control:
+            build(queue, stack, prefix, count, f"BenchMemory{count}")
+        print(f"  {count:5d} images: transfer worker {transfer.peak_total / 2**20:6.0f} (idle {idle / 2**20:.0f}), "
+              f"control worker {control.peak_total / 2**20:6.0f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=200)
-    parser.add_argument("--memory-runs", default="200,1000")
-    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--memory-runs", default="200,1000", help="image counts of the memory runs (empty: none)")
+    parser.add_argument("--latency-ms", default="20,100", help="comma-separated added latencies")
+    parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="a GEOQUEUE_ setting for the stack, e.g. IMMERSAL_MAX_PARALLEL=8 (default: the fleet's)")
     args = parser.parse_args()
-    memory_runs = [int(n) for n in args.memory_runs.split(",")]
+    memory_runs = [int(n) for n in args.memory_runs.split(",") if n]
 
-    stack = LocalStack(isolated=True, flower=False, beat=True).start()
+    settings = {f"GEOQUEUE_{k.upper()}": v for k, v in (item.split("=", 1) for item in args.setting)}
+    stack = LocalStack(settings_env=settings, isolated=True, flower=False, beat=True).start()
     try:
         stack.sandbox("POST", "/_sandbox/config/immersal",
                       json={"image_max": max([args.images, *memory_runs]) + 10, "construct_seconds": 1.0})
-        stack.sandbox("POST", "/_sandbox/faults/immersal", json={"latency_ms": args.latency_ms})
-        queue, store, url = GeoQueue(stack.redis_url), stack.object_store(), f"{stack.sandbox_url}/immersal"
+        queue, store = GeoQueue(stack.redis_url), stack.object_store()
         photo = base_photo()
         defaults = Settings.model_fields
-        print(f"{args.images} images of {len(photo) / 2**20:.2f} MB, {args.latency_ms:g} ms added to every Immersal "
-              f"call; default settings: transfer worker concurrency {defaults['transfer_concurrency'].default}, "
-              f"max_parallel {defaults['immersal_max_parallel'].default}, chunks of 8")
-
-        prefix, rows = put_site(store, photo, args.images, "speed")
-        doc = doc_loop(url, store, prefix, rows)
-        ours = client_loop(url, store, prefix, rows)
-        fleet = build(queue, stack, prefix, args.images, "BenchSpeed")
-        print(f"  vendor doc loop (/captureb64, one by one)     {doc:7.2f} s  {args.images / doc:6.1f} images/s")
-        print(f"  client loop (/capture, one by one)            {ours:7.2f} s  {args.images / ours:6.1f} images/s")
-        print(f"  geoqueue build_map, captures first to last    {fleet['capture_span']:7.2f} s  "
-              f"{args.images / fleet['capture_span']:6.1f} images/s")
-        print(f"  geoqueue build_map, submit to construct call  {fleet['to_construct']:7.2f} s  "
-              "(includes checking every image and the manifest)")
-        print(f"  speed-up of geoqueue over the doc loop: {doc / fleet['capture_span']:.1f}x "
-              f"(submit to construct: {doc / fleet['to_construct']:.1f}x)")
-
-        print("peak memory (RSS, MB) while build_map submits, fresh workers each run:")
-        for count in memory_runs:
-            prefix, _ = put_site(store, photo, count, f"memory{count}")
-            restart_workers(stack)
-            transfer = PeakMemory(process_tree(stack.processes["transfer"].popen.pid))
-            control = PeakMemory(process_tree(stack.processes["control"].popen.pid))
-            idle = transfer.peak_total
-            with transfer, control:
-                build(queue, stack, prefix, count, f"BenchMemory{count}")
-            print(f"  {count:5d} images: transfer worker {transfer.peak_total / 2**20:6.0f} (idle {idle / 2**20:.0f}), "
-                  f"control worker {control.peak_total / 2**20:6.0f}")
+        print(f"{len(photo) / 2**20:.2f} MB images; settings: {settings or 'the fleet defaults'} (defaults: transfer "
+              f"concurrency {defaults['transfer_concurrency'].default}, max_parallel "
+              f"{defaults['immersal_max_parallel'].default}, chunks of {DEFAULT_CHUNK_SIZE})", flush=True)
+        latencies = [float(v) for v in args.latency_ms.split(",")]
+        for latency in latencies:
+            measure_speed(stack, queue, store, photo, args.images, latency)
+        if memory_runs:
+            stack.sandbox("POST", "/_sandbox/faults/immersal", json={"latency_ms": latencies[0]})
+            measure_memory(stack, queue, store, photo, memory_runs)
     finally:
         stack.stop()
 

@@ -1,19 +1,31 @@
 """Mapillary harvest: geoqueue's `mapillary.harvest` job vs the toolset's four sequential steps,
-against the same sandbox (every Mapillary request delayed by --latency-ms) in the same run.
+against the same sandbox (every Mapillary request delayed by the added latency) in the same run.
 
 The baseline does what the toolset's scripts do (shared/vendor-docs/mapillary-api-v4-toolset-readme.md):
 tiles from z13 drilled into all four children of every tile naming the organization, one image_ids
 call per sequence, metadata in batches of 50 over the whole id list (one id at a time for a batch
 that fails), then one download per image into a local folder, skipping files already there; one
-request at a time. geoqueue runs its job on the embedded stack and writes to S3 (moto), which costs
-it more per image than the baseline's local files.
+request at a time. geoqueue runs its job on the embedded stack with the fleet's settings and writes
+to S3 (moto), which costs it more per image than the baseline's local files.
 
-    python bench/mapillary_harvest.py [--latency-ms 20] [--rounds 1] [--concurrency 4] [--max-parallel 8]
+Two harvests, each at every latency given, rounds alternating geoqueue and the toolset:
+- `org`: the largest organization over the whole region (8,969 images in 120 sequences);
+- `sequence`: an organization with one sequence of 1,000 images (the stand-in's `long_sequence_images`),
+  so that only the calls inside one sequence can overlap.
+
+Reported: wall time and the ratio toolset/geoqueue; the requests each made (the goal: geoqueue within
+the toolset's count plus 1%); the CPU seconds per image of geoqueue's own processes (its worker
+process trees and redis-server; the stand-ins and moto share the machine but are not ours) and of
+the toolset's process.
+
+    python bench/mapillary_harvest.py --latency-ms 20,100 [--what org,sequence] [--rounds 1]
+    python bench/mapillary_harvest.py --latency-ms 20 --what sequence --sequence-images 200   # small version
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 import tempfile
 import time
@@ -22,10 +34,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.cpu import CpuMeter, tree  # noqa: E402
 from devstack.local_stack import LocalStack  # noqa: E402
 from geoqueue import GeoQueue  # noqa: E402
 from geoqueue.s3ref import parse_ref  # noqa: E402
-from sandbox.mapillary_world import build_world  # noqa: E402
+from sandbox.mapillary_world import LONG_SEQUENCE_PLAN, build_world  # noqa: E402
 from vendors.mapillary import (  # noqa: E402
     MAX_IDS_PER_BATCH,
     MapillaryClient,
@@ -103,70 +116,91 @@ def requests_made(stack: LocalStack) -> dict[str, int]:
     return made
 
 
-def fresh_sandbox(stack: LocalStack, latency_ms: float) -> None:
+def fresh_sandbox(stack: LocalStack, latency_ms: float, sequence_images: int) -> None:
     stack.sandbox("POST", "/_sandbox/reset")
     stack.sandbox("POST", "/_sandbox/faults/mapillary", json={"latency_ms": latency_ms})
-    # The toolset downloads minutes after it fetched the URLs: with the stand-in's default lifetime
-    # of 60 s they would have expired (as they do for real after a while), and the baseline fail.
-    stack.sandbox("POST", "/_sandbox/config/mapillary", json={"thumbnail_lifetime_s": THUMBNAIL_LIFETIME_S})
+    # The toolset downloads minutes after it fetched the URLs: with a lifetime of 60 s they would
+    # have expired (as they do for real after a while), and the baseline fail.
+    stack.sandbox("POST", "/_sandbox/config/mapillary", json={"thumbnail_lifetime_s": THUMBNAIL_LIFETIME_S,
+                                                             "long_sequence_images": sequence_images})
 
 
-def time_geoqueue(stack: LocalStack, organization_id: str, bbox, max_parallel: int) -> tuple[float, set[str]]:
+def ours(stack: LocalStack):
+    """geoqueue's own processes: the worker process trees and redis-server."""
+    return [tree(stack.processes[name].popen.pid) for name in ("control", "transfer", "redis")]
+
+
+def time_geoqueue(stack: LocalStack, organization_id: str, bbox) -> tuple[float, float, set[str]]:
     queue = GeoQueue(stack.redis_url)
     destination = f"s3://geoqueue/bench-{time.time_ns()}/"
-    started = time.perf_counter()
-    job = queue.wait(queue.submit("mapillary.harvest", {"organization_id": organization_id, "bbox": list(bbox),
-                                                       "destination": destination, "max_parallel": max_parallel}),
-                     timeout=3600, poll=0.2)
-    elapsed = time.perf_counter() - started
+    with CpuMeter(*ours(stack)) as cpu:
+        started = time.perf_counter()
+        job = queue.wait(queue.submit("mapillary.harvest", {"organization_id": organization_id, "bbox": list(bbox),
+                                                           "destination": destination}), timeout=7200, poll=0.2)
+        elapsed = time.perf_counter() - started
     rows = stack.object_store().read(parse_ref(job.result["outputs"]["img_dataset.csv"])).decode()
-    return elapsed, {line.split(",")[1] for line in rows.splitlines()[1:]}
+    return elapsed, cpu.seconds, {line.split(",")[1] for line in rows.splitlines()[1:]}
 
 
-def time_toolset(stack: LocalStack, organization_id: str, bbox) -> tuple[float, set[str]]:
+def time_toolset(stack: LocalStack, organization_id: str, bbox) -> tuple[float, float, set[str]]:
     base = f"{stack.sandbox_url}/mapillary"
     vendor = MapillaryClient(f"{base}/graph", f"{base}/tiles", f"{base}/rupload", stack.env["GEOQUEUE_MAPILLARY_TOKEN"])
     with tempfile.TemporaryDirectory(prefix="bench-toolset-") as outputs:
+        cpu = time.process_time()
         started = time.perf_counter()
         image_ids = run_toolset(vendor, organization_id, bbox, Path(outputs))
-        return time.perf_counter() - started, image_ids
+        return time.perf_counter() - started, time.process_time() - cpu, image_ids
+
+
+def measure(stack: LocalStack, what: str, latency_ms: float, rounds: int, sequence_images: int) -> dict:
+    world = build_world(long_sequence=sequence_images)
+    organization = (world.largest_organization() if what == "org"
+                    else world.organization_by_slug(LONG_SEQUENCE_PLAN[0]))
+    w, s, e, n = world.bbox
+    bbox = (w - 0.002, s - 0.002, e + 0.002, n + 0.002)
+    runs = {"geoqueue": [], "toolset": []}
+    for _ in range(rounds):
+        for name, timed in (("geoqueue", time_geoqueue), ("toolset", time_toolset)):
+            fresh_sandbox(stack, latency_ms, sequence_images)
+            elapsed, cpu, images = timed(stack, organization.id, bbox)
+            runs[name].append({"seconds": elapsed, "cpu": cpu, "images": images, "requests": requests_made(stack)})
+        assert runs["geoqueue"][-1]["images"] == runs["toolset"][-1]["images"], "the two harvests differ"
+    return {"what": what, "latency_ms": latency_ms, "organization": organization.slug, "runs": runs}
+
+
+def report(result: dict) -> None:
+    runs = result["runs"]
+    best = {name: min(r["seconds"] for r in rounds) for name, rounds in runs.items()}
+    images = len(runs["geoqueue"][0]["images"])
+    print(f"{result['what']}: {result['organization']}, {images} images, latency {result['latency_ms']:g} ms")
+    for name, rounds in runs.items():
+        made, seconds = rounds[0]["requests"], ", ".join(f"{r['seconds']:.1f}" for r in rounds)
+        kinds = ", ".join(f"{k} {v}" for k, v in made.items() if k != "all")
+        cpu = min(r["cpu"] for r in rounds) / images * 1000
+        print(f"  {name:<9} {best[name]:7.1f} s (rounds {seconds})  CPU {cpu:.2f} ms/image  "
+              f"requests {made['all']} ({kinds})")
+    ours_made, theirs = runs["geoqueue"][0]["requests"]["all"], runs["toolset"][0]["requests"]["all"]
+    print(f"  ratio toolset/geoqueue: {best['toolset'] / best['geoqueue']:.1f}x; "
+          f"requests geoqueue/toolset: {ours_made / theirs:.4f} (goal <= 1.01)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--latency-ms", default="20,100", help="comma-separated added latencies")
+    parser.add_argument("--what", default="org,sequence", help="org, sequence or both")
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--concurrency", type=int, default=4, help="processes of the transfer worker")
-    parser.add_argument("--max-parallel", type=int, default=8, help="sequences of the harvest in flight")
-    parser.add_argument("--organization", default=None, help="organization slug (default: the largest)")
+    parser.add_argument("--sequence-images", type=int, default=1000, help="images of the one long sequence")
+    parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="a GEOQUEUE_ setting for the stack, e.g. MAPILLARY_CALLS_PER_SEQUENCE=32 (default: the fleet's)")
     args = parser.parse_args()
 
-    world = build_world()
-    organization = world.organization_by_slug(args.organization) if args.organization else world.largest_organization()
-    w, s, e, n = world.bbox
-    bbox = (w - 0.002, s - 0.002, e + 0.002, n + 0.002)
-    stack = LocalStack(settings_env={"GEOQUEUE_TRANSFER_CONCURRENCY": str(args.concurrency)},
-                       isolated=True, flower=False, beat=False).start()
+    settings = {f"GEOQUEUE_{k.upper()}": v for k, v in (item.split("=", 1) for item in args.setting)}
+    stack = LocalStack(settings_env=settings, isolated=True, flower=False, beat=False).start()
     try:
-        results = {"geoqueue": [], "toolset": []}
-        for _ in range(args.rounds):
-            fresh_sandbox(stack, args.latency_ms)
-            elapsed, harvested = time_geoqueue(stack, organization.id, bbox, args.max_parallel)
-            results["geoqueue"].append((elapsed, requests_made(stack), len(harvested)))
-            fresh_sandbox(stack, args.latency_ms)
-            elapsed, baseline = time_toolset(stack, organization.id, bbox)
-            results["toolset"].append((elapsed, requests_made(stack), len(baseline)))
-            assert harvested == baseline, "the two harvests differ"
-        print(f"organization {organization.slug}, bbox {', '.join(f'{v:.5f}' for v in bbox)}, "
-              f"latency {args.latency_ms:g} ms, transfer concurrency {args.concurrency}, "
-              f"max_parallel {args.max_parallel}, rounds {args.rounds}")
-        best = {name: min(r[0] for r in runs) for name, runs in results.items()}
-        for name, runs in results.items():
-            elapsed, made, images = min(runs, key=lambda r: r[0])
-            print(f"  {name:<9} {elapsed:7.1f} s  images {images}  requests {made['all']} "
-                  f"({', '.join(f'{k} {v}' for k, v in made.items() if k != 'all')})"
-                  f"  rounds: {', '.join(f'{r[0]:.1f}' for r in runs)}")
-        print(f"  wall time ratio toolset/geoqueue: {best['toolset'] / best['geoqueue']:.2f}")
+        print(f"{os.cpu_count()} CPUs; settings: {settings or 'the fleet defaults'}", flush=True)
+        for latency in (float(v) for v in args.latency_ms.split(",")):
+            for what in args.what.split(","):
+                report(measure(stack, what, latency, args.rounds, args.sequence_images))
     finally:
         stack.stop()
 

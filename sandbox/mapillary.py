@@ -140,6 +140,7 @@ class MapillaryStandIn(VendorStandIn):
             # The world (changing any of these rebuilds it).
             "seed": mw.DEFAULT_SEED,
             "world_scale": 1.0,                 # multiplies the number of sequences
+            "long_sequence_images": 0,          # > 0: one more organization, with one sequence of this many images
             "center_lon": mw.DEFAULT_CENTER[0],
             "center_lat": mw.DEFAULT_CENTER[1],
             "region_km": mw.DEFAULT_REGION_KM,
@@ -189,7 +190,8 @@ class MapillaryStandIn(VendorStandIn):
     def world(self) -> mw.World:
         o = self.options
         return mw.build_world(int(o["seed"]), float(o["world_scale"]),
-                              (float(o["center_lon"]), float(o["center_lat"])), float(o["region_km"]))
+                              (float(o["center_lon"]), float(o["center_lat"])), float(o["region_km"]),
+                              int(o["long_sequence_images"]))
 
     def stored_upload(self, session_key: str) -> bytes:
         """The bytes an upload session holds (for in-process tests)."""

@@ -69,6 +69,9 @@ ORGANIZATION_PLAN = (
 )
 # Sequences nobody's organization owns (organization_id absent in tiles).
 INDEPENDENT_PLAN = (40, (("solo_mapper", "phone_walk"), ("weekend_driver", "phone_car")))
+# With `long_sequence` images (0: none), one more organization owning one sequence that long (a bus
+# going up and down its street), made after everything else so that the rest of the world is unchanged.
+LONG_SEQUENCE_PLAN = ("sandbox-longhaul", "Sandbox Long Haul", ("longhaul_bus", "dashcam"))
 
 
 @dataclass(slots=True, eq=False)   # compared and hashed by identity: one object per image
@@ -159,8 +162,10 @@ class World:
     """The generated world, read-only once built."""
 
     def __init__(self, *, seed: int = DEFAULT_SEED, scale: float = 1.0,
-                 center: tuple[float, float] = DEFAULT_CENTER, region_km: float = DEFAULT_REGION_KM) -> None:
+                 center: tuple[float, float] = DEFAULT_CENTER, region_km: float = DEFAULT_REGION_KM,
+                 long_sequence: int = 0) -> None:
         self.seed, self.scale, self.center, self.region_km = seed, scale, tuple(center), region_km
+        self.long_sequence = long_sequence
         self.rng = random.Random(seed)
         self._used_ids: set[str] = set()
         self.organizations: dict[str, Organization] = {}
@@ -227,6 +232,13 @@ class World:
             self._add_sequences(org.id, crew, count)
         count, crew = INDEPENDENT_PLAN
         self._add_sequences(None, crew, count)
+        if self.long_sequence:
+            slug, name, (username, camera_key) = LONG_SEQUENCE_PLAN
+            org = Organization(self._numeric_id(15), slug, name, f"{name}: synthetic street-level imagery")
+            self.organizations[org.id] = org
+            creator = Creator(self._numeric_id(15), username)
+            self.creators[creator.id] = creator
+            self._add_sequence(org.id, creator, CAMERAS[camera_key], images=self.long_sequence)
 
     def _add_sequences(self, organization_id: str | None, crew, count: int) -> None:
         creators = []
@@ -238,7 +250,9 @@ class World:
             creator, camera = creators[i % len(creators)]
             self._add_sequence(organization_id, creator, camera)
 
-    def _add_sequence(self, organization_id: str | None, creator: Creator, camera: Camera) -> None:
+    def _add_sequence(self, organization_id: str | None, creator: Creator, camera: Camera,
+                      images: int | None = None) -> None:
+        """A sequence along a stretch of street, or with `images`, that many going up and down it."""
         rng = self.rng
         street = rng.choice(self.streets)
         length = min(rng.uniform(200, 900), street.length - 1)
@@ -249,10 +263,13 @@ class World:
         sequence = Sequence(self._sequence_id(), organization_id, creator, camera)
         merge_cc = rng.randrange(10 ** 8, 10 ** 9)
         travelled = 0.0
-        while travelled <= length:
-            distance = start + travelled if forward else start + length - travelled
+        while len(sequence.image_ids) < images if images else travelled <= length:
+            along = travelled % (2 * length)      # back along the stretch past its end
+            ahead = forward == (along <= length)
+            along = along if along <= length else 2 * length - along
+            distance = start + along if forward else start + length - along
             x, y, bearing = street.at(distance)
-            heading = bearing if forward else (bearing + 180.0) % 360.0
+            heading = bearing if ahead else (bearing + 180.0) % 360.0
             gps_x, gps_y = x + rng.gauss(0, 2.5), y + rng.gauss(0, 2.5)
             sfm_x, sfm_y = x + rng.gauss(0, 0.4), y + rng.gauss(0, 0.4)
             lon, lat = self.to_lonlat(gps_x, gps_y)
@@ -327,9 +344,9 @@ class World:
 
 @functools.lru_cache(maxsize=4)
 def build_world(seed: int = DEFAULT_SEED, scale: float = 1.0, center: tuple[float, float] = DEFAULT_CENTER,
-                region_km: float = DEFAULT_REGION_KM) -> World:
+                region_km: float = DEFAULT_REGION_KM, long_sequence: int = 0) -> World:
     """The world for these parameters; built once per parameter set and shared (it is read-only)."""
-    return World(seed=seed, scale=scale, center=tuple(center), region_km=region_km)
+    return World(seed=seed, scale=scale, center=tuple(center), region_km=region_km, long_sequence=long_sequence)
 
 
 def organization_images_in_bbox(organization_id: str, bbox: tuple[float, float, float, float], *,

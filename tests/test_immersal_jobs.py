@@ -206,6 +206,8 @@ def test_jobs_on_one_workspace_take_turns_without_mixing(queue, store, stack):
     first_images, first_rows = put_site(store, 24, run=0, seed=1)
     second_images, second_rows = put_site(store, 24, run=1, seed=2)
     third_images, _ = put_site(store, 4, run=2, seed=3)
+    # Every call slowed down, so that a build lasts long enough for the others to be seen waiting.
+    stack.sandbox("POST", "/_sandbox/faults/immersal", json={"latency_ms": 300})
     both = [queue.submit("immersal.build_map", {"images": images, "name": name, "chunk_size": 6})
             for images, name in ((first_images, "First"), (second_images, "Second"))]
 

@@ -22,7 +22,7 @@ from PIL import Image
 
 from geoqueue import GeoQueue, InvalidParams
 from geoqueue.s3ref import S3Ref, parse_ref
-from sandbox.mapillary_world import EARTH_M_PER_DEG, build_world, organization_images_in_bbox
+from sandbox.mapillary_world import EARTH_M_PER_DEG, LONG_SEQUENCE_PLAN, build_world, organization_images_in_bbox
 from tasks.mapillary.exif import Geotag
 from tasks.mapillary.records import HarvestCheckpoints
 from tasks.mapillary.sequences import Placed, split_sequences
@@ -46,6 +46,17 @@ ORIGIN = (35.17, 33.365)                                  # lat, lon of test tra
 # --- helpers ---
 def counters(stack) -> dict[str, int]:
     return stack.sandbox("GET", "/_sandbox/counters")["mapillary"]
+
+
+def settled_counters(stack) -> dict[str, int]:
+    """The counters once the stand-in has served what killed workers had sent (it may still be
+    answering requests of calls that were under way)."""
+    seen = counters(stack)
+    while True:
+        time.sleep(0.5)
+        now, seen = seen, counters(stack)
+        if now == seen:
+            return now
 
 
 def configure(stack, **options) -> None:
@@ -168,7 +179,7 @@ def test_harvest_killed_midway_resumes_without_redoing_finished_work(queue, stor
     job_id = queue.submit("mapillary.harvest", harvest_params(WALKERS, dest, max_parallel=4))
     wait_for(lambda: queue.status(job_id).done >= 4, 120, "the harvest made no progress")
     kill_mid_work(stack, "transfer", "control")
-    at_kill = counters(stack)
+    at_kill = settled_counters(stack)
     done = HarvestCheckpoints(redis.Redis.from_url(stack.redis_url, decode_responses=True), job_id).counts()
     assert 0 < done["images_downloaded"] < len(image_ids)
     stack.start_worker("transfer")
@@ -188,6 +199,36 @@ def test_harvest_killed_midway_resumes_without_redoing_finished_work(queue, stor
     assert made_since_kill("image_ids") == len(sequences) - done["sequences_listed"]
     assert made_since_kill("graph_batch") == expected_batches(sequences) - done["batches"]
     assert made_since_kill("thumbnail") == len(image_ids) - done["images_downloaded"]
+
+
+def test_a_harvest_killed_inside_one_long_sequence_redoes_only_its_unfinished_calls(queue, store, stack):
+    # One sequence of 1,000 images: its batches and downloads are in flight together when the worker dies.
+    configure(stack, long_sequence_images=1000, thumbnail_lifetime_s=3600)
+    world = build_world(long_sequence=1000)
+    owner = world.organization_by_slug(LONG_SEQUENCE_PLAN[0])
+    [sequence] = [s for s in world.sequences.values() if s.organization_id == owner.id]
+    dest = destination()
+    job_id = queue.submit("mapillary.harvest", harvest_params(owner, dest))
+    checkpoints = HarvestCheckpoints(redis.Redis.from_url(stack.redis_url, decode_responses=True), job_id)
+    wait_for(lambda: checkpoints.counts().get("images_downloaded", 0) >= 100, 120, "no thumbnail was downloaded")
+    stack.processes["transfer"].kill()
+    at_kill, done = settled_counters(stack), checkpoints.counts()
+    assert 0 < done["images_downloaded"] < 1000
+    stack.start_worker("transfer")
+    stack.wait_for_workers(["transfer"])
+
+    job, _ = wait_watching(queue, job_id, timeout=180)
+    assert job.state == "succeeded", job.error
+    assert job.result["images_listed"] == job.result["metadata_fetched"] == 1000
+    _, rows = read_csv(store, job.result["outputs"]["img_dataset.csv"])
+    assert [r["img_id"] for r in rows] == sequence.image_ids
+    stored = {ref.name for ref, size in store.list(parse_ref(dest, prefix=True).child("downloaded_images/")) if size}
+    assert stored == {f"{i}_256.jpg" for i in sequence.image_ids}
+    after = counters(stack)
+    # The calls that had ended were checkpointed and not made again; those cut off were made once more.
+    assert after["image_ids"] - at_kill["image_ids"] == 0
+    assert after["graph_batch"] - at_kill.get("graph_batch", 0) == 20 - done.get("batches", 0)
+    assert after["thumbnail"] - at_kill["thumbnail"] == 1000 - done["images_downloaded"]
 
 
 def test_expired_thumbnail_urls_are_refreshed(queue, store, stack):

@@ -1,12 +1,16 @@
 """The Celery app: Redis as broker and result store, reliability settings chosen on purpose."""
 from __future__ import annotations
 
+import gc
+
 from celery import Celery
+from celery.app import amqp
+from celery.signals import worker_before_create_process
 from kombu import Queue
 
 import beat_schedule
 from geoqueue.redis_url import is_sentinel, sentinel_hosts
-from geoqueue.routes import QUEUES, TASK_ROUTES
+from geoqueue.routes import QUEUES, TASK_ROUTES, TRANSFER, queue_for
 from workers.outage import publish_retry_policy
 from workers.settings import Settings, get_settings
 
@@ -18,6 +22,53 @@ TASK_MODULES = [
 ]
 
 
+# Per queue: a control task is short (planning, polling, bookkeeping) and is received within moments
+# of being sent, so it does not pay for what only long transfer tasks need (bench/README.md,
+# "Dispatch overhead"): no task-sent event (Flower shows it from task-received on) and no STARTED
+# state in the result backend (nothing reads it: the job ledger says running, Flower has the
+# task-started event). Transfer tasks keep both.
+def is_transfer(task_name: str, queue: object = None) -> bool:
+    return (getattr(queue, "name", queue) or queue_for(task_name)) == TRANSFER
+
+
+class AMQP(amqp.AMQP):
+    """Celery's message sender, sending the task-sent event for transfer tasks only."""
+
+    def _create_task_sender(self):
+        send = super()._create_task_sender()
+
+        def send_task_message(producer, name, message, *args, **kwargs):
+            if message.sent_event is not None and not is_transfer(name, kwargs.get("queue")):
+                message = message._replace(sent_event=None)
+            return send(producer, name, message, *args, **kwargs)
+
+        return send_task_message
+
+
+class ByQueue:
+    """Task attributes by queue (a task_annotations entry): STARTED is stored for transfer tasks only."""
+
+    def annotate(self, task) -> dict | None:
+        return None if is_transfer(task.name) else {"track_started": False}
+
+
+_frozen = False
+
+
+@worker_before_create_process.connect
+def _freeze_startup_objects(**_kwargs) -> None:
+    """Before a prefork worker's first child: what the main process holds after start-up (modules,
+    the app) lives as long as it does, so move it out of the collector's sight (gc.freeze). Celery
+    runs a full collection before forking each child (celery/celery#2927), which walked all of it
+    at every recycle, and the children's collections touched every inherited object, copying the
+    pages they share with the main process (bench/README.md, "Dispatch overhead")."""
+    global _frozen
+    if not _frozen:
+        gc.collect()
+        gc.freeze()
+        _frozen = True
+
+
 def configure(app: Celery, settings: Settings) -> None:
     vt = settings.visibility_timeout
     transport = {
@@ -27,6 +78,7 @@ def configure(app: Celery, settings: Settings) -> None:
         "unacked_restore_interval": settings.unacked_restore_interval,
         "unacked_restore_throttle": 1,
     }
+    app.amqp_cls = AMQP   # before anything sends: the app builds its sender on first use
     redbeat = {"redbeat_redis_url": settings.redis_url}
     # kombu's Redis transport, made to keep and settle the messages a worker holds across a broker
     # connection loss instead of crashing or leaving them to the visibility timeout (workers/broker.py).
@@ -75,9 +127,9 @@ def configure(app: Celery, settings: Settings) -> None:
         # Recycle prefork children: what a long-lived process accumulates goes with it.
         worker_max_tasks_per_child=settings.worker_max_tasks_per_child or None,
         worker_max_memory_per_child=settings.worker_max_memory_per_child or None,
-        # Events for Flower; the sent event shows queued jobs too.
+        # Events for Flower; the sent event shows queued transfer tasks too (see AMQP, ByQueue above).
         worker_send_task_events=True, task_send_sent_event=True,
-        task_track_started=True,
+        task_track_started=True, task_annotations=[ByQueue()],
         # Results are small summaries; the job ledger is the record that matters.
         result_expires=settings.result_expires,
         result_extended=False,

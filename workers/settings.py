@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     max_retries: int = Field(6, description="Retries of a task whose vendor call ran out of its own tries, or that ran past its soft time limit.")
     result_expires: int = Field(7 * 24 * 3600, description="Seconds Celery results and finished job records are kept.")
     redis_outage_tolerance: int = Field(300, description="Seconds a worker, its tasks and beat keep retrying Redis while it is away (a restart, a failover) before a call fails; work resumes as soon as Redis is back.")
-    worker_max_tasks_per_child: int = Field(200, description="Tasks a prefork child runs before it is replaced by a fresh one (frees what a long-lived process accumulates); 0: no limit.")
+    worker_max_tasks_per_child: int = Field(1000, description="Tasks a prefork child runs before it is replaced by a fresh one (frees what a long-lived process accumulates); 0: no limit.")
     worker_max_memory_per_child: int = Field(409_600, description="Resident memory (KiB) above which a prefork child is replaced after its current task; 0: no limit.")
     control_concurrency: int = Field(4, description="Processes of a control-queue worker (short work: planning, polling).")
     transfer_pool: str = Field("threads", description="Pool of a transfer-queue worker: threads (vendor calls wait, a thread each; time limits kept by workers/watchdog.py) or prefork.")
@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     immersity_timeout: float = Field(300.0, description="Client timeout of one disparity/animation call (seconds); the vendor blocks until done.")
     immersity_default_price: int = Field(10, description="Credits per call when /api/v1/prices does not name one.")
     immersity_credit_budget: Optional[int] = Field(None, description="Credits the fleet may spend in all; a job that would exceed it is refused before any call. Unset: no budget.")
-    immersity_max_parallel: int = Field(4, description="Images of one batch job processed at once.")
+    immersity_max_parallel: int = Field(64, description="Images of one batch job processed at once (each call blocks a transfer thread until the vendor answers).")
 
     # --- Immersal ---
     immersal_url: str = Field("https://api.immersal.com", description="Immersal REST API base URL.")
@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     immersal_login: Optional[str] = Field(None, description="Immersal account login, to obtain the token by /login.")
     immersal_password: Optional[SecretStr] = Field(None, description="Immersal account password.")
     immersal_account: str = Field("default", description="Alias of the configured Immersal account, used in locks and job records.")
-    immersal_max_parallel: int = Field(4, description="Image submissions of one map-building job in flight at once.")
+    immersal_max_parallel: int = Field(16, description="Image submissions of one map-building job in flight at once (chunk tasks, each submitting its images one after another).")
     immersal_timeout: float = Field(60.0, description="Client timeout of one Immersal call (seconds).")
 
     # --- DroneMapper ---
@@ -95,7 +95,8 @@ class Settings(BaseSettings):
     mapillary_entity_per_minute: int = Field(60000, description="Fleet-wide limit of entity (image/sequence) requests per minute per token.")
     mapillary_search_per_minute: int = Field(10000, description="Fleet-wide limit of search requests per minute per token.")
     mapillary_tiles_per_day: int = Field(50000, description="Fleet-wide daily budget of coverage tile requests per token.")
-    mapillary_max_parallel: int = Field(8, description="Sequences/batches/downloads of one harvest in flight at once.")
+    mapillary_max_parallel: int = Field(8, description="Sequences of one harvest (images of one upload) in flight at once.")
+    mapillary_calls_per_sequence: int = Field(32, ge=1, description="Calls one harvested sequence has in flight at once: its metadata batches and thumbnail downloads, a thread each (so a harvest has up to max_parallel times this many), within the fleet-wide rate limits.")
     mapillary_timeout: float = Field(60.0, description="Client timeout of one Mapillary call (seconds).")
 
     # --- Metrics ---

@@ -14,6 +14,7 @@ an image sent with the same run and index; the result says so).
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from geoqueue import jobs
@@ -43,6 +44,8 @@ from workers.once import CutOff, Once
 from workers.settings import get_settings
 from workers.steps import is_finished
 from workers.storage import get_store, prefix_ref
+
+PROGRESS_SECONDS = 1.0   # a chunk shows the images submitted at most this often; the end of each chunk shows it too
 
 
 def start(job: JobContext, state: dict) -> None:
@@ -78,8 +81,13 @@ def prepare_and_submit(job: JobContext, bank: int, total: int) -> None:
 
 
 def show_submission(job: JobContext) -> None:
-    """The fan-out counts chunks; the job shows images."""
-    job.progress(STEP_PHASES[SUBMIT], ImmersalRecords(job.id).captures.done(), int(STEPS.state(job.id)["images"]))
+    """The fan-out counts chunks; the job shows images. So the fan-out's own check for its last item,
+    which compares with the job's total, never sees the chunks all done: once they are, the job
+    moves on to settle here (before, only the poller noticed, up to a beat interval later)."""
+    state = STEPS.state(job.id)
+    job.progress(STEP_PHASES[SUBMIT], ImmersalRecords(job.id).captures.done(), int(state["images"]))
+    if job.ledger.finished_count(job.id) >= int(state["chunks"]):
+        chunks_done(job)
 
 
 def submit_chunk(job: JobContext, item: str) -> dict[str, Any]:
@@ -97,7 +105,8 @@ def submit_chunk(job: JobContext, item: str) -> dict[str, Any]:
 def submit_images(job: JobContext, records: ImmersalRecords, item: str) -> dict[str, Any]:
     bank = int(STEPS.state(job.id)["bank"])
     vendor, lease, cut_off = client(), workspace_lease(bank), 0
-    for row in records.chunk(item):
+    rows, shown = records.chunk(item), time.monotonic()
+    for row in rows:
         job.check_canceled()
         if not lease.refresh(job.id):
             raise WorkspaceLost(f"the job lost its lease on workspace {workspace_name(bank)} during submission")
@@ -106,8 +115,10 @@ def submit_images(job: JobContext, records: ImmersalRecords, item: str) -> dict[
         except CutOff:
             cut_off += 1              # an earlier attempt's call may have reached Immersal: settle decides
             continue
-        job.progress(STEP_PHASES[SUBMIT], records.captures.done())
-    return {"images": len(records.chunk(item)), "cut_off_calls": cut_off}
+        if time.monotonic() - shown >= PROGRESS_SECONDS:
+            job.progress(STEP_PHASES[SUBMIT], records.captures.done())
+            shown = time.monotonic()
+    return {"images": len(rows), "cut_off_calls": cut_off}
 
 
 def capture_once(job: JobContext, records: ImmersalRecords, vendor: ImmersalClient, row: dict, bank: int) -> None:

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import io
+import threading
 from typing import Any, Iterator
 
+from tasks.mapillary.calls import Calls
 from tasks.mapillary.client import client
 from tasks.mapillary.datasets import write_datasets
 from tasks.mapillary.inputs import FAILED_SHOWN, MISSING_SHOWN, HarvestPlan
@@ -12,6 +14,7 @@ from vendors.mapillary import MAX_IDS_PER_BATCH, ExpiredUrl, MapillaryClient, Ma
 from workers.context import JobContext
 from workers.fanout import Fanout
 from workers.redis_client import get_redis
+from workers.settings import get_settings
 from workers.storage import ObjectStore, get_store
 
 
@@ -62,53 +65,92 @@ def fresh_urls(vendor: MapillaryClient, plan: HarvestPlan, image_ids: list[str])
     return {image_id: found.get(image_id, {}).get(plan.url_field) for image_id in image_ids}
 
 
-def download_batch(vendor: MapillaryClient, store: ObjectStore, plan: HarvestPlan, batch: dict,
-                   checkpoints: HarvestCheckpoints) -> list[str]:
-    """Download the batch's images not at the destination yet; returns the ids that have no URL.
-    The batch's URLs were fetched moments ago, unless this run resumes an earlier one: when the
-    CDN refuses one as expired, the rest of the batch gets fresh URLs in one call."""
-    urls = {image_id: meta.get(plan.url_field) for image_id, meta in batch["rows"]}
-    done = checkpoints.downloaded_among(list(urls))
-    wanted = [image_id for image_id in urls if image_id not in done]
-    without_url = []
-    for position, image_id in enumerate(wanted):
-        if not urls[image_id]:
-            without_url.append(image_id)
-            continue
-        try:
-            save_thumbnail(vendor, store, plan, image_id, urls[image_id])
-        except ExpiredUrl:
-            urls.update(fresh_urls(vendor, plan, wanted[position:]))
-            if not urls[image_id]:
-                without_url.append(image_id)
-                continue
-            save_thumbnail(vendor, store, plan, image_id, urls[image_id])
-        checkpoints.mark_downloaded(image_id)
-    return without_url
+class BatchUrls:
+    """The thumbnail URLs of one batch, shared by the calls downloading its images. The batch's
+    URLs were fetched moments ago, unless this run resumes an earlier one: when the CDN refuses one
+    as expired, the batch's images not downloaded yet get fresh URLs in one call, made by the first
+    call that meets the expiry; the others use what it fetched."""
+
+    def __init__(self, plan: HarvestPlan, batch: dict, done: set[str]) -> None:
+        self.plan = plan
+        self.urls = {image_id: meta.get(plan.url_field) for image_id, meta in batch["rows"]}
+        self.left = [image_id for image_id in self.urls if image_id not in done]
+        self.done = set(done)
+        self.lock = threading.Lock()
+
+    def renewed(self, image_id: str, expired: str) -> str | None:
+        with self.lock:
+            if self.urls[image_id] == expired:
+                self.urls.update(fresh_urls(client(), self.plan, [i for i in self.left if i not in self.done]))
+            return self.urls[image_id]
+
+    def downloaded(self, image_id: str) -> None:
+        with self.lock:
+            self.done.add(image_id)
+
+
+def download_one(store: ObjectStore, plan: HarvestPlan, urls: BatchUrls, image_id: str,
+                 checkpoints: HarvestCheckpoints) -> bool:
+    """One thumbnail to the destination, checkpointed; False when the image has no URL."""
+    vendor, url = client(), urls.urls[image_id]
+    if not url:
+        return False
+    try:
+        save_thumbnail(vendor, store, plan, image_id, url)
+    except ExpiredUrl:
+        url = urls.renewed(image_id, url)
+        if not url:
+            return False
+        save_thumbnail(vendor, store, plan, image_id, url)
+    checkpoints.mark_downloaded(image_id)
+    urls.downloaded(image_id)
+    return True
+
+
+def fetch_and_save_batch(plan: HarvestPlan, checkpoints: HarvestCheckpoints, sequence_id: str, number: int,
+                         image_ids: list[str]) -> dict:
+    batch = fetch_batch(client(), plan, image_ids)
+    checkpoints.save_batch(sequence_id, number, batch)
+    return batch
 
 
 def harvest_one_sequence(job: JobContext, sequence_id: str) -> dict[str, Any]:
-    """One sequence of a harvest: image ids, metadata batches, downloads (each step checkpointed)."""
-    plan, vendor, store = HarvestPlan.from_params(job.params), client(), get_store()
+    """One sequence of a harvest: its image ids, then its metadata batches and thumbnails, up to
+    GEOQUEUE_MAPILLARY_CALLS_PER_SEQUENCE calls in flight at once. Each batch and each image is
+    checkpointed as soon as its call ends, so a task that runs again redoes nothing finished."""
+    plan, store = HarvestPlan.from_params(job.params), get_store()
     checkpoints = HarvestCheckpoints(get_redis(), job.id)
     image_ids = checkpoints.image_ids(sequence_id)
     if image_ids is None:
         try:
-            image_ids = vendor.image_ids_of_sequence(sequence_id)
+            image_ids = client().image_ids_of_sequence(sequence_id)
         except MapillaryNotFound:
             return {"sequence": sequence_id, "images": 0, "sequence_gone": True}
         checkpoints.save_image_ids(sequence_id, image_ids)
-    missing, without_url = [], []
-    for number, image_batch in enumerate(chunks(image_ids, MAX_IDS_PER_BATCH)):
+    calls = Calls(get_settings().mapillary_calls_per_sequence)
+    batches: dict[int, dict] = {}
+    without_url: set[str] = set()
+
+    def download_batch(number: int, batch: dict) -> None:
         job.check_canceled()
+        batches[number] = batch
+        urls = BatchUrls(plan, batch, checkpoints.downloaded_among([image_id for image_id, _ in batch["rows"]]))
+        for image_id in urls.left:
+            calls.add(download_one, store, plan, urls, image_id, checkpoints,
+                      then=lambda found, image_id=image_id: found or without_url.add(image_id))
+
+    for number, image_batch in enumerate(chunks(image_ids, MAX_IDS_PER_BATCH)):
         batch = checkpoints.batch(sequence_id, number)
         if batch is None:
-            batch = fetch_batch(vendor, plan, image_batch)
-            checkpoints.save_batch(sequence_id, number, batch)
-        missing += batch["missing"]
-        without_url += download_batch(vendor, store, plan, batch, checkpoints)
-    return {"sequence": sequence_id, "images": len(image_ids), "missing_images": missing,
-            "without_thumbnail": without_url}
+            calls.add(fetch_and_save_batch, plan, checkpoints, sequence_id, number, image_batch,
+                      then=lambda fetched, number=number: download_batch(number, fetched))
+        else:
+            download_batch(number, batch)
+    calls.run()
+    ordered = [batches[number] for number in sorted(batches)]
+    return {"sequence": sequence_id, "images": len(image_ids),
+            "missing_images": [i for batch in ordered for i in batch["missing"]],
+            "without_thumbnail": [i for batch in ordered for i, _ in batch["rows"] if i in without_url]}
 
 
 def finish_harvest(job: JobContext) -> None:

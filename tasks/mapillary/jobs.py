@@ -10,8 +10,9 @@ A harvest is the toolset's four steps (facts/mapillary.md §2) as one job, one t
     harvest               coverage tiles over the bbox, drilled down to z14 only into tiles that hold the
                           owner; the owner's sequences with images in the bbox, `max_parallel` at a time:
     -> transfer.sequence  the sequence's image ids, their metadata in batches of 50, and each batch's
-                          downloads with the thumbnail URLs that batch just returned; the task that
-                          records the last sequence writes the three CSV datasets
+                          downloads with the thumbnail URLs that batch just returned, up to
+                          GEOQUEUE_MAPILLARY_CALLS_PER_SEQUENCE calls in flight (tasks/mapillary/calls.py);
+                          the task that records the last sequence writes the three CSV datasets
 
 Everything done is checkpointed in Redis per tile, sequence, batch and image (`HarvestCheckpoints`),
 so a task that runs again after a crash or a retry starts where the last one stopped. Graph and
