@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from geoqueue import jobs
 from geoqueue.redis_url import DEFAULT_MASTER, is_sentinel, sentinel_hosts
 
+
 def connect_async(url: str, master: str | None = None) -> aioredis.Redis:
     if not is_sentinel(url):
         return aioredis.Redis.from_url(url, decode_responses=True)

@@ -39,8 +39,8 @@ from devstack.local_stack import LocalStack  # noqa: E402
 from devstack.samples import scene  # noqa: E402
 from geoqueue import GeoQueue  # noqa: E402
 from geoqueue.s3ref import S3Ref  # noqa: E402
-from vendors.immersal import ImmersalClient  # noqa: E402
 from tasks.immersal.records import DEFAULT_CHUNK_SIZE  # noqa: E402
+from vendors.immersal import ImmersalClient  # noqa: E402
 from workers.settings import Settings  # noqa: E402
 
 BUCKET = "geoqueue"

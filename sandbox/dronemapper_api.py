@@ -8,7 +8,6 @@ from urllib.parse import urlencode
 
 from flask import Response, jsonify, request
 
-
 # --- errors in Django REST Framework's shapes ---
 
 class ApiError(Exception):

@@ -4,7 +4,6 @@ from __future__ import annotations
 import time
 
 import jwt
-
 from flask import Response, jsonify, request
 
 from sandbox.dronemapper_api import ApiError, _request_data, invalid

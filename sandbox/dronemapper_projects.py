@@ -6,7 +6,6 @@ from flask import Response, request
 from sandbox.dronemapper_api import _iso_now, _json, _ordered, _page, _project_fields, _request_data, not_found
 
 
-
 class ProjectRoutes:
     """/api/projects/ and /api/projects/{id}/."""
 

@@ -11,7 +11,6 @@ from PIL import Image
 from sandbox import geotiff
 from sandbox.dronemapper_processing import Task
 
-
 # --- the surveyed site: what every asset of a task shows, the same at every request ---
 
 class Site:

@@ -8,7 +8,14 @@ from typing import Any
 from flask import Response, request
 
 from sandbox.dronemapper_api import (
-    _as_bool, _iso_now, _json, _ordered, _request_data, _request_files, invalid, not_found,
+    _as_bool,
+    _iso_now,
+    _json,
+    _ordered,
+    _request_data,
+    _request_files,
+    invalid,
+    not_found,
 )
 from sandbox.dronemapper_options import _validate_options
 from sandbox.dronemapper_processing import CANCEL, NODE, REMOVE, RESTART, Task

@@ -12,7 +12,6 @@ own storage would; `success_status` plays the OpenAPI's 200 or the vendor sample
 from __future__ import annotations
 
 import contextlib
-
 import html
 import re
 import secrets

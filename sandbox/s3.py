@@ -175,11 +175,7 @@ class S3StandIn:
     """moto's S3 server (its own WSGI app and request handler) behind PresignedUrlCheck, on a thread."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, credentials: dict[str, str] | None = None) -> None:
-        from moto.moto_server.werkzeug_app import (
-            DomainDispatcherApplication,
-            MotoRequestHandler,
-            create_backend_app,
-        )
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 
         self.check = PresignedUrlCheck(DomainDispatcherApplication(create_backend_app), credentials)
         self._server = make_server(host, port, self.check, threaded=True, request_handler=MotoRequestHandler)

@@ -17,7 +17,6 @@ from werkzeug.serving import make_server
 
 from sandbox.vendor import VendorStandIn
 
-
 # Each module names its stand-in class STAND_IN.
 VENDOR_MODULES = ("immersity", "immersal", "dronemapper", "mapillary")
 
