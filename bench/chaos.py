@@ -15,7 +15,7 @@ the duplicate vendor side effects the sandbox's counters show, and the time to f
 non-zero when a run misses the goal: every job right, no duplicate, none lost.
 
     python bench/chaos.py            # the batch of the issue: 10 jobs, 10 kills
-    python bench/chaos.py --small    # one job of each kind, 3 kills (tests/test_chaos.py, in CI)
+    python bench/chaos.py --small    # one job of each kind, 3 kills (tests/fleet/test_chaos.py, in CI)
 
 Both runs slow a few calls on purpose (the vendor's speed, not a fault), so that a kill can land
 while one of them is under way.

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.test_immersity_jobs import put_images
+from tests.jobs.test_immersity_jobs import put_images
 
-OUTPUT = Path(__file__).parent / "output"
-DEPLOY = Path(__file__).parent.parent / "deploy"
+OUTPUT = Path(__file__).resolve().parents[1] / "output"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
 def flower(stack, path: str, **kwargs) -> requests.Response:

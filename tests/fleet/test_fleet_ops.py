@@ -10,7 +10,7 @@ import requests
 from devstack.local_stack import local_argv
 from devstack.processes import PROCESSES
 from tests.conftest import start_stack
-from tests.test_immersity_jobs import counters, disparity_calls_for, put_images
+from tests.jobs.test_immersity_jobs import counters, disparity_calls_for, put_images
 
 
 def scrape(url: str) -> dict[str, float]:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from devstack.processes import PROCESSES, SANDBOX
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_ci_runs_the_test_command_that_readme_gives():

@@ -17,7 +17,7 @@ from vendors.dronemapper import DroneMapperClient, PendingAction, Status, token_
 from vendors.errors import AuthError, InputError, NotFound, RateLimited, TransientError
 from vendors.http import Retries
 
-# These tests look at how one answer is classified; tests/test_call_retries.py, at the retries.
+# These tests look at how one answer is classified; tests/clients/test_call_retries.py, at the retries.
 ONE_TRY = Retries(attempts=1)
 
 # A short task clock and small assets keep the suite quick.

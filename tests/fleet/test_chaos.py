@@ -12,12 +12,12 @@ import requests
 
 from sandbox.immersal import DEFAULT_TOKEN
 from sandbox.server import SandboxServer
-from tests.test_immersal_client import INTRINSICS, image_bytes
+from tests.clients.test_immersal_client import INTRINSICS, image_bytes
 from vendors.errors import TransientError
 from vendors.http import Retries
 from vendors.immersal import ImmersalClient
 
-CHAOS = Path(__file__).resolve().parent.parent / "bench" / "chaos.py"
+CHAOS = Path(__file__).resolve().parents[2] / "bench" / "chaos.py"
 
 
 @pytest.fixture(scope="module")

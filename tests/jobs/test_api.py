@@ -11,12 +11,12 @@ from api.keys import new_key
 from geoqueue.catalog import CATALOG
 from geoqueue.params import InvalidParams
 from tests.http_helpers import api, other_api, sse_events
-from tests.test_immersity_jobs import counters, put_images
+from tests.jobs.test_immersity_jobs import counters, put_images
 
 
 def enqueued(stack) -> int:
     """Messages waiting in every queue, and job records in the ledger."""
-    from tests.test_submit import enqueued as counted
+    from tests.jobs.test_submit import enqueued as counted
 
     return sum(counted(stack))
 

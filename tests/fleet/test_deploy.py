@@ -11,7 +11,7 @@ import yaml
 
 from devstack.processes import PROCESSES, SANDBOX
 
-DEPLOY = Path(__file__).parent.parent / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 EXPECTED = {**PROCESSES, "sandbox": SANDBOX}
 
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from tests.test_immersity_jobs import counters, put_images
+from tests.jobs.test_immersity_jobs import counters, put_images
 
 
 def geoqueue(stack, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:

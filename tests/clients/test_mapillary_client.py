@@ -35,7 +35,7 @@ from vendors.mapillary import (
     upload_session_key,
 )
 
-# These tests look at how one answer is classified; tests/test_call_retries.py, at the retries.
+# These tests look at how one answer is classified; tests/clients/test_call_retries.py, at the retries.
 ONE_TRY = Retries(attempts=1)
 
 LEGACY_BUCKET = "mapillary.uploads.manual.images"

@@ -10,7 +10,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from geoqueue import GeoQueue
 from tests.conftest import start_stack
-from tests.test_immersity_jobs import counters, put_images
+from tests.jobs.test_immersity_jobs import counters, put_images
 from workers.watchdog import Watchdog
 
 

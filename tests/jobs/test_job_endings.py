@@ -12,7 +12,7 @@ from celery import Celery
 from geoqueue import GeoQueue
 from geoqueue.routes import queue_for
 from geoqueue.s3ref import S3Ref
-from tests.test_immersity_jobs import BUCKET, counters, put_images
+from tests.jobs.test_immersity_jobs import BUCKET, counters, put_images
 
 
 def send_straight(stack, name: str, kwargs: dict, job_id: str | None = None) -> str:

@@ -13,9 +13,9 @@ from devstack.samples import drive_photos
 from geoqueue import GeoQueue
 from geoqueue.s3ref import S3Ref
 from tests.conftest import start_stack
-from tests.test_dronemapper_jobs import FAST, put_survey
-from tests.test_immersal_jobs import captures, put_site
-from tests.test_immersity_jobs import put_images
+from tests.jobs.test_dronemapper_jobs import FAST, put_survey
+from tests.jobs.test_immersal_jobs import captures, put_site
+from tests.jobs.test_immersity_jobs import put_images
 
 WORKERS = ("w1", "w2", "w3")
 SUCCEEDED = re.compile(r"Task ([\w.]+)\[[0-9a-f-]+\] succeeded")

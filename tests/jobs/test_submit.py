@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from geoqueue import InvalidParams, JobConflict
-from tests.test_immersity_jobs import BUCKET, counters, put_images
+from tests.jobs.test_immersity_jobs import BUCKET, counters, put_images
 
 
 def enqueued(stack) -> tuple[int, int]:

@@ -15,7 +15,7 @@ from sandbox.immersal import DEFAULT_TOKEN
 from sandbox.mapillary import SANDBOX_CLIENT_TOKEN
 from sandbox.mapillary_world import build_world
 from sandbox.server import SandboxServer
-from tests.test_immersal_client import INTRINSICS, image_bytes
+from tests.clients.test_immersal_client import INTRINSICS, image_bytes
 from vendors.dronemapper import DroneMapperClient
 from vendors.errors import RateLimited, TransientError
 from vendors.http import Retries

@@ -16,9 +16,9 @@ import requests
 from geoqueue import GeoQueue
 from geoqueue.s3ref import parse_ref
 from tests.conftest import start_stack
-from tests.test_immersity_jobs import put_images
+from tests.jobs.test_immersity_jobs import put_images
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def readme_command(number: int) -> str:

@@ -33,7 +33,7 @@ from vendors.immersal import (
 )
 from vendors.tokens import MemoryTokenStore
 
-# These tests look at how one answer is classified; tests/test_call_retries.py, at the retries.
+# These tests look at how one answer is classified; tests/clients/test_call_retries.py, at the retries.
 ONE_TRY = Retries(attempts=1)
 
 INTRINSICS = (120.0, 120.0, 32.0, 24.0)

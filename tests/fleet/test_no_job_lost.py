@@ -13,9 +13,9 @@ from celery import Celery
 from devstack.local_stack import wait_until
 from geoqueue import GeoQueue, SubmitFailed
 from tests.conftest import start_stack
-from tests.test_dronemapper_jobs import FAST, put_survey
-from tests.test_fleet_ops import scrape
-from tests.test_immersity_jobs import put_images
+from tests.fleet.test_fleet_ops import scrape
+from tests.jobs.test_dronemapper_jobs import FAST, put_survey
+from tests.jobs.test_immersity_jobs import put_images
 
 
 @pytest.fixture(scope="module")
