@@ -58,13 +58,14 @@ def redis_answers(url: str, master: str | None = None) -> bool:
         return False
 
 
-def wait_until(check, timeout: float, what: str, interval: float = 0.1) -> None:
+def wait_until(check, timeout: float, what: str, interval: float = 0.1):
+    """`check()`'s first truthy answer, asked every `interval` seconds; TimeoutError naming `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if check():
-            return
+        if found := check():
+            return found
         time.sleep(interval)
-    raise TimeoutError(f"{what} did not come up within {timeout:g}s")
+    raise TimeoutError(f"{what}: not within {timeout:g}s")
 
 
 def _expand(command: str, env: dict[str, str]) -> list[str]:

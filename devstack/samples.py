@@ -35,23 +35,35 @@ def immersal_site(count: int, origin: tuple[float, float, float], width: int = 3
                   run: int = 0, seed: int = 500):
     """A walk of `count` photos with tracker poses and GPS, as (file name, JPEG bytes) pairs and
     the Immersal manifest (CSV text) describing them; `run` is the tracker session of every row."""
+    intrinsics = {"fx": width * 0.9, "fy": width * 0.9, "ox": width / 2, "oy": height / 2}
+    photos = [(f"img-{index:03d}.jpg", scene(seed + index, width, height)) for index in range(count)]
+    rows = manifest_rows([name for name, _ in photos], run, intrinsics, origin)
+    return photos, manifest_csv(rows), intrinsics
+
+
+def manifest_rows(names: list[str], run: int, intrinsics: dict[str, float],
+                  origin: tuple[float, float, float] | None = None) -> list[dict]:
+    """An Immersal manifest's rows for photos taken walking along one tracker run, the first an
+    anchor; with `origin`, GPS too (a walk north-east from it)."""
+    rows = []
+    for index, name in enumerate(names):
+        row = {"file": name, "run": run, "index": index, "anchor": int(index == 0),
+               "px": 0.5 * index, "py": 1.6, "pz": -0.25 * index,
+               **{f"r{i}{j}": float(i == j) for i in range(3) for j in range(3)}, **intrinsics}
+        if origin:
+            row.update(latitude=origin[0] + 1e-5 * index, longitude=origin[1] + 2e-5 * index, altitude=origin[2])
+        rows.append(row)
+    return rows
+
+
+def manifest_csv(rows: list[dict]) -> str:
     import csv
 
-    intrinsics = {"fx": width * 0.9, "fy": width * 0.9, "ox": width / 2, "oy": height / 2}
-    photos, rows = [], []
-    for index in range(count):
-        name = f"img-{index:03d}.jpg"
-        photos.append((name, scene(seed + index, width, height)))
-        rows.append({"file": name, "run": run, "index": index, "anchor": int(index == 0),
-                     "px": 0.5 * index, "py": 1.6, "pz": -0.25 * index,
-                     **{f"r{i}{j}": float(i == j) for i in range(3) for j in range(3)}, **intrinsics,
-                     "latitude": origin[0] + 1e-5 * index, "longitude": origin[1] + 2e-5 * index,
-                     "altitude": origin[2]})
     manifest = io.StringIO()
     writer = csv.DictWriter(manifest, fieldnames=MANIFEST_COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
-    return photos, manifest.getvalue(), intrinsics
+    return manifest.getvalue()
 
 
 def geotagged(seed: int, latitude: float, longitude: float, taken, heading: float = 0.0,

@@ -15,7 +15,7 @@ from sandbox.immersal import DEFAULT_TOKEN
 from sandbox.mapillary import SANDBOX_CLIENT_TOKEN
 from sandbox.mapillary_world import build_world
 from sandbox.server import SandboxServer
-from tests.clients.test_immersal_client import INTRINSICS, image_bytes
+from tests.inputs import CLIENT_INTRINSICS, image_bytes
 from vendors.dronemapper import DroneMapperClient
 from vendors.errors import RateLimited, TransientError
 from vendors.http import Retries
@@ -61,14 +61,14 @@ def test_a_read_retries_server_errors_and_dropped_connections_where_it_failed(se
 def test_a_capture_cut_off_is_sent_again_because_a_second_one_replaces_it(server):
     client = ImmersalClient(f"{server.url}/immersal", token=DEFAULT_TOKEN, timeout=10, retries=FAST)
     faults(server, "immersal", drop_next=1)
-    client.capture(image_bytes(1), run=0, index=0, intrinsics=INTRINSICS)
+    client.capture(image_bytes(1), run=0, index=0, intrinsics=CLIENT_INTRINSICS)
     assert client.status()["imageCount"] == 1
 
 
 def test_a_creating_call_cut_off_is_not_repeated_blindly(server):
     client = ImmersalClient(f"{server.url}/immersal", token=DEFAULT_TOKEN, timeout=10, retries=FAST)
     for index in range(3):
-        client.capture(image_bytes(index), run=0, index=index, intrinsics=INTRINSICS)
+        client.capture(image_bytes(index), run=0, index=index, intrinsics=CLIENT_INTRINSICS)
     faults(server, "immersal", drop_next=1, paths="/construct")
     with pytest.raises(TransientError) as cut:
         client.construct("CutOff")

@@ -1,7 +1,6 @@
 """ImmersalClient against the Immersal stand-in, over real HTTP on loopback."""
 import base64
 import hashlib
-import io
 import json
 import pickle
 import time
@@ -9,11 +8,11 @@ import time
 import numpy as np
 import pytest
 import requests
-from PIL import Image
 from pyproj import Transformer
 
 from sandbox.immersal import DEFAULT_LOGIN, DEFAULT_PASSWORD, DEFAULT_TOKEN
 from sandbox.server import SandboxServer
+from tests.inputs import CLIENT_INTRINSICS, HELSINKI, image_bytes
 from vendors.errors import AuthError, InputError, NotFound, RateLimited, TransientError
 from vendors.geodesy import map_to_wgs84
 from vendors.http import Retries
@@ -36,8 +35,6 @@ from vendors.tokens import MemoryTokenStore
 # These tests look at how one answer is classified; tests/clients/test_call_retries.py, at the retries.
 ONE_TRY = Retries(attempts=1)
 
-INTRINSICS = (120.0, 120.0, 32.0, 24.0)
-HELSINKI = (60.1699, 24.9384, 25.0)
 TAMPERE = (61.4978, 23.7610, 110.0)
 WRONG_TOKEN = "0" * 64
 GEOGRAPHIC_TO_ECEF = Transformer.from_crs("EPSG:4979", "EPSG:4978", always_xy=True)
@@ -84,14 +81,6 @@ def client(base_url):
     return ImmersalClient(base_url, token=DEFAULT_TOKEN, timeout=10, retries=ONE_TRY)
 
 
-# --- test data ---
-def image_bytes(seed: int, fmt: str = "PNG") -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, format=fmt)
-    return out.getvalue()
-
-
 def gps_of(position, origin=HELSINKI):
     """WGS84 of a map position when map +X is east, +Y up, +Z north of `origin` (the stand-in's frame)."""
     lat, lon = np.radians(origin[:2])
@@ -112,7 +101,7 @@ def submit(client, count, *, seed=0, run=0, gps=True, origin=HELSINKI, binary=Tr
         position = (1.5 * index, 0.1 * index, -0.7 * index)
         location = gps_of(position, origin) if gps else None
         capture = client.capture if binary else client.capture_b64
-        capture(image, run=run, index=index, position=position, intrinsics=INTRINSICS, gps=location,
+        capture(image, run=run, index=index, position=position, intrinsics=CLIENT_INTRINSICS, gps=location,
                 rotation=((0.0, 0.0, 1.0), (0.0, 1.0, 0.0), (-1.0, 0.0, 0.0)))
         submitted.append((image, position, location))
     return submitted
@@ -230,8 +219,8 @@ def test_errors_survive_pickling_for_celery():
 
 # --- workspace ---
 def test_capture_binary_and_b64_store_png_and_jpeg(server, client):
-    png_path = client.capture(image_bytes(1), run=0, index=0, intrinsics=INTRINSICS)
-    jpeg_path = client.capture_b64(image_bytes(2, "JPEG"), run=0, index=1, intrinsics=INTRINSICS, gps=HELSINKI)
+    png_path = client.capture(image_bytes(1), run=0, index=0, intrinsics=CLIENT_INTRINSICS)
+    jpeg_path = client.capture_b64(image_bytes(2, "JPEG"), run=0, index=1, intrinsics=CLIENT_INTRINSICS, gps=HELSINKI)
 
     assert png_path.endswith(".png") and jpeg_path.endswith(".jpg")
     assert client.status()["imageCount"] == 2
@@ -241,23 +230,23 @@ def test_capture_binary_and_b64_store_png_and_jpeg(server, client):
 
 
 def test_resubmitting_a_run_and_index_replaces_the_image(server, client):
-    client.capture(image_bytes(1), run=2, index=5, intrinsics=INTRINSICS)
-    client.capture(image_bytes(1), run=2, index=5, intrinsics=INTRINSICS)
+    client.capture(image_bytes(1), run=2, index=5, intrinsics=CLIENT_INTRINSICS)
+    client.capture(image_bytes(1), run=2, index=5, intrinsics=CLIENT_INTRINSICS)
     assert client.status()["imageCount"] == 1
     assert served(server)["capture:0:2:5"] == 2
 
 
 def test_a_capture_says_when_its_request_left_whole_and_when_its_answer_came(server, base_url, client):
     flight = []
-    client.capture(image_bytes(1), run=0, index=0, intrinsics=INTRINSICS, in_flight=flight.append)
+    client.capture(image_bytes(1), run=0, index=0, intrinsics=CLIENT_INTRINSICS, in_flight=flight.append)
     assert flight == [True, False]                           # the whole request went, then the answer came
     inject_faults(server, fail_next=1)
     with pytest.raises(TransientError):                      # refused: it left, and its answer says no
-        client.capture(image_bytes(1), run=0, index=1, intrinsics=INTRINSICS, in_flight=flight.append)
+        client.capture(image_bytes(1), run=0, index=1, intrinsics=CLIENT_INTRINSICS, in_flight=flight.append)
     assert flight == [True, False] * 2
     unreachable = ImmersalClient("http://127.0.0.1:9/immersal", token=DEFAULT_TOKEN, timeout=2, retries=ONE_TRY)
     with pytest.raises(TransientError):
-        unreachable.capture(image_bytes(2), run=0, index=2, intrinsics=INTRINSICS, in_flight=flight.append)
+        unreachable.capture(image_bytes(2), run=0, index=2, intrinsics=CLIENT_INTRINSICS, in_flight=flight.append)
     assert flight == [True, False] * 2                       # a request that never left says nothing
 
 
@@ -265,14 +254,14 @@ def test_a_full_workspace_refuses_new_images_but_takes_replacements(server, clie
     configure(server, image_max=2)
     submit(client, 2)
     with pytest.raises(ImmersalConflict) as caught:
-        client.capture(image_bytes(9), run=0, index=2, intrinsics=INTRINSICS)
+        client.capture(image_bytes(9), run=0, index=2, intrinsics=CLIENT_INTRINSICS)
     assert caught.value.code == "image limit"
-    client.capture(image_bytes(9), run=0, index=1, intrinsics=INTRINSICS)
+    client.capture(image_bytes(9), run=0, index=1, intrinsics=CLIENT_INTRINSICS)
     assert client.status()["imageCount"] == 2
 
 
 def test_clear_keeps_the_anchor_image_unless_asked(client):
-    client.capture(image_bytes(1), run=0, index=0, intrinsics=INTRINSICS, anchor=True)
+    client.capture(image_bytes(1), run=0, index=0, intrinsics=CLIENT_INTRINSICS, anchor=True)
     submit(client, 2, seed=10, run=1)
     client.clear(anchor=False)
     assert client.status()["imageCount"] == 1
@@ -373,12 +362,12 @@ def test_localize_finds_an_image_of_the_map(client, binary):
     image, position, _ = images[1]
 
     localize = client.localize if binary else client.localize_b64
-    found = localize(image, [map_id], INTRINSICS)
+    found = localize(image, [map_id], CLIENT_INTRINSICS)
     assert found["success"] is True and found["map"] == map_id
     assert (found["px"], found["py"], found["pz"]) == pytest.approx(position)
     assert [found[f"r{i}{j}"] for i in range(3) for j in range(3)] == [0, 0, 1, 0, 1, 0, -1, 0, 0]
 
-    missed = localize(image_bytes(999), [map_id], INTRINSICS)
+    missed = localize(image_bytes(999), [map_id], CLIENT_INTRINSICS)
     assert missed["success"] is False and missed["map"] == -1 and missed["px"] == 0
 
 
@@ -388,17 +377,17 @@ def test_localize_against_no_valid_map_is_map_count(server, client):
     pending = client.construct("Slow1")["id"]
     for map_ids in ([pending], [424242]):
         with pytest.raises(ImmersalInputError) as caught:
-            client.localize(image_bytes(0), map_ids, INTRINSICS)
+            client.localize(image_bytes(0), map_ids, CLIENT_INTRINSICS)
         assert caught.value.code == "map count"
 
 
 def test_localize_input_is_checked_before_any_call(server, client):
     for map_ids, field in ((list(range(1, 10)), "map_ids"), ([], "map_ids"), ([0], "map_ids")):
         with pytest.raises(InputError) as caught:
-            client.localize(image_bytes(0), map_ids, INTRINSICS)
+            client.localize(image_bytes(0), map_ids, CLIENT_INTRINSICS)
         assert caught.value.field == field
     with pytest.raises(InputError) as caught:
-        client.localize(b"GIF89a....", [1001], INTRINSICS)
+        client.localize(b"GIF89a....", [1001], CLIENT_INTRINSICS)
     assert caught.value.field == "image"
     with pytest.raises(InputError) as caught:
         client.localize(image_bytes(0), [1001], (0.0, 120.0, 32.0, 24.0))
@@ -416,7 +405,7 @@ def test_localized_pose_converts_to_the_images_gps_position(client):
     assert np.allclose(rotation @ rotation.T, np.eye(3)) and np.linalg.det(rotation) == pytest.approx(1.0)
 
     for image, _, (lat, lon, height) in (images[0], images[3]):
-        found = client.localize(image, [map_id], INTRINSICS)
+        found = client.localize(image, [map_id], CLIENT_INTRINSICS)
         got_lat, got_lon, got_height = map_to_wgs84([found["px"], found["py"], found["pz"]], ecef)
         metres_north = (got_lat - lat) * 111_000
         metres_east = (got_lon - lon) * 111_000 * np.cos(np.radians(lat))
@@ -439,15 +428,15 @@ def test_another_account_cannot_see_a_private_map_until_it_is_public(server, bas
     with pytest.raises(ImmersalNotFound):
         anonymous.download_map(map_id)
     with pytest.raises(ImmersalInputError):
-        anonymous.localize(image, [map_id], INTRINSICS)
+        anonymous.localize(image, [map_id], CLIENT_INTRINSICS)
     with pytest.raises(ImmersalNotFound):             # the doc: "incorrect map id or invalid token"
         stranger.download_map(map_id)
     with pytest.raises(ImmersalAuthError):
-        stranger.localize(image, [map_id], INTRINSICS)
+        stranger.localize(image, [map_id], CLIENT_INTRINSICS)
 
     client.set_privacy(map_id, public=True)
     assert anonymous.download_map(map_id) == client.download_map(map_id)
-    assert anonymous.localize(image, [map_id], INTRINSICS)["success"] is True
+    assert anonymous.localize(image, [map_id], CLIENT_INTRINSICS)["success"] is True
     assert len(anonymous.ecef(map_id)) == 13
 
 
@@ -480,7 +469,7 @@ def test_fuse_builds_a_map_that_localizes_images_of_both(client):
     assert fused["size"] == 2
     assert wait_until_finished(client, fused["id"])[-1] == DONE
     for image, _, _ in (first_images[0], second_images[1]):
-        found = client.localize(image, [fused["id"]], INTRINSICS)
+        found = client.localize(image, [fused["id"]], CLIENT_INTRINSICS)
         assert found["success"] is True and found["map"] == fused["id"]
     assert client.metadata(fused["id"])["type"] == 1
 
@@ -501,7 +490,7 @@ def test_fuse_refuses_unfinished_unknown_or_single_maps(server, client):
 def test_restore_puts_the_map_images_back(client):
     map_id = build_map(client, count=3)
     client.clear(anchor=True)
-    client.capture(image_bytes(77), run=9, index=0, intrinsics=INTRINSICS)
+    client.capture(image_bytes(77), run=9, index=0, intrinsics=CLIENT_INTRINSICS)
 
     client.restore(map_id)
     assert client.status()["imageCount"] == 4
@@ -526,7 +515,7 @@ def test_a_server_error_is_transient(server, client):
 def test_a_dropped_connection_is_transient(server, client):
     inject_faults(server, drop_next=1)
     with pytest.raises(TransientError) as caught:
-        client.capture(image_bytes(1), run=0, index=0, intrinsics=INTRINSICS)
+        client.capture(image_bytes(1), run=0, index=0, intrinsics=CLIENT_INTRINSICS)
     assert caught.value.retryable
     assert "capture:0:0:0" not in served(server)
 

@@ -15,7 +15,6 @@ from PIL import Image
 
 from geoqueue.s3ref import S3Ref
 from sandbox.s3 import S3StandIn
-from sandbox.server import SandboxServer
 from vendors.errors import InputError
 from vendors.immersity import ImmersityClient
 from workers.settings import Settings
@@ -152,17 +151,9 @@ def test_sigv2_urls_as_botocore_makes_them_in_us_east_1_are_checked_too(s3, stor
 
 # --- the Immersity stand-in writes through exactly the URL it is given ---
 
-@pytest.fixture(scope="module")
-def sandbox():
-    server = SandboxServer().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def immersity(sandbox) -> ImmersityClient:
-    requests.post(f"{sandbox.url}/_sandbox/reset", timeout=5).raise_for_status()
-    base = f"{sandbox.url}/immersity"
+def immersity(sandbox_url) -> ImmersityClient:
+    base = f"{sandbox_url}/immersity"
     return ImmersityClient(base, f"{base}/auth/realms/immersity/protocol/openid-connect/token",
                            "sandbox-client", "sandbox-secret", timeout=30)
 
@@ -189,5 +180,4 @@ def test_immersity_given_a_url_presigned_for_get_reports_the_refused_write(store
     assert refused.value.status == 400
     assert "resultPresignedUrl" in message and "403 SignatureDoesNotMatch" in message
     assert store.size(out) is None
-    spent = requests.get(f"{sandbox.url}/_sandbox/status/immersity", timeout=5).json()["spent"]
-    assert spent == {}                                           # a failed call costs nothing
+    assert sandbox.status("immersity")["spent"] == {}                                           # a failed call costs nothing

@@ -12,7 +12,7 @@ import requests
 
 from sandbox.immersal import DEFAULT_TOKEN
 from sandbox.server import SandboxServer
-from tests.clients.test_immersal_client import INTRINSICS, image_bytes
+from tests.inputs import CLIENT_INTRINSICS, image_bytes
 from vendors.errors import TransientError
 from vendors.http import Retries
 from vendors.immersal import ImmersalClient
@@ -39,12 +39,12 @@ def test_a_slowed_path_widens_one_call_and_a_late_answer_lands_its_effect(server
     assert client.status()["imageCount"] == 0                # other paths answer at once
     assert time.monotonic() - started < 0.5
     with pytest.raises(TransientError):                      # the answer comes too late for the client...
-        client.capture(image_bytes(0), run=0, index=0, intrinsics=INTRINSICS)
+        client.capture(image_bytes(0), run=0, index=0, intrinsics=CLIENT_INTRINSICS)
     assert client.status()["imageCount"] == 1                # ...but the image reached the workspace
 
     faults(server, "immersal", answer_delay_ms=0, latency_ms=1500)
     with pytest.raises(TransientError):                      # slowed before it is served: still in flight...
-        client.capture(image_bytes(1), run=0, index=1, intrinsics=INTRINSICS)
+        client.capture(image_bytes(1), run=0, index=1, intrinsics=CLIENT_INTRINSICS)
     assert client.status()["imageCount"] == 1
     time.sleep(1.5)
     assert client.status()["imageCount"] == 2                # ...it lands after its client gave up

@@ -1,25 +1,16 @@
 """Running the fleet: metrics for Prometheus, deploy-time shutdowns, one beat at a time."""
 from __future__ import annotations
 
-import re
 import time
-from datetime import datetime
 
 import requests
 
 from devstack.local_stack import local_argv
 from devstack.processes import PROCESSES
 from tests.conftest import start_stack
-from tests.jobs.test_immersity_jobs import counters, disparity_calls_for, put_images
-
-
-def scrape(url: str) -> dict[str, float]:
-    values = {}
-    for line in requests.get(url, timeout=10).text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
-    return values
+from tests.inputs import put_images
+from tests.jobs.test_immersity_jobs import counters, disparity_calls_for
+from tests.probes import scrape, sends
 
 
 def test_metrics_show_queue_depth_and_jobs_by_state_during_a_run(stack, store, queue):
@@ -58,13 +49,6 @@ def test_sigterm_finishes_running_work_and_loses_nothing(stack, store, queue):
     for outcome in queue.items(job_id).values():
         assert disparity_calls_for(stack, outcome["disparity"]) == 1
     assert counters(stack)["disparity"] == 10
-
-
-BEAT_SEND = re.compile(r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+): INFO/MainProcess\] Scheduler: Sending due task poll-immersal")
-
-
-def sends(log: str) -> list[float]:
-    return [datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp() for m in BEAT_SEND.finditer(log)]
 
 
 def test_two_beats_dispatch_once_and_the_standby_takes_over():

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
 import requests
 
-from tests.jobs.test_immersity_jobs import put_images
+from tests.inputs import put_images
 
 OUTPUT = Path(__file__).resolve().parents[1] / "output"
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -82,27 +80,6 @@ def test_progress_of_a_running_job_shows_in_flower(stack, store, queue):
     assert job_id in everything
     for secret in secrets_of(stack):
         assert secret not in everything
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    if not shutil.which("chromium") or not shutil.which("chromedriver"):
-        if os.geteuid() != 0 or not shutil.which("apt-get"):
-            pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
-        subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"], check=True, capture_output=True)
-    from selenium import webdriver
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--window-size=1600,1000"):
-        options.add_argument(flag)
-    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
-    driver = webdriver.Chrome(options=options, service=service)
-    yield driver
-    driver.quit()
 
 
 def test_browser_sees_job_tasks_and_progress_and_no_secret(stack, store, queue, chromium):

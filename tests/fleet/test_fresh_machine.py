@@ -16,7 +16,7 @@ import requests
 from geoqueue import GeoQueue
 from geoqueue.s3ref import parse_ref
 from tests.conftest import start_stack
-from tests.jobs.test_immersity_jobs import put_images
+from tests.inputs import put_images
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,10 +12,9 @@ from celery import Celery
 
 from devstack.local_stack import wait_until
 from geoqueue import GeoQueue, SubmitFailed
-from tests.conftest import start_stack
-from tests.fleet.test_fleet_ops import scrape
-from tests.jobs.test_dronemapper_jobs import FAST, put_survey
-from tests.jobs.test_immersity_jobs import put_images
+from tests.conftest import DRONEMAPPER_FAST, start_stack
+from tests.inputs import put_images, put_survey
+from tests.probes import scrape
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +87,7 @@ def host(stack) -> str:
 
 def test_a_waiting_job_its_poller_forgot_is_polled_again_and_liveness_shows(fleet):
     store, queue = fleet.object_store(), GeoQueue(fleet.redis_url)
-    fleet.sandbox("POST", "/_sandbox/config/dronemapper", json=FAST)
+    fleet.sandbox("POST", "/_sandbox/config/dronemapper", json=DRONEMAPPER_FAST)
     prefix, _ = put_survey(store, 3)
     job_id = queue.submit("dronemapper.process_survey", {"images": prefix})
     wait_until(lambda: queue.status(job_id).state == "waiting", 60, "the survey waiting on the vendor")

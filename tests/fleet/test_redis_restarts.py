@@ -19,8 +19,9 @@ from kombu import Connection
 from devstack.local_stack import free_port, redis_answers, redis_server_binary, wait_until
 from geoqueue import GeoQueue
 from tests.conftest import start_stack
-from tests.fleet.test_fleet_ops import sends
-from tests.jobs.test_immersity_jobs import counters, disparity_calls_for, put_images
+from tests.inputs import put_images
+from tests.jobs.test_immersity_jobs import counters, disparity_calls_for
+from tests.probes import sends
 
 VISIBILITY_TIMEOUT = 3600
 IMAGES_PER_JOB = 6

@@ -12,10 +12,9 @@ import pytest
 from devstack.samples import drive_photos
 from geoqueue import GeoQueue
 from geoqueue.s3ref import S3Ref
-from tests.conftest import start_stack
-from tests.jobs.test_dronemapper_jobs import FAST, put_survey
-from tests.jobs.test_immersal_jobs import captures, put_site
-from tests.jobs.test_immersity_jobs import put_images
+from tests.conftest import DRONEMAPPER_FAST, start_stack
+from tests.inputs import put_images, put_site, put_survey
+from tests.jobs.test_immersal_jobs import captures
 
 WORKERS = ("w1", "w2", "w3")
 SUCCEEDED = re.compile(r"Task ([\w.]+)\[[0-9a-f-]+\] succeeded")
@@ -56,7 +55,7 @@ def counters(stack, vendor: str) -> dict[str, int]:
 def test_mixed_jobs_spread_over_three_workers_survive_one_killed(fleet):
     queue, store = GeoQueue(fleet.redis_url), fleet.object_store()
     fleet.sandbox("POST", "/_sandbox/config/immersity", json={"processing_delay_s": 0.5})
-    fleet.sandbox("POST", "/_sandbox/config/dronemapper", json=FAST)
+    fleet.sandbox("POST", "/_sandbox/config/dronemapper", json=DRONEMAPPER_FAST)
     jobs = {}
     for batch in range(2):
         refs = put_images(store, 8)

@@ -5,7 +5,7 @@ import hashlib
 
 import redis
 
-from tests.jobs.test_immersity_jobs import put_images
+from tests.inputs import put_images
 
 
 def every_value_in(client: redis.Redis):

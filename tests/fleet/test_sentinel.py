@@ -9,7 +9,7 @@ import redis
 from devstack.local_stack import free_port, redis_answers, redis_server_binary, wait_until
 from geoqueue import GeoQueue
 from tests.conftest import start_stack
-from tests.jobs.test_immersity_jobs import put_images
+from tests.inputs import put_images
 
 
 def test_jobs_run_with_redis_behind_a_sentinel(tmp_path):

@@ -10,7 +10,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from geoqueue import GeoQueue
 from tests.conftest import start_stack
-from tests.jobs.test_immersity_jobs import counters, put_images
+from tests.inputs import put_images
+from tests.jobs.test_immersity_jobs import counters
 from workers.watchdog import Watchdog
 
 

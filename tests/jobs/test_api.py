@@ -10,15 +10,15 @@ import requests
 from api.keys import new_key
 from geoqueue.catalog import CATALOG
 from geoqueue.params import InvalidParams
+from tests import probes
 from tests.http_helpers import api, other_api, sse_events
-from tests.jobs.test_immersity_jobs import counters, put_images
+from tests.inputs import put_images
+from tests.jobs.test_immersity_jobs import counters
 
 
 def enqueued(stack) -> int:
     """Messages waiting in every queue, and job records in the ledger."""
-    from tests.jobs.test_submit import enqueued as counted
-
-    return sum(counted(stack))
+    return sum(probes.enqueued(stack))
 
 
 def test_a_job_submitted_over_http_runs_and_reads_back(stack, store):

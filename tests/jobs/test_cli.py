@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from tests.jobs.test_producer import geoqueue
+from tests.probes import geoqueue
 
 
 def test_status_list_and_items_print_json_with_o_json(stack, queue):

@@ -1,7 +1,6 @@
 """DroneMapper jobs end to end: real workers, Redis, beat, moto S3 and the sandbox over HTTP."""
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -16,17 +15,13 @@ import requests
 from PIL import Image
 
 from bench.memory import PeakMemory, process_tree
-from devstack.samples import scene, with_comment
 from geoqueue import InvalidParams, JobFailed
 from geoqueue.s3ref import S3Ref, parse_ref
-from tests.conftest import TEST_SETTINGS
+from tests.conftest import DRONEMAPPER_FAST, TEST_SETTINGS
+from tests.inputs import BUCKET, put_survey
 from vendors.dronemapper import DroneMapperClient, Status
 from vendors.errors import NotFound
 
-BUCKET = "geoqueue"
-# A short task clock and small assets keep the suite quick.
-FAST = {"upload_to_node_s": 0.1, "queued_s": 0.3, "running_s": 2.0, "action_delay_s": 0.1, "console_lines": 30,
-        "orthophoto_px": 256, "dsm_px": 64, "pointcloud_points": 2000}
 STATUS_PATH = re.compile(r"^/dronemapper/api/projects/(\d+)/tasks/(?:(\d+)/)?$")
 WORKER_PROCESSES = int(TEST_SETTINGS["GEOQUEUE_CONTROL_CONCURRENCY"]) + int(TEST_SETTINGS["GEOQUEUE_TRANSFER_CONCURRENCY"])
 JWT_HEADER = "eyJ0eXAiOiJKV1Qi"  # base64 of '{"typ":"JWT"': the start of every token the sandbox issues
@@ -34,7 +29,7 @@ JWT_HEADER = "eyJ0eXAiOiJKV1Qi"  # base64 of '{"typ":"JWT"': the start of every 
 
 @pytest.fixture(autouse=True)
 def fast_vendor(stack):
-    configure(stack, **FAST)
+    configure(stack, **DRONEMAPPER_FAST)
 
 
 def configure(stack, **values) -> None:
@@ -61,19 +56,6 @@ def noise_jpeg(size: tuple[int, int]) -> bytes:
     out = io.BytesIO()
     Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3)).save(out, format="JPEG", quality=92)
     return out.getvalue()
-
-
-def put_survey(store, count: int, picture: bytes | None = None) -> tuple[str, dict[str, str]]:
-    """`count` distinct JPEGs under a fresh prefix; the prefix and each file's sha256."""
-    folder = f"surveys/{uuid.uuid4().hex[:8]}/"
-    base = picture or scene(0, 64, 48)
-    digests = {}
-    for i in range(count):
-        name = f"DJI_{i:04d}.JPG"
-        data = with_comment(base, name)
-        store.write(S3Ref(BUCKET, folder + name), data, "image/jpeg")
-        digests[name] = hashlib.sha256(data).hexdigest()
-    return f"s3://{BUCKET}/{folder}", digests
 
 
 def wait_until(check, timeout: float, what: str):
@@ -144,7 +126,7 @@ def test_a_200_image_survey_streams_with_bounded_worker_memory(queue, store, sta
         link = requests.get(store.presign_get(ref, for_vendor=False), timeout=10)
         assert link.content == b"".join(vendor(stack).iter_asset(result["project"], result["task"], asset))
     assert queue.console(job.id) == vendor(stack).output(result["project"], result["task"])
-    assert result["console_lines"] == FAST["console_lines"]
+    assert result["console_lines"] == DRONEMAPPER_FAST["console_lines"]
 
 
 def test_a_given_project_takes_the_task_and_all_zip_on_request(queue, store, stack):

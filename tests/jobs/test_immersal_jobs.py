@@ -1,9 +1,7 @@
 """Immersal jobs end to end: real workers, Redis, beat, moto S3 and the Immersal sandbox over HTTP."""
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import lzma
 import time
@@ -20,13 +18,9 @@ from geoqueue import InvalidParams, JobFailed
 from geoqueue.s3ref import S3Ref, parse_ref
 from sandbox.immersal import DEFAULT_TOKEN
 from tests.conftest import TEST_SETTINGS, wait_for_done
+from tests.inputs import BUCKET, HELSINKI, INTRINSICS, put_site, write_manifest
 from vendors.immersal import ImmersalClient
 
-BUCKET = "geoqueue"
-INTRINSICS = {"fx": 60.0, "fy": 60.0, "ox": 32.0, "oy": 24.0}
-HELSINKI = (60.1699, 24.9384, 25.0)
-COLUMNS = ["file", "run", "index", "anchor", "px", "py", "pz", *[f"r{i}{j}" for i in range(3) for j in range(3)],
-           "fx", "fy", "ox", "oy", "latitude", "longitude", "altitude"]
 WAITING_PHASE = "waiting for workspace default/0"
 ECEF_TO_GEOGRAPHIC = Transformer.from_crs("EPSG:4978", "EPSG:4979", always_xy=True)
 
@@ -34,35 +28,6 @@ ECEF_TO_GEOGRAPHIC = Transformer.from_crs("EPSG:4978", "EPSG:4979", always_xy=Tr
 @pytest.fixture(autouse=True)
 def quick_construction(stack):
     stack.sandbox("POST", "/_sandbox/config/immersal", json={"construct_seconds": 1.0})
-
-
-# --- test data: images and their manifest under one prefix ---
-def manifest_row(name: str, run: int, index: int, gps: bool) -> dict:
-    row = {"file": name, "run": run, "index": index, "anchor": int(index == 0), "px": 0.5 * index, "py": 1.6,
-           "pz": -0.25 * index, **{f"r{i}{j}": float(i == j) for i in range(3) for j in range(3)}, **INTRINSICS}
-    if gps:  # a walk north-east from the centre of Helsinki
-        row.update(latitude=HELSINKI[0] + 1e-5 * index, longitude=HELSINKI[1] + 2e-5 * index, altitude=HELSINKI[2])
-    return row
-
-
-def put_site(store, count: int, run: int = 0, seed: int = 0, gps: bool = False) -> tuple[str, list[dict]]:
-    """`count` JPEGs and manifest.csv under a fresh prefix; returns the prefix and the manifest rows."""
-    prefix = f"sites/{uuid.uuid4().hex[:8]}/"
-    rows = []
-    for index in range(count):
-        name = f"img-{index:03d}.jpg"
-        store.write(S3Ref(BUCKET, prefix + name), scene(seed * 1000 + index, 64, 48), "image/jpeg")
-        rows.append(manifest_row(name, run, index, gps))
-    write_manifest(store, prefix, rows)
-    return f"s3://{BUCKET}/{prefix}", rows
-
-
-def write_manifest(store, prefix: str, rows: list[dict]) -> None:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-    store.write(S3Ref(BUCKET, prefix + "manifest.csv"), out.getvalue().encode(), "text/csv")
 
 
 def image_digests(store, prefix_uri: str, rows: list[dict]) -> set[tuple[int, int, str]]:

@@ -2,27 +2,14 @@
 from __future__ import annotations
 
 import io
-import uuid
 
 import pytest
 from PIL import Image
 
-from devstack.samples import scene
 from geoqueue import InvalidParams, JobFailed
 from geoqueue.s3ref import S3Ref, parse_ref
 from tests.conftest import start_stack, wait_for_done
-
-BUCKET = "geoqueue"
-
-
-def put_images(store, count: int, prefix: str | None = None, size=(160, 120)) -> list[S3Ref]:
-    prefix = prefix or f"t/{uuid.uuid4().hex[:8]}/"
-    refs = []
-    for i in range(count):
-        ref = S3Ref(BUCKET, f"{prefix}img-{i:03d}.jpg")
-        store.write(ref, scene(i, *size), "image/jpeg")
-        refs.append(ref)
-    return refs
+from tests.inputs import BUCKET, put_images
 
 
 def counters(stack) -> dict[str, int]:

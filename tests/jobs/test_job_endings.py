@@ -3,16 +3,16 @@ typed error naming the field, an unexpected exception fails it with InternalErro
 that ends lets go of what it held. Nothing stays running or queued."""
 from __future__ import annotations
 
-import time
 import uuid
 
 import redis
 from celery import Celery
 
-from geoqueue import GeoQueue
 from geoqueue.routes import queue_for
 from geoqueue.s3ref import S3Ref
-from tests.jobs.test_immersity_jobs import BUCKET, counters, put_images
+from tests.inputs import BUCKET, put_images
+from tests.jobs.test_immersity_jobs import counters
+from tests.probes import failed_with
 
 
 def send_straight(stack, name: str, kwargs: dict, job_id: str | None = None) -> str:
@@ -24,17 +24,6 @@ def send_straight(stack, name: str, kwargs: dict, job_id: str | None = None) -> 
     finally:
         app.close()
     return job_id
-
-
-def failed_with(queue: GeoQueue, job_id: str, kind: str, field: str | None, timeout: float = 60) -> dict:
-    # A message sent without submit has no record until a worker takes it.
-    deadline = time.monotonic() + timeout
-    while queue.ledger.get(job_id) is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    job = queue.wait(job_id, timeout=timeout, raise_on_failure=False)
-    assert job.state == "failed", job
-    assert (job.error["type"], job.error.get("field")) == (kind, field), job.error
-    return job.error
 
 
 def test_a_prefix_in_a_bucket_that_does_not_exist_fails_naming_the_field(queue, stack):

@@ -9,9 +9,8 @@ from pathlib import Path
 from selenium.webdriver.common.by import By
 
 from devstack.webhook_receiver import Receiver
-from tests.fleet.test_flower import chromium  # noqa: F401  (the fixture)
 from tests.http_helpers import api
-from tests.jobs.test_immersity_jobs import put_images
+from tests.inputs import put_images
 
 OUTPUT = Path(__file__).resolve().parents[1] / "output"
 

@@ -27,7 +27,7 @@ from tasks.mapillary.exif import Geotag
 from tasks.mapillary.records import HarvestCheckpoints
 from tasks.mapillary.sequences import Placed, split_sequences
 from tests.conftest import start_stack
-from tests.jobs.test_job_endings import failed_with
+from tests.probes import failed_with
 from vendors.mapillary import MAX_IDS_PER_BATCH, upload_session_key
 from workers.rate_limit import Budget, FleetLimitReached, FleetRateLimiter, Rate
 

@@ -2,16 +2,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 
-from tests.jobs.test_immersity_jobs import counters, put_images
-
-
-def geoqueue(stack, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "geoqueue.cli", "--redis-url", stack.redis_url, *args],
-                          capture_output=True, text=True, timeout=timeout)
+from tests.inputs import put_images
+from tests.jobs.test_immersity_jobs import counters
+from tests.probes import geoqueue
 
 
 def test_cli_submit_watch_status_list(stack, store):

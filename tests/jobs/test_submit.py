@@ -5,17 +5,11 @@ from __future__ import annotations
 import math
 
 import pytest
-import redis
 
 from geoqueue import InvalidParams, JobConflict
-from tests.jobs.test_immersity_jobs import BUCKET, counters, put_images
-
-
-def enqueued(stack) -> tuple[int, int]:
-    """Messages waiting in the queues, and job records."""
-    client = redis.Redis.from_url(stack.redis_url)
-    return sum(client.llen(queue) for queue in ("control", "transfer")), \
-        sum(int(count) for count in client.hvals("gq:jobs:counts"))
+from tests.inputs import BUCKET, put_images
+from tests.jobs.test_immersity_jobs import counters
+from tests.probes import enqueued
 
 
 def refusal(queue, name, params, **kwargs) -> InvalidParams:

@@ -8,7 +8,8 @@ import pytest
 from geoqueue import GeoQueue, JobFailed
 from sandbox.immersal import DEFAULT_TOKEN
 from tests.conftest import start_stack, wait_for_done
-from tests.jobs.test_immersal_jobs import captures, counters, put_site
+from tests.inputs import put_site
+from tests.jobs.test_immersal_jobs import captures, counters
 
 
 @pytest.fixture(autouse=True)

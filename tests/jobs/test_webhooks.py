@@ -10,7 +10,7 @@ from devstack.local_stack import local_argv
 from devstack.processes import PROCESSES
 from devstack.webhook_receiver import Receiver
 from tests.http_helpers import api, other_api
-from tests.jobs.test_immersity_jobs import put_images
+from tests.inputs import put_images
 from workers.callbacks import CallbackRefused, check_destination
 
 
