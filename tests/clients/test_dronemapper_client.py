@@ -12,7 +12,6 @@ import pytest
 import requests
 from PIL import Image
 
-from sandbox.server import SandboxServer
 from vendors.dronemapper import DroneMapperClient, PendingAction, Status, token_expiry
 from vendors.errors import AuthError, InputError, NotFound, RateLimited, TransientError
 from vendors.http import Retries
@@ -25,17 +24,9 @@ FAST = {"upload_to_node_s": 0.1, "queued_s": 0.2, "running_s": 1.0, "action_dela
         "orthophoto_px": 512, "dsm_px": 128, "pointcloud_points": 20_000}
 
 
-@pytest.fixture(scope="module")
-def server():
-    sandbox = SandboxServer().start()
-    yield sandbox
-    sandbox.stop()
-
-
 @pytest.fixture(autouse=True)
-def fresh_vendor(server):
-    requests.post(f"{server.url}/_sandbox/reset", timeout=5).raise_for_status()
-    configure(server, **FAST)
+def fresh_vendor(sandbox):
+    sandbox.configure("dronemapper", **FAST)
 
 
 @pytest.fixture
@@ -46,22 +37,6 @@ def client(server):
 @pytest.fixture
 def project(client):
     return client.create_project("Survey", "north field")
-
-
-def configure(server, **values):
-    requests.post(f"{server.url}/_sandbox/config/dronemapper", json=values, timeout=5).raise_for_status()
-
-
-def faults(server, **values):
-    requests.post(f"{server.url}/_sandbox/faults/dronemapper", json=values, timeout=5).raise_for_status()
-
-
-def counters(server) -> dict:
-    return requests.get(f"{server.url}/_sandbox/counters", timeout=5).json()["dronemapper"]
-
-
-def vendor_state(server) -> dict:
-    return requests.get(f"{server.url}/_sandbox/status/dronemapper", timeout=5).json()
 
 
 def jpeg(seed: int, size=(256, 192)) -> bytes:
@@ -100,14 +75,14 @@ def processed_task(client, project, **kwargs) -> dict:
 
 # --- auth ---
 
-def test_login_gives_a_jwt_that_expires_and_a_wrong_password_is_an_auth_error(server, client):
+def test_login_gives_a_jwt_that_expires_and_a_wrong_password_is_an_auth_error(sandbox, server, client):
     token = client.login()
     assert 6 * 3600 - 5 < token_expiry(token) - time.time() <= 6 * 3600
     wrong = DroneMapperClient(f"{server.url}/dronemapper", "sandbox", "guess")
     with pytest.raises(AuthError) as failure:
         wrong.list_projects()
     assert failure.value.vendor_message == "Unable to log in with provided credentials."
-    assert counters(server).get("token:sandbox") == 1
+    assert sandbox.counters("dronemapper").get("token:sandbox") == 1
 
 
 def test_calls_without_a_valid_token_are_refused_with_the_vendors_detail(server):
@@ -119,47 +94,47 @@ def test_calls_without_a_valid_token_are_refused_with_the_vendors_detail(server)
 
 
 
-def test_a_token_renews_early_from_its_exp_claim(server, client):
-    configure(server, token_lifetime_s=1)
+def test_a_token_renews_early_from_its_exp_claim(sandbox, client):
+    sandbox.configure("dronemapper", token_lifetime_s=1)
     project = client.create_project("short-lived tokens")
     time.sleep(1.3)  # past the token's exp: the client must not send it again
     assert client.get_project(project["id"])["name"] == "short-lived tokens"
-    seen = counters(server)
+    seen = sandbox.counters("dronemapper")
     assert seen["token:sandbox"] == 2
     assert seen.get("auth_rejected:expired", 0) == 0
 
 
-def test_signature_expired_mid_sequence_logs_in_once_and_retries(server, client, project):
+def test_signature_expired_mid_sequence_logs_in_once_and_retries(sandbox, client, project):
     client.get_project(project["id"])
-    configure(server, clock_offset_s=86400)  # the vendor's clock jumps: our cached token is now expired
+    sandbox.configure("dronemapper", clock_offset_s=86400)  # the vendor's clock jumps: our cached token is now expired
     images = photos(3)
     task = client.create_task(project["id"], images, name="after expiry")
     assert client.get_task(project["id"], task["id"])["images_count"] == 3
-    seen = counters(server)
+    seen = sandbox.counters("dronemapper")
     assert seen["auth_rejected:expired"] == 1
     assert seen["token:sandbox"] == 2
     assert seen["task_create"] == 1  # the rejected attempt created nothing; the retry once
-    stored = vendor_state(server)["tasks"][str(task["id"])]["images"]
+    stored = sandbox.status("dronemapper")["tasks"][str(task["id"])]["images"]
     assert {name: info["sha256"] for name, info in stored.items()} == {
         name: hashlib.sha256(f.getvalue()).hexdigest() for name, f, _ in images}
 
 
-def test_an_expired_token_during_a_one_shot_stream_is_transient(server, client, project):
+def test_an_expired_token_during_a_one_shot_stream_is_transient(sandbox, client, project):
     client.get_project(project["id"])
-    configure(server, clock_offset_s=86400)
+    sandbox.configure("dronemapper", clock_offset_s=86400)
     once = [(name, iter([data]), len(data)) for name, data in (("a.jpg", jpeg(1)), ("b.jpg", jpeg(2)))]
     with pytest.raises(TransientError, match="cannot be sent again"):
         client.create_task(project["id"], once)
-    assert counters(server).get("task_create", 0) == 0
+    assert sandbox.counters("dronemapper").get("task_create", 0) == 0
 
 
-def test_a_refusal_that_is_not_about_the_token_is_an_auth_error_without_a_new_login(server, client, project):
+def test_a_refusal_that_is_not_about_the_token_is_an_auth_error_without_a_new_login(sandbox, client, project):
     client.get_project(project["id"])
-    configure(server, users={"someone-else": "pw"})  # our account is gone
+    sandbox.configure("dronemapper", users={"someone-else": "pw"})  # our account is gone
     with pytest.raises(AuthError) as failure:
         client.get_project(project["id"])
     assert failure.value.status == 403 and failure.value.vendor_message == "Invalid signature."
-    assert counters(server)["token:sandbox"] == 1
+    assert sandbox.counters("dronemapper")["token:sandbox"] == 1
 
 
 # --- projects ---
@@ -176,8 +151,8 @@ def test_project_create_update_get_delete(client):
 
 
 @pytest.mark.parametrize("pagination", ["always", "when_asked"])  # the document's, and WebODM's own
-def test_project_list_follows_pages_filters_and_orders(server, client, pagination):
-    configure(server, projects_pagination=pagination)
+def test_project_list_follows_pages_filters_and_orders(sandbox, client, pagination):
+    sandbox.configure("dronemapper", projects_pagination=pagination)
     created = [client.create_project(f"site-{i:02d}")["id"] for i in range(23)]
     first = client.projects_page(1, ordering="id")
     assert (first["count"], len(first["results"])) == (23, 10) and first["next"]
@@ -199,7 +174,7 @@ def test_a_missing_project_or_task_is_not_found(client, project):
 
 # --- creating tasks ---
 
-def test_task_creation_streams_each_image_from_its_own_source(server, client, project, tmp_path):
+def test_task_creation_streams_each_image_from_its_own_source(sandbox, client, project, tmp_path):
     events = []
 
     def chunked(name, data):  # a source that is only pulled when the upload reaches it
@@ -225,9 +200,9 @@ def test_task_creation_streams_each_image_from_its_own_source(server, client, pr
     assert progress[-1][0] == progress[-1][1] > sum(map(len, sent.values()))
     assert task["images_count"] == 4 and task["name"] == "streamed" and task["status"] is None
     assert {o["name"]: o["value"] for o in task["options"]} == {"dsm": True, "orthophoto-resolution": 2.5}
-    stored = vendor_state(server)["tasks"][str(task["id"])]["images"]
+    stored = sandbox.status("dronemapper")["tasks"][str(task["id"])]["images"]
     assert {n: i["sha256"] for n, i in stored.items()} == {n: hashlib.sha256(d).hexdigest() for n, d in sent.items()}
-    assert counters(server)["task_create:streamed"] == 1
+    assert sandbox.counters("dronemapper")["task_create:streamed"] == 1
 
 
 def test_a_task_runs_queued_running_completed_with_growing_progress(client, project):
@@ -256,16 +231,16 @@ def test_console_output_is_read_incrementally_from_line_n(client, project):
     assert any("Loaded DJI_0001.JPG" in line for line in everything)
 
 
-def test_one_image_is_an_input_error_before_any_call(server):
+def test_one_image_is_an_input_error_before_any_call(sandbox, server):
     client = DroneMapperClient(f"{server.url}/dronemapper", "sandbox", "sandbox-password")
     with pytest.raises(InputError, match="at least 2 images") as failure:
         client.create_task(1, photos(1))
     assert failure.value.field == "images"
-    assert counters(server) == {}  # not even a login
+    assert sandbox.counters("dronemapper") == {}  # not even a login
 
 
-def test_a_non_jpeg_image_is_refused_naming_the_file(server, client, project):
-    configure(server, jpeg_only=True)  # stricter than the document, to see the client name the file
+def test_a_non_jpeg_image_is_refused_naming_the_file(sandbox, client, project):
+    sandbox.configure("dronemapper", jpeg_only=True)  # stricter than the document, to see the client name the file
     png = io.BytesIO()
     Image.new("RGB", (64, 64), "red").save(png, format="PNG")
     with pytest.raises(InputError) as failure:
@@ -274,17 +249,17 @@ def test_a_non_jpeg_image_is_refused_naming_the_file(server, client, project):
     assert client.list_tasks(project["id"]) == []
 
 
-def test_an_unknown_option_is_taken_as_the_document_says_and_a_stricter_server_names_it(server, client, project):
+def test_an_unknown_option_is_taken_as_the_document_says_and_a_stricter_server_names_it(sandbox, client, project):
     task = client.create_task(project["id"], photos(2), options={"dsm": True, "turbo-mode": 1})
     assert {o["name"]: o["value"] for o in task["options"]} == {"dsm": True, "turbo-mode": 1}
-    configure(server, option_checks="odm")
+    sandbox.configure("dronemapper", option_checks="odm")
     with pytest.raises(InputError) as failure:
         client.create_task(project["id"], photos(2), options={"dsm": True, "turbo-mode": 1})
     assert failure.value.field == "options" and "turbo-mode" in failure.value.vendor_message
 
 
-def test_false_and_zero_options_survive_webodms_falsy_value_check(server, client, project):
-    configure(server, option_checks="webodm")
+def test_false_and_zero_options_survive_webodms_falsy_value_check(sandbox, client, project):
+    sandbox.configure("dronemapper", option_checks="webodm")
     task = client.create_task(project["id"], photos(2), options={"fast-orthophoto": False, "pc-sample": 0})
     assert {o["name"]: o["value"] for o in task["options"]} == {"fast-orthophoto": "false", "pc-sample": "0"}
 
@@ -297,7 +272,7 @@ def test_an_image_shorter_than_its_stated_size_is_an_input_error(client, project
 
 # --- the partial upload flow ---
 
-def test_partial_upload_then_commit_processes_the_task(server, client, project):
+def test_partial_upload_then_commit_processes_the_task(sandbox, client, project):
     assert client.supports_partial_upload()
     task = client.create_task(project["id"], partial=True, name="field by field", options={"dsm": True})
     assert task["partial"] and task["status"] is None and task["images_count"] == 0
@@ -313,7 +288,7 @@ def test_partial_upload_then_commit_processes_the_task(server, client, project):
     client.commit(project["id"], task["id"])  # committing again changes nothing
     final, _ = wait_for(client, project["id"], task["id"], {Status.COMPLETED})
     assert final["images_count"] == 3
-    seen = counters(server)
+    seen = sandbox.counters("dronemapper")
     assert seen["image_upload:1/DJI_0001.JPG"] == 2 and seen["image_upload:1/DJI_0002.JPG"] == 1
     assert seen["task_create"] == 1
 
@@ -325,8 +300,8 @@ def test_commit_needs_two_images(client, project):
         client.commit(project["id"], task["id"])
 
 
-def test_a_server_without_the_partial_flow_is_detected(server, client):
-    configure(server, partial_upload=False)
+def test_a_server_without_the_partial_flow_is_detected(sandbox, client):
+    sandbox.configure("dronemapper", partial_upload=False)
     assert client.supports_partial_upload() is False
 
 
@@ -353,9 +328,9 @@ def test_assets_download_whole_and_valid(client, project, tmp_path):
         client.download_asset(project["id"], task["id"], "textured_model.zip", io.BytesIO())
 
 
-def test_a_short_download_is_transient_and_leaves_no_file(server, client, project, tmp_path):
+def test_a_short_download_is_transient_and_leaves_no_file(sandbox, client, project, tmp_path):
     task = processed_task(client, project)
-    configure(server, short_download_next=1)
+    sandbox.configure("dronemapper", short_download_next=1)
     dest = tmp_path / "pointcloud.ply"
     with pytest.raises(TransientError):
         client.download_asset(project["id"], task["id"], "pointcloud.ply", dest)
@@ -382,8 +357,8 @@ def test_tiles_json_and_a_tile(client, project):
 
 # --- failures and actions ---
 
-def test_a_failed_task_reports_last_error_and_restart_with_new_options_reruns(server, client, project):
-    configure(server, fail_tasks_named=["bad-survey"])
+def test_a_failed_task_reports_last_error_and_restart_with_new_options_reruns(sandbox, client, project):
+    sandbox.configure("dronemapper", fail_tasks_named=["bad-survey"])
     task = client.create_task(project["id"], photos(3), name="bad-survey")
     failed, _ = wait_for(client, project["id"], task["id"], {Status.FAILED, Status.COMPLETED})
     assert failed["status"] == Status.FAILED and failed["last_error"] == "Cannot process dataset"
@@ -396,7 +371,7 @@ def test_a_failed_task_reports_last_error_and_restart_with_new_options_reruns(se
     assert done["status"] == Status.COMPLETED and done["options"] == [{"name": "pc-quality", "value": "low"}]
 
 
-def test_cancel_then_restart_then_remove(server, client, project):
+def test_cancel_then_restart_then_remove(sandbox, client, project):
     task = client.create_task(project["id"], photos(2))
     wait_for(client, project["id"], task["id"], {Status.RUNNING})
     client.cancel(project["id"], task["id"])
@@ -411,30 +386,30 @@ def test_cancel_then_restart_then_remove(server, client, project):
     with pytest.raises(NotFound):
         client.get_task(project["id"], task["id"])
     assert client.list_tasks(project["id"]) == []
-    assert counters(server)["cancel"] == counters(server)["remove"] == 1
+    assert sandbox.counters("dronemapper")["cancel"] == sandbox.counters("dronemapper")["remove"] == 1
 
 
 # --- transient failures ---
 
-def test_server_errors_throttling_and_dropped_connections_are_transient(server, client, project):
-    faults(server, fail_next=1)
+def test_server_errors_throttling_and_dropped_connections_are_transient(sandbox, client, project):
+    sandbox.faults("dronemapper", fail_next=1)
     with pytest.raises(TransientError) as failure:
         client.get_project(project["id"])
     assert failure.value.status == 500
-    faults(server, rate_limit_next=1, retry_after_s=3)
+    sandbox.faults("dronemapper", rate_limit_next=1, retry_after_s=3)
     with pytest.raises(RateLimited) as throttled:
         client.get_project(project["id"])
     assert throttled.value.retry_after == 3
-    faults(server, drop_next=1)
+    sandbox.faults("dronemapper", drop_next=1)
     with pytest.raises(TransientError):
         client.get_project(project["id"])
     assert client.get_project(project["id"])["id"] == project["id"]
 
 
-def test_a_connection_dropped_mid_upload_is_transient_and_creates_nothing(server, client, project):
-    configure(server, upload_drop_next=1, upload_drop_after_bytes=50_000)
+def test_a_connection_dropped_mid_upload_is_transient_and_creates_nothing(sandbox, client, project):
+    sandbox.configure("dronemapper", upload_drop_next=1, upload_drop_after_bytes=50_000)
     with pytest.raises(TransientError):
         client.create_task(project["id"], photos(4), name="dropped")
-    seen = counters(server)
+    seen = sandbox.counters("dronemapper")
     assert seen["upload_dropped"] == 1 and seen.get("task_create", 0) == 0
     assert client.create_task(project["id"], photos(4), name="dropped")["images_count"] == 4

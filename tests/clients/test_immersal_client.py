@@ -11,7 +11,6 @@ import requests
 from pyproj import Transformer
 
 from sandbox.immersal import DEFAULT_LOGIN, DEFAULT_PASSWORD, DEFAULT_TOKEN
-from sandbox.server import SandboxServer
 from tests.inputs import CLIENT_INTRINSICS, HELSINKI, image_bytes
 from vendors.errors import AuthError, InputError, NotFound, RateLimited, TransientError
 from vendors.geodesy import map_to_wgs84
@@ -42,33 +41,9 @@ ECEF_TO_GEOGRAPHIC = Transformer.from_crs("EPSG:4978", "EPSG:4979", always_xy=Tr
 
 
 # --- the sandbox ---
-@pytest.fixture(scope="module")
-def server():
-    server = SandboxServer().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture(autouse=True)
-def fresh_sandbox(server):
-    requests.post(f"{server.url}/_sandbox/reset", timeout=5).raise_for_status()
-    configure(server, construct_seconds=0.2)
-
-
-def configure(server, **options):
-    requests.post(f"{server.url}/_sandbox/config/immersal", json=options, timeout=5).raise_for_status()
-
-
-def inject_faults(server, **faults):
-    requests.post(f"{server.url}/_sandbox/faults/immersal", json=faults, timeout=5).raise_for_status()
-
-
-def served(server) -> dict:
-    return requests.get(f"{server.url}/_sandbox/counters", timeout=5).json()["immersal"]
-
-
-def sandbox_maps(server) -> dict:
-    return requests.get(f"{server.url}/_sandbox/status/immersal", timeout=5).json()["maps"]
+def quick_construction(sandbox):
+    sandbox.configure("immersal", construct_seconds=0.2)
 
 
 @pytest.fixture
@@ -129,7 +104,7 @@ def build_map(client, name="Street1", count=3, **kwargs) -> int:
 
 
 # --- account and tokens ---
-def test_login_gets_the_token_once_and_shares_it_through_the_store(server, base_url):
+def test_login_gets_the_token_once_and_shares_it_through_the_store(sandbox, base_url):
     store = MemoryTokenStore()
     first = ImmersalClient(base_url, login=DEFAULT_LOGIN, password=DEFAULT_PASSWORD, token_store=store)
     second = ImmersalClient(base_url, login=DEFAULT_LOGIN, password=DEFAULT_PASSWORD, token_store=store)
@@ -137,66 +112,66 @@ def test_login_gets_the_token_once_and_shares_it_through_the_store(server, base_
     assert first.status()["imageMax"] == 250
     assert second.status()["imageCount"] == 0
     assert store.get(first.token_cache_key) == DEFAULT_TOKEN
-    assert served(server)["/login"] == 1
+    assert sandbox.counters("immersal")["/login"] == 1
 
 
-def test_wrong_password_is_an_auth_error(server, base_url):
+def test_wrong_password_is_an_auth_error(sandbox, base_url):
     client = ImmersalClient(base_url, login=DEFAULT_LOGIN, password="nope")
     with pytest.raises(ImmersalAuthError) as caught:
         client.status()
     assert isinstance(caught.value, AuthError) and caught.value.code == "auth"
     assert not caught.value.retryable
-    assert served(server) == {"/login": 1}
+    assert sandbox.counters("immersal") == {"/login": 1}
 
 
-def test_wrong_token_is_an_auth_error_and_is_not_retried(server, base_url):
+def test_wrong_token_is_an_auth_error_and_is_not_retried(sandbox, base_url):
     with pytest.raises(ImmersalAuthError):
         ImmersalClient(base_url, token=WRONG_TOKEN).status()
-    assert served(server) == {"/status": 1, "auth_refused": 1, "auth_refused:/status": 1}
+    assert sandbox.counters("immersal") == {"/status": 1, "auth_refused": 1, "auth_refused:/status": 1}
 
 
-def test_a_refused_cached_token_is_replaced_by_one_new_login(server, base_url):
+def test_a_refused_cached_token_is_replaced_by_one_new_login(sandbox, base_url):
     store = MemoryTokenStore()
     client = ImmersalClient(base_url, login=DEFAULT_LOGIN, password=DEFAULT_PASSWORD, token_store=store)
     store.put(client.token_cache_key, WRONG_TOKEN, 3600)   # e.g. regenerated in the portal since
 
     assert client.status()["eulaAccepted"] is True
     assert store.get(client.token_cache_key) == DEFAULT_TOKEN
-    assert served(server) == {"/status": 2, "/login": 1, "auth_refused": 1, "auth_refused:/status": 1}
+    assert sandbox.counters("immersal") == {"/status": 2, "/login": 1, "auth_refused": 1, "auth_refused:/status": 1}
 
 
-def test_a_token_revoked_at_the_vendor_is_renewed_once_through_login(server, base_url):
+def test_a_token_revoked_at_the_vendor_is_renewed_once_through_login(sandbox, base_url):
     store = MemoryTokenStore()
     client = ImmersalClient(base_url, login=DEFAULT_LOGIN, password=DEFAULT_PASSWORD, token_store=store)
     assert client.status()["imageCount"] == 0
-    configure(server, revoke_tokens=True)                  # regenerated in the portal, say
+    sandbox.configure("immersal", revoke_tokens=True)                  # regenerated in the portal, say
 
     assert client.status()["imageCount"] == 0
     renewed = store.get(client.token_cache_key)
     assert renewed and renewed != DEFAULT_TOKEN
-    seen = served(server)
+    seen = sandbox.counters("immersal")
     assert (seen["/login"], seen["/status"], seen["auth_refused"]) == (2, 3, 1)
 
 
-def test_a_revoked_login_token_that_the_new_login_cannot_cure_fails_after_one_renewal(server, base_url):
+def test_a_revoked_login_token_that_the_new_login_cannot_cure_fails_after_one_renewal(sandbox, base_url):
     store = MemoryTokenStore()
     client = ImmersalClient(base_url, login=DEFAULT_LOGIN, password=DEFAULT_PASSWORD, token_store=store)
     client.status()
-    configure(server, revoke_tokens=[DEFAULT_LOGIN], accounts={DEFAULT_LOGIN: {"password": "changed", "token": "x"}})
+    sandbox.configure("immersal", revoke_tokens=[DEFAULT_LOGIN], accounts={DEFAULT_LOGIN: {"password": "changed", "token": "x"}})
     with pytest.raises(ImmersalAuthError):
         client.status()
-    seen = served(server)
+    seen = sandbox.counters("immersal")
     assert (seen["/login"], seen["/status"]) == (2, 2)   # one renewal tried, refused; no loop
 
 
-def test_a_configured_developer_token_that_is_revoked_fails_at_once(server, base_url):
+def test_a_configured_developer_token_that_is_revoked_fails_at_once(sandbox, base_url):
     client = ImmersalClient(base_url, token=DEFAULT_TOKEN, login=DEFAULT_LOGIN, password=DEFAULT_PASSWORD)
     client.status()
-    configure(server, revoke_tokens=True)
+    sandbox.configure("immersal", revoke_tokens=True)
     with pytest.raises(ImmersalAuthError) as caught:
         client.status()
     assert caught.value.code == "auth" and not caught.value.retryable
-    assert "/login" not in served(server)                  # a configured token is not ours to renew
+    assert "/login" not in sandbox.counters("immersal")                  # a configured token is not ours to renew
 
 
 def test_vendor_errors_come_in_the_body_with_http_200(base_url):
@@ -218,29 +193,29 @@ def test_errors_survive_pickling_for_celery():
 
 
 # --- workspace ---
-def test_capture_binary_and_b64_store_png_and_jpeg(server, client):
+def test_capture_binary_and_b64_store_png_and_jpeg(sandbox, client):
     png_path = client.capture(image_bytes(1), run=0, index=0, intrinsics=CLIENT_INTRINSICS)
     jpeg_path = client.capture_b64(image_bytes(2, "JPEG"), run=0, index=1, intrinsics=CLIENT_INTRINSICS, gps=HELSINKI)
 
     assert png_path.endswith(".png") and jpeg_path.endswith(".jpg")
     assert client.status()["imageCount"] == 2
-    counts = served(server)
+    counts = sandbox.counters("immersal")
     assert counts["capture:0:0:0"] == 1 and counts["capture:0:0:1"] == 1
     assert counts["/capture"] == 1 and counts["/captureb64"] == 1
 
 
-def test_resubmitting_a_run_and_index_replaces_the_image(server, client):
+def test_resubmitting_a_run_and_index_replaces_the_image(sandbox, client):
     client.capture(image_bytes(1), run=2, index=5, intrinsics=CLIENT_INTRINSICS)
     client.capture(image_bytes(1), run=2, index=5, intrinsics=CLIENT_INTRINSICS)
     assert client.status()["imageCount"] == 1
-    assert served(server)["capture:0:2:5"] == 2
+    assert sandbox.counters("immersal")["capture:0:2:5"] == 2
 
 
-def test_a_capture_says_when_its_request_left_whole_and_when_its_answer_came(server, base_url, client):
+def test_a_capture_says_when_its_request_left_whole_and_when_its_answer_came(sandbox, base_url, client):
     flight = []
     client.capture(image_bytes(1), run=0, index=0, intrinsics=CLIENT_INTRINSICS, in_flight=flight.append)
     assert flight == [True, False]                           # the whole request went, then the answer came
-    inject_faults(server, fail_next=1)
+    sandbox.faults("immersal", fail_next=1)
     with pytest.raises(TransientError):                      # refused: it left, and its answer says no
         client.capture(image_bytes(1), run=0, index=1, intrinsics=CLIENT_INTRINSICS, in_flight=flight.append)
     assert flight == [True, False] * 2
@@ -250,8 +225,8 @@ def test_a_capture_says_when_its_request_left_whole_and_when_its_answer_came(ser
     assert flight == [True, False] * 2                       # a request that never left says nothing
 
 
-def test_a_full_workspace_refuses_new_images_but_takes_replacements(server, client):
-    configure(server, image_max=2)
+def test_a_full_workspace_refuses_new_images_but_takes_replacements(sandbox, client):
+    sandbox.configure("immersal", image_max=2)
     submit(client, 2)
     with pytest.raises(ImmersalConflict) as caught:
         client.capture(image_bytes(9), run=0, index=2, intrinsics=CLIENT_INTRINSICS)
@@ -270,11 +245,11 @@ def test_clear_keeps_the_anchor_image_unless_asked(client):
 
 
 # --- construction and download ---
-def test_construct_moves_through_the_states_and_the_map_downloads_intact(server, client):
+def test_construct_moves_through_the_states_and_the_map_downloads_intact(sandbox, client):
     submit(client, 3)
     started = client.construct("Street1", window_size=4, dense=0, preservePoses=True)
     assert started["size"] == 3
-    received = sandbox_maps(server)[str(started["id"])]["options"]
+    received = sandbox.status("immersal")["maps"][str(started["id"])]["options"]
     assert received["windowSize"] == 4 and received["dense"] == 0 and received["preservePoses"] is True
 
     seen = wait_until_finished(client, started["id"])
@@ -299,8 +274,8 @@ def test_map_bytes_follow_the_images(client):
     assert client.download_map(first) != client.download_map(other)
 
 
-def test_a_map_cannot_be_downloaded_before_it_is_built(server, client):
-    configure(server, construct_seconds=60)
+def test_a_map_cannot_be_downloaded_before_it_is_built(sandbox, client):
+    sandbox.configure("immersal", construct_seconds=60)
     submit(client, 2)
     map_id = client.construct("Slow1")["id"]
     assert client.map_status(map_id) == PENDING
@@ -319,14 +294,14 @@ def test_one_image_is_not_enough_for_a_map(client):
         client.download_map(started["id"])
 
 
-def test_configured_construction_failure(server, client):
-    configure(server, fail_constructions=True)
+def test_configured_construction_failure(sandbox, client):
+    sandbox.configure("immersal", fail_constructions=True)
     submit(client, 3)
     assert wait_until_finished(client, client.construct("Doomed1")["id"])[-1] == FAILED
 
 
-def test_capitalised_status_strings_are_understood(server, client):
-    configure(server, status_case="capitalized")
+def test_capitalised_status_strings_are_understood(sandbox, server, client):
+    sandbox.configure("immersal", status_case="capitalized")
     submit(client, 2)
     map_id = client.construct("Caps1")["id"]
     assert wait_until_finished(client, map_id)[-1] == DONE
@@ -336,7 +311,7 @@ def test_capitalised_status_strings_are_understood(server, client):
     assert client.list_jobs()[0]["status"] == DONE
 
 
-def test_bad_map_names_are_refused_before_any_call(server, client):
+def test_bad_map_names_are_refused_before_any_call(sandbox, client):
     for name in ("my map", "my-map", "my_map", "map/1", "", "kartta\u00e4"):
         with pytest.raises(InputError) as caught:
             client.construct(name)
@@ -344,7 +319,7 @@ def test_bad_map_names_are_refused_before_any_call(server, client):
     with pytest.raises(InputError) as caught:
         client.construct("Fine1", featureCont=1024)   # a typo in an option name
     assert caught.value.field == "featureCont"
-    assert served(server) == {}
+    assert sandbox.counters("immersal") == {}
 
 
 def test_the_vendor_refuses_a_bad_name_with_name(base_url):
@@ -371,8 +346,8 @@ def test_localize_finds_an_image_of_the_map(client, binary):
     assert missed["success"] is False and missed["map"] == -1 and missed["px"] == 0
 
 
-def test_localize_against_no_valid_map_is_map_count(server, client):
-    configure(server, construct_seconds=60)
+def test_localize_against_no_valid_map_is_map_count(sandbox, client):
+    sandbox.configure("immersal", construct_seconds=60)
     submit(client, 2)
     pending = client.construct("Slow1")["id"]
     for map_ids in ([pending], [424242]):
@@ -381,7 +356,7 @@ def test_localize_against_no_valid_map_is_map_count(server, client):
         assert caught.value.code == "map count"
 
 
-def test_localize_input_is_checked_before_any_call(server, client):
+def test_localize_input_is_checked_before_any_call(sandbox, client):
     for map_ids, field in ((list(range(1, 10)), "map_ids"), ([], "map_ids"), ([0], "map_ids")):
         with pytest.raises(InputError) as caught:
             client.localize(image_bytes(0), map_ids, CLIENT_INTRINSICS)
@@ -392,7 +367,7 @@ def test_localize_input_is_checked_before_any_call(server, client):
     with pytest.raises(InputError) as caught:
         client.localize(image_bytes(0), [1001], (0.0, 120.0, 32.0, 24.0))
     assert caught.value.field == "intrinsics"
-    assert served(server) == {}
+    assert sandbox.counters("immersal") == {}
 
 
 def test_localized_pose_converts_to_the_images_gps_position(client):
@@ -419,7 +394,7 @@ def test_ecef_of_a_map_without_gps_is_not_found(client):
     assert caught.value.code == "not found"
 
 
-def test_another_account_cannot_see_a_private_map_until_it_is_public(server, base_url, client):
+def test_another_account_cannot_see_a_private_map_until_it_is_public(base_url, client):
     map_id = build_map(client)
     image = image_bytes(0)
     anonymous = ImmersalClient(base_url)              # the vendor's samples send an empty token
@@ -474,9 +449,9 @@ def test_fuse_builds_a_map_that_localizes_images_of_both(client):
     assert client.metadata(fused["id"])["type"] == 1
 
 
-def test_fuse_refuses_unfinished_unknown_or_single_maps(server, client):
+def test_fuse_refuses_unfinished_unknown_or_single_maps(sandbox, client):
     done = build_map(client)
-    configure(server, construct_seconds=60)
+    sandbox.configure("immersal", construct_seconds=60)
     pending = client.construct("Slow1")["id"]
     for map_ids in ([done, pending], [done, 424242], [done]):
         with pytest.raises(ImmersalInputError) as caught:
@@ -503,8 +478,8 @@ def test_restore_puts_the_map_images_back(client):
 
 
 # --- transport faults ---
-def test_a_server_error_is_transient(server, client):
-    inject_faults(server, fail_next=1)
+def test_a_server_error_is_transient(sandbox, client):
+    sandbox.faults("immersal", fail_next=1)
     with pytest.raises(TransientError) as caught:
         client.status()
     assert caught.value.status == 500 and caught.value.retryable
@@ -512,22 +487,22 @@ def test_a_server_error_is_transient(server, client):
     assert client.status()["imageCount"] == 0
 
 
-def test_a_dropped_connection_is_transient(server, client):
-    inject_faults(server, drop_next=1)
+def test_a_dropped_connection_is_transient(sandbox, client):
+    sandbox.faults("immersal", drop_next=1)
     with pytest.raises(TransientError) as caught:
         client.capture(image_bytes(1), run=0, index=0, intrinsics=CLIENT_INTRINSICS)
     assert caught.value.retryable
-    assert "capture:0:0:0" not in served(server)
+    assert "capture:0:0:0" not in sandbox.counters("immersal")
 
 
-def test_throttling_is_rate_limited_with_the_vendors_hint(server, client):
-    inject_faults(server, rate_limit_next=1, retry_after_s=3)
+def test_throttling_is_rate_limited_with_the_vendors_hint(sandbox, client):
+    sandbox.faults("immersal", rate_limit_next=1, retry_after_s=3)
     with pytest.raises(RateLimited) as caught:
         client.list_jobs()
     assert caught.value.retry_after == 3.0
 
 
-def test_a_map_download_that_does_not_match_its_hash_is_transient(server, client, monkeypatch):
+def test_a_map_download_that_does_not_match_its_hash_is_transient(client, monkeypatch):
     map_id = build_map(client)
     real_send = client.session.request
 

@@ -15,7 +15,6 @@ from PIL import Image as PILImage
 
 from sandbox.mapillary import SANDBOX_CLIENT_TOKEN, SANDBOX_USER_TOKEN
 from sandbox.mapillary_world import build_world, organization_images_in_bbox
-from sandbox.server import SandboxServer
 from vendors.errors import AuthError, InputError, NotFound, RateLimited, TransientError
 from vendors.http import Retries
 from vendors.mapillary import (
@@ -42,18 +41,6 @@ LEGACY_BUCKET = "mapillary.uploads.manual.images"
 LEGACY_CREDENTIALS = LegacyUploadCredentials("sandbox_uploader", "sandbox-permission-hash", "sandbox-signature-hash")
 
 
-@pytest.fixture(scope="module")
-def server():
-    srv = SandboxServer().start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(autouse=True)
-def fresh_sandbox(server):
-    requests.post(f"{server.url}/_sandbox/reset", timeout=10).raise_for_status()
-
-
 def make_client(server, token: str = SANDBOX_CLIENT_TOKEN) -> MapillaryClient:
     base = f"{server.url}/mapillary"
     return MapillaryClient(f"{base}/graph", f"{base}/tiles", f"{base}/rupload", token, timeout=30,
@@ -68,18 +55,6 @@ def client(server) -> MapillaryClient:
 @pytest.fixture
 def uploader(server) -> MapillaryClient:
     return make_client(server, SANDBOX_USER_TOKEN)
-
-
-def configure(server, **options) -> None:
-    requests.post(f"{server.url}/_sandbox/config/mapillary", json=options, timeout=10).raise_for_status()
-
-
-def counters(server) -> dict[str, int]:
-    return requests.get(f"{server.url}/_sandbox/counters", timeout=10).json()["mapillary"]
-
-
-def status(server) -> dict:
-    return requests.get(f"{server.url}/_sandbox/status/mapillary", timeout=30).json()
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +87,7 @@ def test_tile_math_round_trips():
     assert covering == [(14, x, y), (14, x + 1, y)]
 
 
-def test_sequence_tile_decodes_to_sequences_in_the_region(client, world, server):
+def test_sequence_tile_decodes_to_sequences_in_the_region(sandbox, client, world):
     x, y = lonlat_to_tile(*world.center, 12)
     tile = client.coverage_tile(12, x, y)
     assert tile.sequences and not tile.images and not tile.overview   # z12: sequence layer only
@@ -126,7 +101,7 @@ def test_sequence_tile_decodes_to_sequences_in_the_region(client, world, server)
     assert region[0] - 0.01 < lon < region[2] + 0.01 and region[1] - 0.01 < lat < region[3] + 0.01
     # Independent uploaders' sequences carry no organization_id at all.
     assert any(s.organization_id is None for s in tile.sequences)
-    assert counters(server)[f"tile:12/{x}/{y}"] == 1
+    assert sandbox.counters("mapillary")[f"tile:12/{x}/{y}"] == 1
 
 
 def test_overview_layer_has_no_organization(client, world):
@@ -138,14 +113,14 @@ def test_overview_layer_has_no_organization(client, world):
         next(client.walk_coverage(world.bbox, "123", start_zoom=5))
 
 
-def test_drilling_to_z14_image_layer_matches_ground_truth(client, world, city, server):
+def test_drilling_to_z14_image_layer_matches_ground_truth(sandbox, client, world, city):
     whole = (world.bbox[0] - 0.002, world.bbox[1] - 0.002, world.bbox[2] + 0.002, world.bbox[3] + 0.002)
     harvested = client.images_in_bbox(whole, city.id, start_zoom=11)
     truth = organization_images_in_bbox(city.id, whole)
     assert len(truth) >= 5000 and len({i.sequence_id for i in truth}) >= 100
     assert {i.id for i in harvested} == {i.id for i in truth}
     assert {i.sequence_id for i in harvested} == {i.sequence_id for i in truth}
-    tiles = {k: v for k, v in counters(server).items() if k.startswith("tile:")}
+    tiles = {k: v for k, v in sandbox.counters("mapillary").items() if k.startswith("tile:")}
     assert set(tiles.values()) == {1}, "a tile was fetched twice"
     assert any(k.startswith("tile:14/") for k in tiles)
 
@@ -178,7 +153,7 @@ def test_single_image_returns_only_requested_fields(client, world):
     assert caught.value.missing_ids == ["1"] and caught.value.code == 100
 
 
-def test_metadata_in_batches_of_50(client, world, server):
+def test_metadata_in_batches_of_50(sandbox, client, world):
     ids = [i for s in list(world.sequences.values())[:3] for i in s.image_ids][:120]
     assert len(ids) == 120
     merged = {}
@@ -186,11 +161,11 @@ def test_metadata_in_batches_of_50(client, world, server):
         merged.update(client.get_images(ids[start:start + 50], ["captured_at", "sequence"]))
     assert set(merged) == set(ids)
     assert all(merged[i]["captured_at"] == world.images[i].captured_at for i in ids)
-    seen = counters(server)
+    seen = sandbox.counters("mapillary")
     assert seen["graph_batch"] == 3 and seen["graph_batch_ids:50"] == 2 and seen["graph_batch_ids:20"] == 1
     with pytest.raises(MapillaryInputError):
         client.get_images(ids[:51])
-    assert counters(server)["graph_batch"] == 3   # refused before any call
+    assert sandbox.counters("mapillary")["graph_batch"] == 3   # refused before any call
 
 
 def test_batch_with_one_missing_id_fails_as_a_whole(client, world):
@@ -214,7 +189,7 @@ def test_image_ids_of_a_sequence_in_capture_order(client, world):
 
 # --- downloads ---
 
-def test_thumbnail_download_is_a_real_jpeg(client, world, tmp_path, server):
+def test_thumbnail_download_is_a_real_jpeg(sandbox, client, world, tmp_path):
     image = next(iter(world.images.values()))
     target = tmp_path / f"{image.id}_256.jpg"
     written = client.download_image(image.id, target, "256")
@@ -222,11 +197,11 @@ def test_thumbnail_download_is_a_real_jpeg(client, world, tmp_path, server):
     with PILImage.open(target) as picture:
         assert picture.format == "JPEG"
         assert picture.size == (256, round(image.camera.height * 256 / image.camera.width))
-    assert counters(server)[f"thumbnail:{image.id}"] == 1
+    assert sandbox.counters("mapillary")[f"thumbnail:{image.id}"] == 1
 
 
-def test_expired_thumbnail_url_is_refused_and_fresh_metadata_gives_a_fresh_url(client, world, server):
-    configure(server, thumbnail_lifetime_s=1)
+def test_expired_thumbnail_url_is_refused_and_fresh_metadata_gives_a_fresh_url(sandbox, client, world):
+    sandbox.configure("mapillary", thumbnail_lifetime_s=1)
     image = list(world.images.values())[5]
     stale = client.get_image(image.id, ["thumb_1024_url"])["thumb_1024_url"]
     time.sleep(2.1)
@@ -237,13 +212,13 @@ def test_expired_thumbnail_url_is_refused_and_fresh_metadata_gives_a_fresh_url(c
     assert fresh != stale
     out = io.BytesIO()
     assert client.download(fresh, out) > 0 and out.getvalue()[:2] == b"\xff\xd8"
-    assert counters(server)["cdn_refused:expired"] == 2
+    assert sandbox.counters("mapillary")["cdn_refused:expired"] == 2
 
 
 # --- errors ---
 
-def test_graph_rate_limit_becomes_rate_limited_with_retry_after(client, world, server):
-    configure(server, graph_rate_limit=2, rate_limit_window_s=30)
+def test_graph_rate_limit_becomes_rate_limited_with_retry_after(sandbox, client, world):
+    sandbox.configure("mapillary", graph_rate_limit=2, rate_limit_window_s=30)
     image_id = next(iter(world.images))
     client.get_image(image_id)
     client.get_image(image_id)
@@ -253,14 +228,14 @@ def test_graph_rate_limit_becomes_rate_limited_with_retry_after(client, world, s
     assert error.status == 429 and error.code == 4 and error.retryable
     assert 0 < error.retry_after <= 30
     # By Facebook convention the same code can come with HTTP 400: still a rate limit, not bad input.
-    configure(server, rate_limit_http_status=400)
+    sandbox.configure("mapillary", rate_limit_http_status=400)
     with pytest.raises(RateLimited) as caught:
         client.get_image(image_id)
     assert caught.value.status == 400
 
 
-def test_upload_rate_limit_backoff_body_sets_retry_after(uploader, server):
-    configure(server, upload_rate_limit=1, rate_limit_window_s=20)
+def test_upload_rate_limit_backoff_body_sets_retry_after(sandbox, uploader, server):
+    sandbox.configure("mapillary", upload_rate_limit=1, rate_limit_window_s=20)
     data = jpeg_bytes()
     key = upload_session_key(data, ".jpg")
     uploader.fetch_upload_offset(key)                      # uses the one allowed request
@@ -271,11 +246,11 @@ def test_upload_rate_limit_backoff_body_sets_retry_after(uploader, server):
         uploader.upload(key, data)
     # backoff is in milliseconds and wins over the rounded-up Retry-After header.
     assert 0 < caught.value.retry_after <= raw.json()["backoff"] / 1000 < 20
-    assert counters(server).get(f"upload:{key}", 0) == 0
+    assert sandbox.counters("mapillary").get(f"upload:{key}", 0) == 0
 
 
-def test_code_190_on_http_500_is_an_auth_error(server, world):
-    configure(server, auth_error_http_status=500)
+def test_code_190_on_http_500_is_an_auth_error(sandbox, server, world):
+    sandbox.configure("mapillary", auth_error_http_status=500)
     stranger = make_client(server, "MLY|1|not-a-token")
     with pytest.raises(MapillaryAuthError) as caught:
         stranger.get_image(next(iter(world.images)))
@@ -285,15 +260,14 @@ def test_code_190_on_http_500_is_an_auth_error(server, world):
     with pytest.raises(AuthError):
         stranger.coverage_tile(14, *lonlat_to_tile(*world.center, 14))
     # A plain outage is HTTP 500 too, but without code 190 it is worth retrying.
-    configure(server, graph_unavailable_next=1)
+    sandbox.configure("mapillary", graph_unavailable_next=1)
     with pytest.raises(MapillaryTransientError) as caught:
         make_client(server).get_image(next(iter(world.images)))
     assert caught.value.retryable and caught.value.status == 500
 
 
-def test_injected_faults_map_to_transient_errors(client, world, server):
-    requests.post(f"{server.url}/_sandbox/faults/mapillary", json={"fail_next": 1, "rate_limit_next": 1,
-                                                                   "retry_after_s": 3}, timeout=10)
+def test_injected_faults_map_to_transient_errors(sandbox, client, world):
+    sandbox.faults("mapillary", fail_next=1, rate_limit_next=1, retry_after_s=3)
     image_id = next(iter(world.images))
     with pytest.raises(TransientError) as caught:       # fault order: failures first
         client.get_image(image_id)
@@ -306,12 +280,12 @@ def test_injected_faults_map_to_transient_errors(client, world, server):
 
 # --- uploads ---
 
-def test_legacy_upload_answers_204_and_stores_the_key(client, server):
+def test_legacy_upload_answers_204_and_stores_the_key(sandbox, client):
     sequence_uuid = uuid.uuid4()
     key = client.legacy_upload(jpeg_bytes(), "IMG_0001.jpg", LEGACY_CREDENTIALS, sequence_uuid)
     assert key == f"sandbox_uploader/{sequence_uuid}/IMG_0001.jpg"
     done = client.legacy_finish_sequence(LEGACY_CREDENTIALS, sequence_uuid)
-    stored = status(server)["legacy_objects"]
+    stored = sandbox.status("mapillary")["legacy_objects"]
     assert stored[key]["is_jpeg"] and stored[done]["done_marker"]
     wrong = LegacyUploadCredentials("sandbox_uploader", "sandbox-permission-hash", "not-the-signature")
     with pytest.raises(MapillaryAuthError):
@@ -319,7 +293,7 @@ def test_legacy_upload_answers_204_and_stores_the_key(client, server):
     assert "not-the-signature" not in repr(wrong)
 
 
-def test_legacy_upload_with_fields_out_of_order_is_rejected(server):
+def test_legacy_upload_with_fields_out_of_order_is_rejected(sandbox, server):
     key = f"sandbox_uploader/{uuid.uuid4()}/IMG_0001.jpg"
     fields = {  # a dict sent through `data=`/`files=`: requests puts the file last but key before acl
         "AWSAccessKeyId": (None, "AKIAI2X3BJAT2W75HILA"), "key": (None, key), "acl": (None, "private"),
@@ -330,19 +304,19 @@ def test_legacy_upload_with_fields_out_of_order_is_rejected(server):
     assert response.status_code == 400 and b"InvalidArgument" in response.content
     error = legacy_error_from_response(response)
     assert isinstance(error, MapillaryInputError) and "order of the fields" in error.vendor_message
-    assert status(server)["legacy_objects"] == {}
+    assert sandbox.status("mapillary")["legacy_objects"] == {}
 
 
-def test_offset_upload_resumes_after_a_dropped_connection(uploader, server):
+def test_offset_upload_resumes_after_a_dropped_connection(sandbox, uploader, server):
     data = random.Random(7).randbytes(1_500_000)
     key = upload_session_key(data, ".zip")
-    configure(server, drop_upload_after_bytes=600_000, drop_upload_next=1)
+    sandbox.configure("mapillary", drop_upload_after_bytes=600_000, drop_upload_next=1)
     uploader.retries = Retries(base_seconds=0.01)     # the default rule: a try after a dropped connection resumes
     progress = []
     handle = uploader.upload(key, data, progress=lambda done, total: progress.append(done))
     stand_in = next(s for s in server.stand_ins if s.name == "mapillary")
     assert stand_in.stored_upload(key) == data
-    seen = counters(server)
+    seen = sandbox.counters("mapillary")
     assert seen[f"upload_dropped:{key}"] == 1 and seen[f"upload:{key}"] == 2 and seen[f"upload_offset:{key}"] == 2
     assert 600_000 in progress, "the second POST started from the server's offset"
     # Asking again costs no bytes: the server already holds everything and answers the same handle.
@@ -350,14 +324,14 @@ def test_offset_upload_resumes_after_a_dropped_connection(uploader, server):
     assert stand_in.stored_upload(key) == data
 
 
-def test_images_bundle_upload_and_finish(uploader, world, city, server):
+def test_images_bundle_upload_and_finish(sandbox, uploader, world, city):
     handles = []
     for color in ((10, 20, 30), (40, 50, 60)):
         picture = jpeg_bytes(color)
         handles.append(uploader.upload(upload_session_key(picture, ".jpg"), picture))
     cluster_id = uploader.upload_image_bundle(handles, organization_id=city.id)
     assert cluster_id.isdigit()
-    clusters = status(server)["clusters"]
+    clusters = sandbox.status("mapillary")["clusters"]
     assert [c["images"] for c in clusters.values()] == [2]
     assert uploader.upload_image_bundle(handles, organization_id=city.id) == cluster_id   # a repeat finds the same
     with pytest.raises(InputError):

@@ -16,28 +16,11 @@ from PIL import Image
 
 from sandbox.mapillary_world import build_world
 from sandbox.s3 import S3StandIn
-from sandbox.server import SandboxServer
 
 # A short task clock keeps the quickstart quick; nothing here changes what is answered.
 DRONEMAPPER_FAST = {"upload_to_node_s": 0.05, "queued_s": 0.05, "running_s": 0.3, "orthophoto_px": 256,
                     "dsm_px": 64, "pointcloud_points": 1000}
 COMPLETED, FAILED = 40, 30
-
-
-@pytest.fixture(scope="module")
-def server():
-    sandbox = SandboxServer().start()
-    yield sandbox
-    sandbox.stop()
-
-
-@pytest.fixture(autouse=True)
-def fresh_sandbox(server):
-    requests.post(f"{server.url}/_sandbox/reset", timeout=5).raise_for_status()
-
-
-def configure(server, vendor: str, **values) -> None:
-    requests.post(f"{server.url}/_sandbox/config/{vendor}", json=values, timeout=5).raise_for_status()
 
 
 def jpeg(seed: int) -> bytes:
@@ -49,8 +32,8 @@ def jpeg(seed: int) -> bytes:
 # --- DroneMapper: dronemapper-cloud-api.txt ---
 
 @pytest.fixture
-def dronemapper(server):
-    configure(server, "dronemapper", **DRONEMAPPER_FAST)
+def dronemapper(sandbox, server):
+    sandbox.configure("dronemapper", **DRONEMAPPER_FAST)
     return f"{server.url}/dronemapper"
 
 
@@ -119,14 +102,14 @@ def test_dronemapper_authentication_basics(dronemapper):
         assert answer.status_code == 200 and answer.json()["count"] == 0
 
 
-def test_dronemapper_error_status_codes(server, dronemapper):
+def test_dronemapper_error_status_codes(sandbox, dronemapper):
     """"Handling Errors": 401 without credentials; "Token Expiration": 403 Signature has expired."""
     base = dronemapper
     missing = requests.get(f"{base}/api/projects/", timeout=5)
     assert missing.status_code == 401
     assert missing.json() == {"detail": "Authentication credentials were not provided."}
     token = dm_token(base)
-    configure(server, "dronemapper", clock_offset_s=7 * 3600)  # past the token's exp on the vendor's clock
+    sandbox.configure("dronemapper", clock_offset_s=7 * 3600)  # past the token's exp on the vendor's clock
     expired = requests.get(f"{base}/api/projects/", headers={"Authorization": f"JWT {token}"}, timeout=5)
     assert (expired.status_code, expired.json()) == (403, {"detail": "Signature has expired."})
     bad = requests.post(f"{base}/api/projects/", headers={"Authorization": f"JWT {dm_token(base)}"},
@@ -181,10 +164,10 @@ def test_mapillary_toolset_csv_of_thumbnail_urls_downloads_later(server, tmp_pat
         assert picture.status_code == 200 and picture.content[:2] == b"\xff\xd8", image_id
 
 
-def test_mapillary_short_lived_thumbnail_urls_are_an_injected_fault(server):
+def test_mapillary_short_lived_thumbnail_urls_are_an_injected_fault(sandbox, server):
     graph = f"{server.url}/mapillary/graph"
     image_id = next(iter(build_world().images))
-    configure(server, "mapillary", thumbnail_lifetime_s=1)
+    sandbox.configure("mapillary", thumbnail_lifetime_s=1)
     url = requests.get(f"{graph}/{image_id}?fields=thumb_256_url&access_token={MAPILLARY_TOKEN}",
                        timeout=10).json()["thumb_256_url"]
     time.sleep(2.1)
@@ -212,11 +195,11 @@ def test_immersal_login_status_and_list_as_the_python_examples_send_them(server)
     assert (wrong.status_code, wrong.json()) == (200, {"error": "auth"})  # "Token authentication error"
 
 
-def test_immersal_a_revoked_token_answers_auth_and_login_gives_the_new_one(server):
+def test_immersal_a_revoked_token_answers_auth_and_login_gives_the_new_one(sandbox, server):
     url = f"{server.url}/immersal"
     credentials = json.dumps({"login": "sandbox@example.com", "password": "sandbox-password"})
     old = requests.post(url + "/login", data=credentials, timeout=5).json()["token"]
-    configure(server, "immersal", revoke_tokens=True)
+    sandbox.configure("immersal", revoke_tokens=True)
     refused = requests.post(url + "/status", data=json.dumps({"token": old, "bank": 0}), timeout=5)
     assert (refused.status_code, refused.json()) == (200, {"error": "auth"})
     new = requests.post(url + "/login", data=credentials, timeout=5).json()["token"]
