@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from sandbox.immersal import DEFAULT_TOKEN
 from sandbox.server import SandboxServer
@@ -27,14 +26,16 @@ def server():
     server.stop()
 
 
-def faults(server, vendor: str, **values) -> None:
-    requests.post(f"{server.url}/_sandbox/faults/{vendor}", json=values, timeout=5).raise_for_status()
+@pytest.fixture
+def sandbox_url(server) -> str:
+    """The shared `sandbox` fixture controls this module's stand-alone server."""
+    return server.url
 
 
-def test_a_slowed_path_widens_one_call_and_a_late_answer_lands_its_effect(server):
-    requests.post(f"{server.url}/_sandbox/reset", timeout=5).raise_for_status()
+def test_a_slowed_path_widens_one_call_and_a_late_answer_lands_its_effect(server, sandbox):
+    sandbox.reset()
     client = ImmersalClient(f"{server.url}/immersal", token=DEFAULT_TOKEN, timeout=0.5, retries=Retries(attempts=1))
-    faults(server, "immersal", answer_delay_ms=1500, latency_paths="/capture$")
+    sandbox.faults("immersal", answer_delay_ms=1500, latency_paths="/capture$")
     started = time.monotonic()
     assert client.status()["imageCount"] == 0                # other paths answer at once
     assert time.monotonic() - started < 0.5
@@ -42,7 +43,7 @@ def test_a_slowed_path_widens_one_call_and_a_late_answer_lands_its_effect(server
         client.capture(image_bytes(0), run=0, index=0, intrinsics=CLIENT_INTRINSICS)
     assert client.status()["imageCount"] == 1                # ...but the image reached the workspace
 
-    faults(server, "immersal", answer_delay_ms=0, latency_ms=1500)
+    sandbox.faults("immersal", answer_delay_ms=0, latency_ms=1500)
     with pytest.raises(TransientError):                      # slowed before it is served: still in flight...
         client.capture(image_bytes(1), run=0, index=1, intrinsics=CLIENT_INTRINSICS)
     assert client.status()["imageCount"] == 1

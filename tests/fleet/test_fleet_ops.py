@@ -7,24 +7,27 @@ import requests
 
 from devstack.local_stack import local_argv
 from devstack.processes import PROCESSES
-from tests.conftest import start_stack
+from tests.conftest import start_stack, wait_for_done, wait_until
 from tests.inputs import put_images
-from tests.jobs.test_immersity_jobs import counters, disparity_calls_for
 from tests.probes import scrape, sends
 
 
-def test_metrics_show_queue_depth_and_jobs_by_state_during_a_run(stack, store, queue):
+def disparity_calls_for(sandbox, output_uri: str) -> int:
+    """Immersity's disparity calls that wrote `output_uri`."""
+    return sandbox.counters("immersity").get("disparity:/" + output_uri[len("s3://"):], 0)
+
+
+def test_metrics_show_queue_depth_and_jobs_by_state_during_a_run(stack, store, queue, sandbox):
     refs = put_images(store, 6)
-    stack.sandbox("POST", "/_sandbox/config/immersity", json={"processing_delay_s": 0.5})
+    sandbox.configure("immersity", processing_delay_s=0.5)
     before = scrape(stack.metrics_url).get('geoqueue_jobs{state="succeeded",vendor="immersity"}', 0)
     job_id = queue.submit("immersity.batch", {"prefix": refs[0].uri.rsplit("/", 1)[0] + "/", "max_parallel": 2})
-    running = 0.0
-    deadline = time.monotonic() + 30
-    while running < 1 and time.monotonic() < deadline:
-        during = scrape(stack.metrics_url)
-        running = during.get('geoqueue_jobs{state="running",vendor="immersity"}', 0)
-        time.sleep(0.2)
-    assert running >= 1
+
+    def with_a_job_running() -> dict[str, float] | None:
+        metrics = scrape(stack.metrics_url)
+        return metrics if metrics.get('geoqueue_jobs{state="running",vendor="immersity"}', 0) >= 1 else None
+
+    during = wait_until(with_a_job_running, 30, "an Immersity job running in the metrics", interval=0.2)
     assert 'geoqueue_queue_depth{queue="transfer"}' in during and 'geoqueue_queue_depth{queue="control"}' in during
     queue.wait(job_id, timeout=120)
     after = scrape(stack.metrics_url)
@@ -33,12 +36,11 @@ def test_metrics_show_queue_depth_and_jobs_by_state_during_a_run(stack, store, q
     assert "flower_events_total" in flower and 'task="immersity.item"' in flower
 
 
-def test_sigterm_finishes_running_work_and_loses_nothing(stack, store, queue):
+def test_sigterm_finishes_running_work_and_loses_nothing(stack, store, queue, sandbox):
     refs = put_images(store, 10)
-    stack.sandbox("POST", "/_sandbox/config/immersity", json={"processing_delay_s": 0.8})
+    sandbox.configure("immersity", processing_delay_s=0.8)
     job_id = queue.submit("immersity.batch", {"prefix": refs[0].uri.rsplit("/", 1)[0] + "/", "max_parallel": 4})
-    while queue.status(job_id).done < 1:
-        time.sleep(0.1)
+    wait_for_done(queue, job_id, 1)
     assert stack.processes["transfer"].terminate() == 0  # a deploy: warm shutdown
     stopped_at = queue.status(job_id).done
     stack.start_worker("transfer")
@@ -47,8 +49,8 @@ def test_sigterm_finishes_running_work_and_loses_nothing(stack, store, queue):
     assert job.state == "succeeded" and job.result["succeeded"] == 10
     assert stopped_at < 10
     for outcome in queue.items(job_id).values():
-        assert disparity_calls_for(stack, outcome["disparity"]) == 1
-    assert counters(stack)["disparity"] == 10
+        assert disparity_calls_for(sandbox, outcome["disparity"]) == 1
+    assert sandbox.counters("immersity")["disparity"] == 10
 
 
 def test_two_beats_dispatch_once_and_the_standby_takes_over():
@@ -65,11 +67,7 @@ def test_two_beats_dispatch_once_and_the_standby_takes_over():
 
         beats[leader].kill()
         killed_at = time.time()
-        deadline = time.monotonic() + 30
-        while not sends(stack.logs(standby)) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        took_over = sends(stack.logs(standby))
-        assert took_over, "the standby beat never took over"
+        took_over = wait_until(lambda: sends(stack.logs(standby)), 30, "the standby beat taking over", interval=0.5)
         # lock timeout (6 s) + a loop interval + the 5 s schedule, with slack for a busy machine
         assert took_over[0] - killed_at < 16
     finally:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import requests
 
+from tests.conftest import wait_until
 from tests.inputs import put_images
 
 OUTPUT = Path(__file__).resolve().parents[1] / "output"
@@ -22,8 +23,8 @@ def flower(stack, path: str, **kwargs) -> requests.Response:
     return requests.request(kwargs.pop("method", "GET"), stack.flower_url + path, timeout=10, **kwargs)
 
 
-def secrets_of(stack) -> list[str]:
-    issued = stack.sandbox("GET", "/_sandbox/status/immersity")["tokens_issued"]
+def secrets_of(stack, sandbox) -> list[str]:
+    issued = sandbox.status("immersity")["tokens_issued"]
     return [stack.env["GEOQUEUE_IMMERSITY_CLIENT_SECRET"], stack.env["GEOQUEUE_S3_SECRET_ACCESS_KEY"],
             stack.flower_password, "X-Amz-Signature", *issued]
 
@@ -56,52 +57,53 @@ def test_flower_is_read_only_and_needs_auth(stack, store, queue):
     assert set(flower(stack, "/api/workers", params={"refresh": 1}).json()) == set(workers)
 
 
-def running_batch(stack, store, queue, images: int = 8) -> str:
+def running_batch(sandbox, store, queue, images: int = 8) -> str:
     refs = put_images(store, images)
-    stack.sandbox("POST", "/_sandbox/config/immersity", json={"processing_delay_s": 0.7})
+    sandbox.configure("immersity", processing_delay_s=0.7)
     return queue.submit("immersity.batch", {"prefix": refs[0].uri.rsplit("/", 1)[0] + "/", "max_parallel": 2})
 
 
-def test_progress_of_a_running_job_shows_in_flower(stack, store, queue):
-    job_id = running_batch(stack, store, queue)
-    seen = None
-    deadline = time.monotonic() + 60
+def test_progress_of_a_running_job_shows_in_flower(stack, store, queue, sandbox):
+    job_id = running_batch(sandbox, store, queue)
     query = {"draw": 1, "start": 0, "length": 100, "search[value]": job_id,
              "order[0][column]": 0, "columns[0][data]": "received", "order[0][dir]": "desc"}
-    while seen is None and time.monotonic() < deadline:
+
+    def task_showing_progress() -> dict | None:
         rows = flower(stack, "/tasks/datatable", params=query).json()["data"]
-        seen = next((r for r in rows if r["uuid"] == job_id and "progress: images" in str(r["result"])
+        return next((r for r in rows if r["uuid"] == job_id and "progress: images" in str(r["result"])
                      and 0 < int(str(r["result"]).split()[-1].split("/")[0]) < 8), None)
-        time.sleep(0.3)
-    assert seen is not None, "no task of the job showed its progress in Flower"
+
+    seen = wait_until(task_showing_progress, 60, "a task of the job showing its progress in Flower", interval=0.3)
     assert seen["result"].endswith("/8")
     queue.wait(job_id, timeout=120)
     everything = flower(stack, "/api/tasks").text + str(flower(stack, "/tasks/datatable", params=query).json())
     assert job_id in everything
-    for secret in secrets_of(stack):
+    for secret in secrets_of(stack, sandbox):
         assert secret not in everything
 
 
-def test_browser_sees_job_tasks_and_progress_and_no_secret(stack, store, queue, chromium):
+def test_browser_sees_job_tasks_and_progress_and_no_secret(stack, store, queue, sandbox, chromium):
     import base64
 
-    job_id = running_batch(stack, store, queue, images=10)
+    job_id = running_batch(sandbox, store, queue, images=10)
     token = base64.b64encode(f"{stack.flower_user}:{stack.flower_password}".encode()).decode()
     chromium.execute_cdp_cmd("Network.enable", {})
     chromium.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {token}"}})
-    page = ""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def page_with_progress() -> str | None:
         chromium.get(stack.flower_url + "/tasks")
         time.sleep(1.5)  # the table fills from Flower's own API call
         page = chromium.page_source
-        if job_id in page and re.search(r"progress: images [1-9]\d*/10", page):
-            break
-    OUTPUT.mkdir(exist_ok=True)
-    chromium.save_screenshot(str(OUTPUT / "flower-tasks.png"))
+        return page if job_id in page and re.search(r"progress: images [1-9]\d*/10", page) else None
+
+    try:
+        page = wait_until(page_with_progress, 60, "the batch's progress on the page", interval=0)
+    finally:
+        OUTPUT.mkdir(exist_ok=True)
+        chromium.save_screenshot(str(OUTPUT / "flower-tasks.png"))
     assert "immersity.batch" in page and "immersity.item" in page
     assert job_id in page
     assert re.search(r"progress: images [1-9]\d*/10", page), "the batch's progress is not on the page"
-    for secret in secrets_of(stack):
+    for secret in secrets_of(stack, sandbox):
         assert secret not in page
     queue.wait(job_id, timeout=120)

@@ -10,9 +10,8 @@ import pytest
 import redis
 from celery import Celery
 
-from devstack.local_stack import wait_until
 from geoqueue import GeoQueue, SubmitFailed
-from tests.conftest import DRONEMAPPER_FAST, start_stack
+from tests.conftest import DRONEMAPPER_FAST, start_stack, wait_until
 from tests.inputs import put_images, put_survey
 from tests.probes import scrape
 
@@ -23,6 +22,12 @@ def fleet():
     stack = start_stack(flower=False, beat=False, GEOQUEUE_SUBMIT_GRACE="2", GEOQUEUE_UNPOLLED_AFTER="3")
     yield stack
     stack.stop()
+
+
+@pytest.fixture
+def sandbox_url(fleet) -> str:
+    """The shared `sandbox` fixture controls this module's stack."""
+    return fleet.sandbox_url
 
 
 def sweep(stack) -> None:
@@ -85,9 +90,9 @@ def host(stack) -> str:
     return next(name for name in names if name.startswith("transfer@")).split("@", 1)[1]
 
 
-def test_a_waiting_job_its_poller_forgot_is_polled_again_and_liveness_shows(fleet):
+def test_a_waiting_job_its_poller_forgot_is_polled_again_and_liveness_shows(fleet, sandbox):
     store, queue = fleet.object_store(), GeoQueue(fleet.redis_url)
-    fleet.sandbox("POST", "/_sandbox/config/dronemapper", json=DRONEMAPPER_FAST)
+    sandbox.configure("dronemapper", **DRONEMAPPER_FAST)
     prefix, _ = put_survey(store, 3)
     job_id = queue.submit("dronemapper.process_survey", {"images": prefix})
     wait_until(lambda: queue.status(job_id).state == "waiting", 60, "the survey waiting on the vendor")
@@ -95,11 +100,14 @@ def test_a_waiting_job_its_poller_forgot_is_polled_again_and_liveness_shows(flee
     metrics = scrape(fleet.metrics_url)
     assert metrics['geoqueue_waiting_unpolled_jobs{vendor="dronemapper"}'] == 1
     assert metrics['geoqueue_oldest_job_age_seconds{state="waiting"}'] >= 3
-    deadline = time.monotonic() + 90
-    while not queue.status(job_id).finished:   # each sweep finds it forgotten again and sends the poller
-        assert time.monotonic() < deadline, "the survey was not polled to its end"
-        sweep(fleet)
-        time.sleep(3.5)
+
+    def finished_or_swept() -> bool:
+        if queue.status(job_id).finished:
+            return True
+        sweep(fleet)                        # each sweep finds it forgotten again and sends the poller
+        return False
+
+    wait_until(finished_or_swept, 90, "the survey polled to its end", interval=3.5)
     assert queue.status(job_id).state == "succeeded"
     assert "were not looked at for 3 s" in fleet.logs("control")
     metrics = scrape(fleet.metrics_url)

@@ -16,11 +16,10 @@ import redis
 from celery import Celery
 from kombu import Connection
 
-from devstack.local_stack import free_port, redis_answers, redis_server_binary, wait_until
+from devstack.local_stack import free_port, redis_answers, redis_server_binary
 from geoqueue import GeoQueue
-from tests.conftest import start_stack
+from tests.conftest import start_stack, wait_until
 from tests.inputs import put_images
-from tests.jobs.test_immersity_jobs import counters, disparity_calls_for
 from tests.probes import sends
 
 VISIBILITY_TIMEOUT = 3600
@@ -52,14 +51,19 @@ def progress(queue: GeoQueue, job_ids: list[str]) -> list[tuple[str, int]]:
     return [(job.state, job.done) for job in map(queue.status, job_ids)]
 
 
+def disparity_calls_for(sandbox, output_uri: str) -> int:
+    """Immersity's disparity calls that wrote `output_uri`."""
+    return sandbox.counters("immersity").get("disparity:/" + output_uri[len("s3://"):], 0)
+
+
 @pytest.mark.parametrize("sig, outage", [
     pytest.param(signal.SIGTERM, 5, id="sigterm-5s"),
     pytest.param(signal.SIGKILL, 5, id="sigkill-5s"),
     pytest.param(signal.SIGKILL, 60, id="sigkill-60s", marks=pytest.mark.slow),
 ])
-def test_a_redis_restart_stops_nothing_and_loses_nothing(stack, store, queue, sig, outage):
+def test_a_redis_restart_stops_nothing_and_loses_nothing(stack, store, queue, sandbox, sig, outage):
     workers = {name: stack.processes[name].popen.pid for name in ("control", "transfer", "beat")}
-    stack.sandbox("POST", "/_sandbox/config/immersity", json={"processing_delay_s": 3})
+    sandbox.configure("immersity", processing_delay_s=3)
     job_ids = []
     for _ in range(2):
         refs = put_images(store, IMAGES_PER_JOB)
@@ -67,10 +71,7 @@ def test_a_redis_restart_stops_nothing_and_loses_nothing(stack, store, queue, si
                                                         "max_parallel": 3}))
     # Six items dispatched for four transfer slots: four vendor calls under way, two messages waiting.
     control = Celery(broker=stack.redis_url)
-    deadline = time.monotonic() + 60
-    while active_items(control) < 4:
-        assert time.monotonic() < deadline, "the vendor calls never got under way"
-        time.sleep(0.2)
+    wait_until(lambda: active_items(control) >= 4, 60, "the vendor calls under way", interval=0.2)
     control.close()
 
     stack.stop_redis(sig)
@@ -79,12 +80,15 @@ def test_a_redis_restart_stops_nothing_and_loses_nothing(stack, store, queue, si
     back, back_wall = time.monotonic(), time.time()
     before = progress(queue, job_ids)
     moved = None
-    deadline = back + 180
-    while any(state != "succeeded" for state, _ in progress(queue, job_ids)):
-        assert time.monotonic() < deadline, progress(queue, job_ids)
-        if moved is None and progress(queue, job_ids) != before:
+
+    def all_succeeded() -> bool:
+        nonlocal moved
+        now = progress(queue, job_ids)
+        if moved is None and now != before:
             moved = time.monotonic() - back
-        time.sleep(0.1)
+        return all(state == "succeeded" for state, _ in now)
+
+    wait_until(all_succeeded, 180, "every job succeeded")
     finished = time.monotonic() - back
     print(f"\n{signal.Signals(sig).name}, {outage}s down: jobs moved again {moved:.1f}s after Redis was back, "
           f"all {len(job_ids)} succeeded after {finished:.1f}s (visibility timeout {VISIBILITY_TIMEOUT}s)")
@@ -94,8 +98,8 @@ def test_a_redis_restart_stops_nothing_and_loses_nothing(stack, store, queue, si
         job = queue.status(job_id)
         assert job.result["succeeded"] == IMAGES_PER_JOB, job.result
         for outcome in queue.items(job_id).values():
-            assert disparity_calls_for(stack, outcome["disparity"]) == 1, outcome
-    assert counters(stack)["disparity"] == 2 * IMAGES_PER_JOB
+            assert disparity_calls_for(sandbox, outcome["disparity"]) == 1, outcome
+    assert sandbox.counters("immersity")["disparity"] == 2 * IMAGES_PER_JOB
 
     # Nobody exited, nobody was restarted, and no message is left held or waiting.
     for name, pid in workers.items():
@@ -103,15 +107,11 @@ def test_a_redis_restart_stops_nothing_and_loses_nothing(stack, store, queue, si
         assert process.alive() and process.popen.pid == pid, f"{name} exited; see {process.log}"
         assert "Unrecoverable error" not in stack.logs(name)
     broker = redis.Redis.from_url(stack.redis_url)
-    deadline = time.monotonic() + 10
-    while broker.hlen("unacked") or broker.llen("transfer"):
-        assert time.monotonic() < deadline, (broker.hlen("unacked"), broker.llen("transfer"))
-        time.sleep(0.2)
+    wait_until(lambda: not (broker.hlen("unacked") or broker.llen("transfer")), 10,
+               "no message held unacked or waiting in the transfer queue", interval=0.2)
     # Beat dispatches again once Redis is back.
-    deadline = time.monotonic() + 20
-    while not [at for at in sends(stack.logs("beat")) if at > back_wall]:
-        assert time.monotonic() < deadline, "beat sent nothing after Redis came back"
-        time.sleep(0.5)
+    wait_until(lambda: [at for at in sends(stack.logs("beat")) if at > back_wall], 20,
+               "beat sending after Redis came back", interval=0.5)
 
 
 def test_the_stack_restarts_a_process_that_dies(stack, store, queue):
@@ -119,10 +119,8 @@ def test_the_stack_restarts_a_process_that_dies(stack, store, queue):
     os.kill(beat.popen.pid, signal.SIGKILL)          # as the OOM killer would: nobody asked it to stop
     os.kill(transfer.popen.pid, signal.SIGKILL)      # the worker's main process; its pool is orphaned
     killed_at = time.time()
-    deadline = time.monotonic() + 30
-    while stack.processes["beat"] is beat or stack.processes["transfer"] is transfer:
-        assert time.monotonic() < deadline, "the stack did not restart beat and the transfer worker"
-        time.sleep(0.2)
+    wait_until(lambda: stack.processes["beat"] is not beat and stack.processes["transfer"] is not transfer, 30,
+               "the stack restarting beat and the transfer worker", interval=0.2)
     stack.wait_for_workers(["transfer"])
     notes = (stack.run_dir / "stack.log").read_text()
     assert "beat exited with code -9" in notes and "transfer restarted" in notes, notes
@@ -131,10 +129,8 @@ def test_the_stack_restarts_a_process_that_dies(stack, store, queue):
     job = queue.wait(queue.submit("immersity.disparity", {"image": image.uri}), timeout=60)
     assert job.state == "succeeded"
     # The new beat takes the leader lock once the dead one's expires (6 s here) and dispatches.
-    deadline = time.monotonic() + 30
-    while not [at for at in sends(stack.logs("beat")) if at > killed_at]:
-        assert time.monotonic() < deadline, "the restarted beat sent nothing"
-        time.sleep(0.5)
+    wait_until(lambda: [at for at in sends(stack.logs("beat")) if at > killed_at], 30,
+               "the restarted beat sending", interval=0.5)
     assert stack.processes["beat"].alive()
     assert datetime.now().timestamp() - killed_at < 60
 
@@ -155,11 +151,12 @@ def test_prefork_children_are_recycled():
         images = put_images(stack.object_store(), 6)
         job_ids = [queue.submit("immersity.disparity", {"image": image.uri}) for image in images]
         assert all(queue.wait(job_id, timeout=60).state == "succeeded" for job_id in job_ids)
+
+        def pool() -> set[int]:
+            return set(next(iter(control.control.inspect(timeout=5).stats().values()))["pool"]["processes"])
+
         # Six tasks on four children: one ran two at least, and was replaced.
-        deadline = time.monotonic() + 15
-        while set(next(iter(control.control.inspect(timeout=5).stats().values()))["pool"]["processes"]) >= children:
-            assert time.monotonic() < deadline, "no child was replaced"
-            time.sleep(0.5)
+        wait_until(lambda: not pool() >= children, 15, "a child replaced", interval=0.5)
     finally:
         control.close()
         stack.stop()

@@ -12,9 +12,8 @@ import pytest
 from devstack.samples import drive_photos
 from geoqueue import GeoQueue
 from geoqueue.s3ref import S3Ref
-from tests.conftest import DRONEMAPPER_FAST, start_stack
+from tests.conftest import DRONEMAPPER_FAST, start_stack, wait_until
 from tests.inputs import put_images, put_site, put_survey
-from tests.jobs.test_immersal_jobs import captures
 
 WORKERS = ("w1", "w2", "w3")
 SUCCEEDED = re.compile(r"Task ([\w.]+)\[[0-9a-f-]+\] succeeded")
@@ -28,6 +27,12 @@ def fleet():
     stack.wait_for_workers(list(WORKERS))
     yield stack
     stack.stop()
+
+
+@pytest.fixture
+def sandbox_url(fleet) -> str:
+    """The shared `sandbox` fixture controls this module's stack."""
+    return fleet.sandbox_url
 
 
 def busy(stack, worker: str) -> bool:
@@ -48,14 +53,15 @@ def put_drive(store, count: int) -> str:
     return f"s3://geoqueue/{prefix}"
 
 
-def counters(stack, vendor: str) -> dict[str, int]:
-    return stack.sandbox("GET", "/_sandbox/counters")[vendor]
+def captures(sandbox) -> dict[str, int]:
+    """Immersal's capture calls, by workspace image."""
+    return {k: v for k, v in sandbox.counters("immersal").items() if k.startswith("capture:")}
 
 
-def test_mixed_jobs_spread_over_three_workers_survive_one_killed(fleet):
+def test_mixed_jobs_spread_over_three_workers_survive_one_killed(fleet, sandbox):
     queue, store = GeoQueue(fleet.redis_url), fleet.object_store()
-    fleet.sandbox("POST", "/_sandbox/config/immersity", json={"processing_delay_s": 0.5})
-    fleet.sandbox("POST", "/_sandbox/config/dronemapper", json=DRONEMAPPER_FAST)
+    sandbox.configure("immersity", processing_delay_s=0.5)
+    sandbox.configure("dronemapper", **DRONEMAPPER_FAST)
     jobs = {}
     for batch in range(2):
         refs = put_images(store, 8)
@@ -70,10 +76,8 @@ def test_mixed_jobs_spread_over_three_workers_survive_one_killed(fleet):
             "images": prefix, "project_name": f"scaling-{survey}", "max_parallel_uploads": 3})
 
     victim = "w2"
-    deadline = time.monotonic() + 60
-    while not busy(fleet, victim):  # kill it with work in its hands
-        assert time.monotonic() < deadline, f"{victim} never got work"
-        time.sleep(0.2)
+    # kill it with work in its hands
+    wait_until(lambda: busy(fleet, victim), 60, f"{victim} with work in its hands", interval=0.2)
     fleet.processes[victim].kill()
     finished = {label: queue.wait(job_id, timeout=240, raise_on_failure=False) for label, job_id in jobs.items()}
     for label, job in finished.items():
@@ -84,19 +88,19 @@ def test_mixed_jobs_spread_over_three_workers_survive_one_killed(fleet):
     survivors_ran = {m.group(1) for name in WORKERS if name != victim for m in SUCCEEDED.finditer(fleet.logs(name))}
     assert "immersity.item" in survivors_ran
 
-    immersity = counters(fleet, "immersity")
+    immersity = sandbox.counters("immersity")
     for label in ("immersity-0", "immersity-1"):
         for outcome in queue.items(jobs[label]).values():
             assert immersity["disparity:/" + outcome["disparity"][len("s3://"):]] == 1
     assert immersity["disparity"] == 16
-    dronemapper = counters(fleet, "dronemapper")
+    dronemapper = sandbox.counters("dronemapper")
     created = {k: v for k, v in dronemapper.items() if k.startswith("task_create:")}
     assert len(created) == 3 and all(count == 1 for count in created.values()), created
-    assert len(captures(fleet)) == 24 and set(captures(fleet).values()) == {1}
+    assert len(captures(sandbox)) == 24 and set(captures(sandbox).values()) == {1}
     assert finished["immersal"].result["images"] == 24
-    mapillary = fleet.sandbox("GET", "/_sandbox/status/mapillary")
+    mapillary = sandbox.status("mapillary")
     assert sum(cluster["images"] for cluster in mapillary["clusters"].values()) == 16
     assert len([key for key in mapillary["upload_sessions"] if key.endswith(".jpg")]) == 16
-    vendor_tasks = fleet.sandbox("GET", "/_sandbox/status/dronemapper")["tasks"]
+    vendor_tasks = sandbox.status("dronemapper")["tasks"]
     for label in ("survey-0", "survey-1", "survey-2"):
         assert len(vendor_tasks[str(finished[label].result["task"])]["images"]) == 12

@@ -24,14 +24,14 @@ def every_value_in(client: redis.Redis):
             yield from client.zrange(key, 0, -1)
 
 
-def test_no_secret_in_redis_results_or_logs(queue, store, stack):
+def test_no_secret_in_redis_results_or_logs(queue, store, stack, sandbox):
     refs = put_images(store, 3)
     prefix = refs[0].uri.rsplit("/", 1)[0] + "/"
     batch = queue.wait(queue.submit("immersity.batch", {"prefix": prefix}), timeout=90)
     single = queue.wait(queue.submit("immersity.disparity", {"image": refs[0].uri, "animation": {"animationType": "gif"}}), timeout=90)
     assert batch.state == single.state == "succeeded"
 
-    issued = stack.sandbox("GET", "/_sandbox/status/immersity")["tokens_issued"]
+    issued = sandbox.status("immersity")["tokens_issued"]
     assert issued, "the run should have used at least one access token"
     secrets = [
         stack.env["GEOQUEUE_IMMERSITY_CLIENT_SECRET"], stack.env["GEOQUEUE_S3_SECRET_ACCESS_KEY"],

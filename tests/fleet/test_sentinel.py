@@ -6,9 +6,9 @@ import subprocess
 
 import redis
 
-from devstack.local_stack import free_port, redis_answers, redis_server_binary, wait_until
+from devstack.local_stack import free_port, redis_answers, redis_server_binary
 from geoqueue import GeoQueue
-from tests.conftest import start_stack
+from tests.conftest import start_stack, wait_until
 from tests.inputs import put_images
 
 

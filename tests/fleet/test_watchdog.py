@@ -11,7 +11,6 @@ from celery.exceptions import SoftTimeLimitExceeded
 from geoqueue import GeoQueue
 from tests.conftest import start_stack
 from tests.inputs import put_images
-from tests.jobs.test_immersity_jobs import counters
 from workers.watchdog import Watchdog
 
 
@@ -70,15 +69,21 @@ def threads_fleet():
     stack.stop()
 
 
-def test_a_task_past_its_soft_limit_in_a_threads_worker_is_tried_again_and_pays_once(threads_fleet):
+@pytest.fixture
+def sandbox_url(threads_fleet) -> str:
+    """The shared `sandbox` fixture controls this module's stack."""
+    return threads_fleet.sandbox_url
+
+
+def test_a_task_past_its_soft_limit_in_a_threads_worker_is_tried_again_and_pays_once(threads_fleet, sandbox):
     stack, store = threads_fleet, threads_fleet.object_store()
     queue = GeoQueue(stack.redis_url)
     [image] = put_images(store, 1)
     # Two calls of 6 s: the soft limit (11 s) passes during the second; it returns, the task stops.
-    stack.sandbox("POST", "/_sandbox/config/immersity", json={"processing_delay_s": 6})
+    sandbox.configure("immersity", processing_delay_s=6)
     job = queue.wait(queue.submit("immersity.disparity", {"image": image.uri, "animation": {"animationType": "gif"}}),
                      timeout=120)
     assert job.state == "succeeded" and job.credits == 20
     assert "ran past its soft time limit" in stack.logs("threads")
-    served = counters(stack)
+    served = sandbox.counters("immersity")
     assert served["disparity"] == 1 and served["animation"] == 1
