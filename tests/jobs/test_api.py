@@ -13,7 +13,6 @@ from geoqueue.params import InvalidParams
 from tests import probes
 from tests.http_helpers import api, other_api, sse_events
 from tests.inputs import put_images
-from tests.jobs.test_immersity_jobs import counters
 
 
 def enqueued(stack) -> int:
@@ -130,7 +129,7 @@ def test_keys_are_hashes_with_scopes_and_no_secret_shows(stack, store):
     assert reader_entry.split(":")[-1] not in "".join(responses)
 
 
-def test_idempotency_key_names_one_job(stack, store):
+def test_idempotency_key_names_one_job(stack, store, sandbox):
     [image] = put_images(store, 1)
     body = {"name": "immersity.disparity", "params": {"image": image.uri}}
     key = {"Idempotency-Key": f"order-{image.key}"}
@@ -142,10 +141,10 @@ def test_idempotency_key_names_one_job(stack, store):
                 headers=dict(key))
     assert other.status_code == 409 and other.json()["field"] == "Idempotency-Key"
     sse_events(stack, f"/v1/jobs/{first.json()['id']}/events")
-    assert counters(stack).get("disparity", 0) == 1  # the vendor was called once
+    assert sandbox.counters("immersity").get("disparity", 0) == 1  # the vendor was called once
 
 
-def test_a_job_id_reused_with_other_parameters_is_409_and_never_runs_again(stack, store):
+def test_a_job_id_reused_with_other_parameters_is_409_and_never_runs_again(stack, store, sandbox):
     [image] = put_images(store, 1)
     body = {"name": "immersity.disparity", "params": {"image": image.uri}, "job_id": "mine-" + image.key.replace('/', '-').replace('.', '-')}
     assert api(stack, "POST", "/v1/jobs", json=body).status_code == 202
@@ -154,12 +153,12 @@ def test_a_job_id_reused_with_other_parameters_is_409_and_never_runs_again(stack
     conflict = api(stack, "POST", "/v1/jobs", json={**body, "params": {"image": image.uri, "output": "s3://geoqueue/x.png"}})
     assert conflict.status_code == 409 and conflict.json() == {
         "error": "JobConflict", "field": "job_id", "detail": conflict.json()["detail"]}
-    assert counters(stack).get("disparity", 0) == 1
+    assert sandbox.counters("immersity").get("disparity", 0) == 1
 
 
-def test_cancel_over_http(stack, store):
+def test_cancel_over_http(stack, store, sandbox):
     refs = put_images(store, 4)
-    stack.sandbox("POST", "/_sandbox/config/immersity", json={"processing_delay_s": 1.0})
+    sandbox.configure("immersity", processing_delay_s=1.0)
     sent = api(stack, "POST", "/v1/jobs", json={"name": "immersity.batch", "params": {
         "prefix": refs[0].uri.rsplit("/", 1)[0] + "/", "max_parallel": 1}}).json()
     canceled = api(stack, "DELETE", f"/v1/jobs/{sent['id']}")

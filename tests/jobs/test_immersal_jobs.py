@@ -17,7 +17,7 @@ from devstack.samples import scene
 from geoqueue import InvalidParams, JobFailed
 from geoqueue.s3ref import S3Ref, parse_ref
 from sandbox.immersal import DEFAULT_TOKEN
-from tests.conftest import TEST_SETTINGS, wait_for_done
+from tests.conftest import TEST_SETTINGS, wait_for_done, wait_until
 from tests.inputs import BUCKET, HELSINKI, INTRINSICS, put_site, write_manifest
 from vendors.immersal import ImmersalClient
 
@@ -26,8 +26,8 @@ ECEF_TO_GEOGRAPHIC = Transformer.from_crs("EPSG:4978", "EPSG:4979", always_xy=Tr
 
 
 @pytest.fixture(autouse=True)
-def quick_construction(stack):
-    stack.sandbox("POST", "/_sandbox/config/immersal", json={"construct_seconds": 1.0})
+def quick_construction(sandbox):
+    sandbox.configure("immersal", construct_seconds=1.0)
 
 
 def image_digests(store, prefix_uri: str, rows: list[dict]) -> set[tuple[int, int, str]]:
@@ -41,28 +41,12 @@ def map_images(store, uri: str) -> set[tuple[int, int, str]]:
     return {(int(run), int(index), digest) for run, index, digest, *_pose in (line.split() for line in lines)}
 
 
-def counters(stack) -> dict[str, int]:
-    return stack.sandbox("GET", "/_sandbox/counters")["immersal"]
-
-
-def captures(stack) -> dict[str, int]:
-    return {k: v for k, v in counters(stack).items() if k.startswith("capture:")}
-
-
-def sandbox_maps(stack) -> dict[str, dict]:
-    return stack.sandbox("GET", "/_sandbox/status/immersal")["maps"]
-
-
-def wait_for(check, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-    return found
+def captures(sandbox) -> dict[str, int]:
+    return {k: v for k, v in sandbox.counters("immersal").items() if k.startswith("capture:")}
 
 
 # --- building maps ---
-def test_build_map_in_chunks_end_to_end(queue, store, stack):
+def test_build_map_in_chunks_end_to_end(queue, store, sandbox):
     images, rows = put_site(store, 64)
     job_id = queue.submit("immersal.build_map", {
         "images": images, "name": "Harbour64", "chunk_size": 8, "max_parallel": 3, "window_size": 5,
@@ -81,61 +65,62 @@ def test_build_map_in_chunks_end_to_end(queue, store, stack):
     data = store.read(parse_ref(result["map"]))
     assert hashlib.sha256(data).hexdigest() == result["sha256"] and len(data) == result["bytes"]
     assert map_images(store, result["map"]) == image_digests(store, images, rows)
-    assert sorted(captures(stack).values()) == [1] * 64 and len(captures(stack)) == 64
-    options = sandbox_maps(stack)[str(result["map_id"])]["options"]
+    assert sorted(captures(sandbox).values()) == [1] * 64 and len(captures(sandbox)) == 64
+    options = sandbox.status("immersal")["maps"][str(result["map_id"])]["options"]
     assert options == {"windowSize": 5, "window_size": 5, "featureCount": 2048, "preservePoses": True, "dense": 0}
     record = json.dumps(job.to_dict())
     assert DEFAULT_TOKEN not in record and "sandbox-password" not in record and "X-Amz-Signature" not in record
 
 
-def test_worker_killed_during_submission_submits_each_image_once(queue, store, stack):
+def test_worker_killed_during_submission_submits_each_image_once(queue, store, stack, sandbox):
     images, rows = put_site(store, 60, seed=7)
     # Vendor calls that take a while, as real ones do: the kill lands while captures are in flight.
-    stack.sandbox("POST", "/_sandbox/faults/immersal", json={"latency_ms": 150, "paths": "/immersal/capture"})
+    sandbox.faults("immersal", latency_ms=150, paths="/immersal/capture")
     job_id = queue.submit("immersal.build_map", {"images": images, "name": "Killed", "chunk_size": 5,
                                                  "max_parallel": 4})
     wait_for_done(queue, job_id, 12)
     stack.replace_worker("transfer")            # SIGKILL mid-call, then a fresh worker
     job = queue.wait(job_id, timeout=180)
     assert job.state == "succeeded"
-    assert len(captures(stack)) == 60
-    assert {k: v for k, v in captures(stack).items() if v != 1} == {}, (job.result, queue.items(job_id))
+    assert len(captures(sandbox)) == 60
+    assert {k: v for k, v in captures(sandbox).items() if v != 1} == {}, (job.result, queue.items(job_id))
     assert map_images(store, job.result["map"]) == image_digests(store, images, rows)
 
 
-def test_server_errors_and_dropped_connections_still_submit_each_image_once(queue, store, stack):
+def test_server_errors_and_dropped_connections_still_submit_each_image_once(queue, store, sandbox):
     images, rows = put_site(store, 16, seed=5)
     # Two answers of 500 and two dropped connections: each capture call tries again where it failed
     # (a capture sent twice replaces its image). Then six drops in a row: one call runs out of tries,
     # is cut off without an answer, and settle counts the workspace to find out whether it arrived.
     tries = int(TEST_SETTINGS.get("GEOQUEUE_CALL_RETRIES", 6))
-    stack.sandbox("POST", "/_sandbox/faults/immersal", json={"fail_next": 2, "paths": "/immersal/capture"})
+    sandbox.faults("immersal", fail_next=2, paths="/immersal/capture")
     job = queue.wait(queue.submit("immersal.build_map", {"images": images, "name": "Bumpy", "chunk_size": 16}),
                      timeout=90)
     assert "cut_off_calls" not in job.result
     images2, rows2 = put_site(store, 16, seed=6)
-    stack.sandbox("POST", "/_sandbox/faults/immersal", json={"drop_next": tries, "paths": "/immersal/capture"})
+    sandbox.faults("immersal", drop_next=tries, paths="/immersal/capture")
     cut = queue.wait(queue.submit("immersal.build_map", {"images": images2, "name": "CutOff", "chunk_size": 16}),
                      timeout=120)
     assert cut.result["cut_off_calls"] == {"count": 1, "arrived": 0, "sent_again": 1}
-    statuses = [e["status"] for e in stack.sandbox("GET", "/_sandbox/journal/immersal") if e["path"] == "/immersal/capture"]
+    statuses = [e["status"] for e in sandbox.journal("immersal") if e["path"] == "/immersal/capture"]
     assert statuses.count(500) == 2 + tries and statuses.count(200) == 32        # a dropped call shows as 500 here
-    assert len(captures(stack)) == 16 and set(captures(stack).values()) == {2}     # once per job
+    assert len(captures(sandbox)) == 16 and set(captures(sandbox).values()) == {2}     # once per job
     assert map_images(store, job.result["map"]) == image_digests(store, images, rows)
     assert map_images(store, cut.result["map"]) == image_digests(store, images2, rows2)
 
 
-def build_with_cut_off_calls(queue, store, stack, markers: dict[int, dict], arrived: list[int]):
+def build_with_cut_off_calls(queue, store, stack, sandbox, markers: dict[int, dict], arrived: list[int]):
     """An 8-image build whose captures of the images `markers` names were cut off without an answer (the
     markers a killed worker leaves, workers/once.py), of which those in `arrived` had reached Immersal."""
     images, rows = put_site(store, 8, seed=9)
     job_id = uuid.uuid4().hex
     r = redis.Redis.from_url(stack.redis_url, decode_responses=True)
     r.hset(f"gq:job:{job_id}:once:captures", mapping={f"0:{i}": json.dumps(m) for i, m in markers.items()})
-    stack.sandbox("POST", "/_sandbox/faults/immersal", json={"latency_ms": 200, "paths": "/immersal/capture"})
+    sandbox.faults("immersal", latency_ms=200, paths="/immersal/capture")
     queue.submit("immersal.build_map", {"images": images, "name": "CutOff"}, job_id=job_id)
-    wait_for(lambda: r.hget(f"gq:job:{job_id}:immersal", "step") == "submit")     # the workspace was cleared
-    vendor = ImmersalClient(f"{stack.sandbox_url}/immersal", token=DEFAULT_TOKEN)
+    wait_until(lambda: r.hget(f"gq:job:{job_id}:immersal", "step") == "submit", 60,
+               "the workspace cleared (the build at its submit step)", interval=0.05)
+    vendor = ImmersalClient(f"{sandbox.url}/immersal", token=DEFAULT_TOKEN)
     for row in (rows[i] for i in arrived):
         vendor.capture(store.read(parse_ref(images, prefix=True).child(row["file"])), run=0, index=row["index"],
                        position=(row["px"], row["py"], row["pz"]), intrinsics=tuple(INTRINSICS.values()))
@@ -144,35 +129,37 @@ def build_with_cut_off_calls(queue, store, stack, markers: dict[int, dict], arri
     return job
 
 
-def test_of_two_cut_off_captures_the_one_whose_request_left_is_not_sent_again(queue, store, stack):
+def test_of_two_cut_off_captures_the_one_whose_request_left_is_not_sent_again(queue, store, stack, sandbox):
     """Chunks capture in parallel, so the order of their marks says nothing of what arrived: here the
     newer call reached Immersal (its marker says its request left) and the older never left its worker."""
     now = time.time()
-    job = build_with_cut_off_calls(queue, store, stack, {6: {"at": now, "seq": 1},
-                                                         7: {"at": now, "seq": 2, "sent": now}}, arrived=[7])
+    job = build_with_cut_off_calls(queue, store, stack, sandbox, {6: {"at": now, "seq": 1},
+                                                                  7: {"at": now, "seq": 2, "sent": now}}, arrived=[7])
     assert job.result["cut_off_calls"] == {"count": 2, "arrived": 1, "sent_again": 1}
-    assert len(captures(stack)) == 8 and set(captures(stack).values()) == {1}, captures(stack)
+    assert len(captures(sandbox)) == 8 and set(captures(sandbox).values()) == {1}, captures(sandbox)
 
 
-def test_cut_off_captures_that_left_are_sent_again_one_at_a_time_until_the_count_is_complete(queue, store, stack):
+def test_cut_off_captures_that_left_are_sent_again_one_at_a_time_until_the_count_is_complete(queue, store, stack,
+                                                                                               sandbox):
     """Four requests left whole and their worker died: three arrived, one was refused (a 5xx it never read).
     Only the count can tell which: the likeliest missing go again one at a time, and once the workspace
     is complete nothing more is sent. One image that had arrived is replaced by itself, not three."""
     now = time.time()
-    job = build_with_cut_off_calls(queue, store, stack, {4: {"at": now, "seq": 4, "sent": now},
-                                                         5: {"at": now, "seq": 3, "sent": now},
-                                                         6: {"at": now, "seq": 2, "sent": now},
-                                                         7: {"at": now, "seq": 1, "sent": now}}, arrived=[4, 6, 7])
+    job = build_with_cut_off_calls(queue, store, stack, sandbox, {4: {"at": now, "seq": 4, "sent": now},
+                                                                  5: {"at": now, "seq": 3, "sent": now},
+                                                                  6: {"at": now, "seq": 2, "sent": now},
+                                                                  7: {"at": now, "seq": 1, "sent": now}},
+                                   arrived=[4, 6, 7])
     assert job.result["cut_off_calls"] == {"count": 4, "arrived": 3, "sent_again": 2}
-    assert captures(stack) == {**{f"capture:0:0:{i}": 1 for i in range(8)}, "capture:0:0:4": 2}
+    assert captures(sandbox) == {**{f"capture:0:0:{i}": 1 for i in range(8)}, "capture:0:0:4": 2}
 
 
-def test_jobs_on_one_workspace_take_turns_without_mixing(queue, store, stack):
+def test_jobs_on_one_workspace_take_turns_without_mixing(queue, store, sandbox):
     first_images, first_rows = put_site(store, 24, run=0, seed=1)
     second_images, second_rows = put_site(store, 24, run=1, seed=2)
     third_images, _ = put_site(store, 4, run=2, seed=3)
     # Every call slowed down, so that a build lasts long enough for the others to be seen waiting.
-    stack.sandbox("POST", "/_sandbox/faults/immersal", json={"latency_ms": 300})
+    sandbox.faults("immersal", latency_ms=300)
     both = [queue.submit("immersal.build_map", {"images": images, "name": name, "chunk_size": 6})
             for images, name in ((first_images, "First"), (second_images, "Second"))]
 
@@ -180,24 +167,25 @@ def test_jobs_on_one_workspace_take_turns_without_mixing(queue, store, stack):
         waiting = [j for j in both if queue.status(j).phase == WAITING_PHASE]
         return waiting if len(waiting) == 1 else []
 
-    [waiting] = wait_for(one_waiting)
+    [waiting] = wait_until(one_waiting, 60, "one of the two builds waiting for the workspace", interval=0.05)
     [working] = [j for j in both if j != waiting]
     assert queue.status(waiting).state == "queued" and not queue.status(working).finished
 
     third = queue.submit("immersal.build_map", {"images": third_images, "name": "Third"})
-    wait_for(lambda: queue.status(third).phase == WAITING_PHASE)
+    wait_until(lambda: queue.status(third).phase == WAITING_PHASE, 60, "the third build waiting for the workspace",
+               interval=0.05)
     assert queue.cancel(third)
 
     first, second = (queue.wait(job_id, timeout=90).result for job_id in both)
     assert map_images(store, first["map"]) == image_digests(store, first_images, first_rows)
     assert map_images(store, second["map"]) == image_digests(store, second_images, second_rows)
     assert queue.status(third).state == "canceled"
-    assert len(captures(stack)) == 48 and set(captures(stack).values()) == {1}    # none of the third's images
+    assert len(captures(sandbox)) == 48 and set(captures(sandbox).values()) == {1}    # none of the third's images
 
 
-def test_construction_failure_fails_the_job_with_the_vendor_reason(queue, store, stack):
+def test_construction_failure_fails_the_job_with_the_vendor_reason(queue, store, sandbox):
     images, _ = put_site(store, 6)
-    stack.sandbox("POST", "/_sandbox/config/immersal", json={"fail_constructions": True})
+    sandbox.configure("immersal", fail_constructions=True)
     with pytest.raises(JobFailed) as failed:
         queue.wait(queue.submit("immersal.build_map", {"images": images, "name": "Doomed"}), timeout=60)
     error = failed.value.job.error
@@ -206,19 +194,18 @@ def test_construction_failure_fails_the_job_with_the_vendor_reason(queue, store,
     assert f"map {error['map_id']} (Doomed)" in error["message"]
 
 
-def test_refused_credentials_fail_at_once(queue, store, stack):
+def test_refused_credentials_fail_at_once(queue, store, sandbox):
     images, _ = put_site(store, 4)
-    stack.sandbox("POST", "/_sandbox/config/immersal",
-                  json={"accounts": {"someone@example.com": {"password": "other", "token": "f" * 64}}})
+    sandbox.configure("immersal", accounts={"someone@example.com": {"password": "other", "token": "f" * 64}})
     with pytest.raises(JobFailed) as failed:
         queue.wait(queue.submit("immersal.build_map", {"images": images, "name": "NoAuth"}), timeout=30, poll=0.1)
     error = failed.value.job.error
     assert error["type"] == "ImmersalAuthError" and error["vendor_message"] == "auth"
-    assert counters(stack) == {"/login": 1}                     # refused once, not retried
+    assert sandbox.counters("immersal") == {"/login": 1}                     # refused once, not retried
 
 
-def test_bad_inputs_fail_with_errors_naming_the_input(queue, store, stack):
-    stack.sandbox("POST", "/_sandbox/config/immersal", json={"image_max": 10})
+def test_bad_inputs_fail_with_errors_naming_the_input(queue, store, sandbox):
+    sandbox.configure("immersal", image_max=10)
     not_an_image, _ = put_site(store, 3)
     store.write(parse_ref(not_an_image + "img-001.jpg"), b"just some notes, not a photo")
     missing_field, rows = put_site(store, 3)
@@ -259,7 +246,7 @@ def test_bad_inputs_fail_with_errors_naming_the_input(queue, store, stack):
         error = failed.value.job.error
         assert (error["type"], error.get("field")) == ("InvalidInput", field), (label, error)
         assert expected in error["message"], (label, error["message"])
-    served = counters(stack)
+    served = sandbox.counters("immersal")
     assert served.get("/status") == 1                           # only the imageMax case asked the vendor
     assert not {"/clear", "/capture", "/construct", "/localize"} & set(served)
 
@@ -276,7 +263,7 @@ def reference_wgs84(position, ecef13) -> tuple[float, float, float]:
     return latitude, longitude, altitude
 
 
-def test_localize_visual_gps_and_map_lists(queue, store, stack):
+def test_localize_visual_gps_and_map_lists(queue, store, sandbox):
     images, rows = put_site(store, 6, gps=True, seed=3)
     built = queue.wait(queue.submit("immersal.build_map", {"images": images, "name": "Senate"}), timeout=60)
     map_id = built.result["map_id"]
@@ -287,7 +274,7 @@ def test_localize_visual_gps_and_map_lists(queue, store, stack):
     assert pose["position"] == [rows[4]["px"], rows[4]["py"], rows[4]["pz"]]
 
     gps = queue.wait(queue.submit("immersal.visual_gps", query), timeout=30).result
-    ecef = requests.post(f"{stack.sandbox_url}/immersal/ecef", json={"token": DEFAULT_TOKEN, "id": map_id},
+    ecef = requests.post(f"{sandbox.url}/immersal/ecef", json={"token": DEFAULT_TOKEN, "id": map_id},
                          timeout=10).json()["ecef"]
     latitude, longitude, altitude = reference_wgs84(pose["position"], ecef)
     assert abs(gps["latitude"] - latitude) < 1e-6 and abs(gps["longitude"] - longitude) < 1e-6
@@ -310,20 +297,15 @@ def test_localize_visual_gps_and_map_lists(queue, store, stack):
 
 
 # --- stitch, restore, extend ---
-def wait_until_done(stack, map_ids: list[int], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while any(sandbox_maps(stack)[str(m)]["status"] != "done" for m in map_ids):
-        assert time.monotonic() < deadline, sandbox_maps(stack)
-        time.sleep(0.2)
-
-
-def test_stitch_restore_and_extend_a_map(queue, store, stack):
+def test_stitch_restore_and_extend_a_map(queue, store, sandbox):
     west_images, west_rows = put_site(store, 4, run=0, seed=11)
     east_images, east_rows = put_site(store, 4, run=1, seed=12)
     west, east = (queue.submit("immersal.build_map", {"images": i, "name": n})
                   for i, n in ((west_images, "West"), (east_images, "East")))
     west, east = (queue.wait(j, timeout=60).result for j in (west, east))
-    wait_until_done(stack, [west["map_id"], east["map_id"]])
+    maps = [str(west["map_id"]), str(east["map_id"])]
+    wait_until(lambda: all(sandbox.status("immersal")["maps"][m]["status"] == "done" for m in maps), 30,
+               f"maps {', '.join(maps)} done at the vendor", interval=0.2)
 
     both = queue.wait(queue.submit("immersal.stitch", {"name": "Both", "map_ids": [west["map_id"], east["map_id"]]}),
                       timeout=60).result

@@ -8,23 +8,19 @@ from PIL import Image
 
 from geoqueue import InvalidParams, JobFailed
 from geoqueue.s3ref import S3Ref, parse_ref
-from tests.conftest import start_stack, wait_for_done
+from tests.conftest import SandboxControl, start_stack, wait_for_done
 from tests.inputs import BUCKET, put_images
 
 
-def counters(stack) -> dict[str, int]:
-    return stack.sandbox("GET", "/_sandbox/counters")["immersity"]
-
-
-def disparity_calls_for(stack, output_uri: str) -> int:
-    return counters(stack).get("disparity:" + "/" + output_uri[len("s3://"):], 0)
+def disparity_calls_for(sandbox, output_uri: str) -> int:
+    return sandbox.counters("immersity").get("disparity:" + "/" + output_uri[len("s3://"):], 0)
 
 
 def decoded(store, uri: str) -> Image.Image:
     return Image.open(io.BytesIO(store.read(parse_ref(uri))))
 
 
-def test_single_image_disparity(queue, store, stack):
+def test_single_image_disparity(queue, store, sandbox):
     [image] = put_images(store, 1, size=(200, 150))
     job = queue.wait(queue.submit("immersity.disparity", {"image": image.uri}), timeout=60)
     assert job.state == "succeeded"
@@ -32,17 +28,17 @@ def test_single_image_disparity(queue, store, stack):
     disparity = decoded(store, job.result["disparity"])
     assert disparity.format == "PNG" and disparity.size == (200, 150)
     assert job.credits == 10 == job.result["credits"]
-    assert disparity_calls_for(stack, job.result["disparity"]) == 1
+    assert disparity_calls_for(sandbox, job.result["disparity"]) == 1
 
 
-def test_disparity_chained_with_animation(queue, store, stack):
+def test_disparity_chained_with_animation(queue, store, sandbox):
     [image] = put_images(store, 1)
     job = queue.wait(queue.submit("immersity.disparity", {
         "image": image.uri, "animation": {"animationType": "gif", "animationLength": 2}}), timeout=60)
     animation = decoded(store, job.result["animation"])
     assert animation.format == "GIF" and animation.n_frames > 1
     assert job.credits == 20
-    assert counters(stack)["animation"] == 1
+    assert sandbox.counters("immersity")["animation"] == 1
 
 
 def test_animation_job_from_existing_disparity(queue, store):
@@ -53,7 +49,7 @@ def test_animation_job_from_existing_disparity(queue, store):
     assert store.read(parse_ref(job.result["animation"]))[4:8] == b"ftyp"  # an MP4 container
 
 
-def test_batch_reports_progress_and_each_image(queue, store, stack):
+def test_batch_reports_progress_and_each_image(queue, store, sandbox):
     refs = put_images(store, 8)
     prefix = refs[0].uri.rsplit("/", 1)[0] + "/"
     job_id = queue.submit("immersity.batch", {"prefix": prefix, "max_parallel": 3})
@@ -70,50 +66,49 @@ def test_batch_reports_progress_and_each_image(queue, store, stack):
         outcome = items[ref.key]
         assert outcome["state"] == "succeeded"
         assert decoded(store, outcome["disparity"]).size == (160, 120)
-        assert disparity_calls_for(stack, outcome["disparity"]) == 1
+        assert disparity_calls_for(sandbox, outcome["disparity"]) == 1
 
 
-def test_expired_token_is_refreshed_once(queue, store, stack):
+def test_expired_token_is_refreshed_once(queue, store, sandbox):
     [first, second] = put_images(store, 2)
     queue.wait(queue.submit("immersity.disparity", {"image": first.uri}), timeout=60)
-    tokens_before = counters(stack)["token"]
-    stack.sandbox("POST", "/_sandbox/config/immersity", json={"expire_issued_tokens": True})
+    tokens_before = sandbox.counters("immersity")["token"]
+    sandbox.configure("immersity", expire_issued_tokens=True)
     job = queue.wait(queue.submit("immersity.disparity", {"image": second.uri}), timeout=60)
-    after = counters(stack)
+    after = sandbox.counters("immersity")
     assert job.state == "succeeded"
     assert after["token"] == tokens_before + 1
     assert after["unauthorized"] >= 1
 
 
-def test_payment_required_fails_without_retry(queue, store, stack):
+def test_payment_required_fails_without_retry(queue, store, sandbox):
     [image] = put_images(store, 1)
-    stack.sandbox("POST", "/_sandbox/config/immersity", json={"credits": 5})
+    sandbox.configure("immersity", credits=5)
     with pytest.raises(JobFailed) as failed:
         queue.wait(queue.submit("immersity.disparity", {"image": image.uri}), timeout=60)
     error = failed.value.job.error
     assert error["type"] == "PaymentRequired"
     assert error["message"] == f"disparity into s3://geoqueue/immersity/{failed.value.job.id}/img-000.png: not enough credits"
     assert error["vendor_message"] == "Not enough credit balance"
-    assert counters(stack)["payment_required"] == 1
+    assert sandbox.counters("immersity")["payment_required"] == 1
 
 
-def test_server_errors_are_retried_then_succeed(queue, store, stack):
+def test_server_errors_are_retried_then_succeed(queue, store, sandbox):
     [image] = put_images(store, 1)
-    stack.sandbox("POST", "/_sandbox/faults/immersity", json={"fail_next": 2, "paths": "/api/v1/disparity"})
+    sandbox.faults("immersity", fail_next=2, paths="/api/v1/disparity")
     job = queue.wait(queue.submit("immersity.disparity", {"image": image.uri}), timeout=90)
     assert job.state == "succeeded"
-    statuses = [e["status"] for e in stack.sandbox("GET", "/_sandbox/journal/immersity") if e["path"].endswith("/disparity")]
+    statuses = [e["status"] for e in sandbox.journal("immersity") if e["path"].endswith("/disparity")]
     assert statuses == [500, 500, 200]
-    assert disparity_calls_for(stack, job.result["disparity"]) == 1
+    assert disparity_calls_for(sandbox, job.result["disparity"]) == 1
 
 
-def test_rate_limit_honours_retry_after(queue, store, stack):
+def test_rate_limit_honours_retry_after(queue, store, sandbox):
     [image] = put_images(store, 1)
-    stack.sandbox("POST", "/_sandbox/faults/immersity",
-                  json={"rate_limit_next": 1, "retry_after_s": 4, "paths": "/api/v1/disparity"})
+    sandbox.faults("immersity", rate_limit_next=1, retry_after_s=4, paths="/api/v1/disparity")
     job = queue.wait(queue.submit("immersity.disparity", {"image": image.uri}), timeout=90)
     assert job.state == "succeeded"
-    calls = [e for e in stack.sandbox("GET", "/_sandbox/journal/immersity") if e["path"].endswith("/disparity")]
+    calls = [e for e in sandbox.journal("immersity") if e["path"].endswith("/disparity")]
     assert [c["status"] for c in calls] == [429, 200]
     assert calls[1]["time"] - calls[0]["time"] >= 4.0
 
@@ -134,7 +129,7 @@ def test_bad_inputs_fail_with_clear_errors(queue, store):
     assert error["type"] == "InvalidInput" and "does not exist" in error["message"], error
 
 
-def test_one_bad_image_does_not_spoil_the_batch(queue, store, stack):
+def test_one_bad_image_does_not_spoil_the_batch(queue, store, sandbox):
     refs = put_images(store, 4)
     prefix = refs[0].uri.rsplit("/", 1)[0] + "/"
     bad = S3Ref(BUCKET, prefix[len(f"s3://{BUCKET}/"):] + "notes.jpg")
@@ -148,20 +143,20 @@ def test_one_bad_image_does_not_spoil_the_batch(queue, store, stack):
     assert job.result["succeeded"] == 4
     for ref in refs:
         assert store.size(S3Ref(BUCKET, f"immersity/{job.id}/{ref.name.replace('.jpg', '.png')}"))
-    assert not any(bad.name.replace(".jpg", "") in key for key in counters(stack))
+    assert not any(bad.name.replace(".jpg", "") in key for key in sandbox.counters("immersity"))
 
 
-def test_worker_killed_mid_batch_finishes_with_each_image_once(queue, store, stack):
+def test_worker_killed_mid_batch_finishes_with_each_image_once(queue, store, stack, sandbox):
     refs = put_images(store, 12)
     prefix = refs[0].uri.rsplit("/", 1)[0] + "/"
-    stack.sandbox("POST", "/_sandbox/config/immersity", json={"processing_delay_s": 1.0})
+    sandbox.configure("immersity", processing_delay_s=1.0)
     job_id = queue.submit("immersity.batch", {"prefix": prefix, "max_parallel": 4})
     wait_for_done(queue, job_id, 2)
     stack.replace_worker("transfer")            # SIGKILL mid-call, then a fresh worker
     job = queue.wait(job_id, timeout=180)
     assert job.state == "succeeded" and job.result["succeeded"] == 12
     for outcome in queue.items(job_id).values():
-        assert disparity_calls_for(stack, outcome["disparity"]) == 1, outcome
+        assert disparity_calls_for(sandbox, outcome["disparity"]) == 1, outcome
     assert job.credits == 120
 
 
@@ -177,7 +172,7 @@ def test_credit_budget_refuses_a_job_before_any_call():
             queue.wait(queue.submit("immersity.batch", {"prefix": prefix}), timeout=60)
         assert failed.value.job.error["type"] == "BudgetExceeded"
         assert "needs 60 credits" in failed.value.job.error["message"]
-        assert small.sandbox("GET", "/_sandbox/counters")["immersity"].get("disparity", 0) == 0
+        assert SandboxControl(small.sandbox_url).counters("immersity").get("disparity", 0) == 0
         # A job within the budget still runs.
         job = queue.wait(queue.submit("immersity.disparity", {"image": refs[0].uri}), timeout=60)
         assert job.state == "succeeded"

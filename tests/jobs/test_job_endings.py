@@ -11,7 +11,6 @@ from celery import Celery
 from geoqueue.routes import queue_for
 from geoqueue.s3ref import S3Ref
 from tests.inputs import BUCKET, put_images
-from tests.jobs.test_immersity_jobs import counters
 from tests.probes import failed_with
 
 
@@ -32,12 +31,12 @@ def test_a_prefix_in_a_bucket_that_does_not_exist_fails_naming_the_field(queue, 
     assert "s3://no-such-bucket-4711/photos/" in error["message"] and "bucket does not exist" in error["message"]
 
 
-def test_an_output_outside_the_fleets_bucket_is_refused_before_any_call(queue, store, stack):
+def test_an_output_outside_the_fleets_bucket_is_refused_before_any_call(queue, store, sandbox):
     [image] = put_images(store, 1)
     job_id = queue.submit("immersity.disparity", {"image": image.uri, "output": "s3://someone-elses/x.png"})
     error = failed_with(queue, job_id, "InvalidInput", "output")
     assert "outside the fleet's output area" in error["message"]
-    assert not any(k.startswith("disparity") for k in counters(stack))
+    assert not any(k.startswith("disparity") for k in sandbox.counters("immersity"))
 
 
 def test_a_message_that_bypassed_submit_is_checked_by_the_worker(queue, stack):
@@ -47,16 +46,16 @@ def test_a_message_that_bypassed_submit_is_checked_by_the_worker(queue, stack):
     failed_with(queue, job_id, "InvalidInput", "max_parallel")
 
 
-def test_a_job_id_that_escapes_is_refused_by_the_worker_too(queue, store, stack):
+def test_a_job_id_that_escapes_is_refused_by_the_worker_too(queue, store, stack, sandbox):
     [image] = put_images(store, 1)
     job_id = send_straight(stack, "immersity.disparity", {"image": image.uri}, job_id="../../x-escape/pwn")
     failed_with(queue, job_id, "InvalidInput", "job_id")
-    assert not any(k.startswith("disparity") for k in counters(stack))
+    assert not any(k.startswith("disparity") for k in sandbox.counters("immersity"))
 
 
-def test_an_unexpected_exception_fails_the_job_with_internal_error(queue, store, stack):
+def test_an_unexpected_exception_fails_the_job_with_internal_error(queue, store, stack, sandbox):
     [image] = put_images(store, 1)
-    stack.sandbox("POST", "/_sandbox/config/immersity", json={"prices": ["not", "an", "object"]})
+    sandbox.configure("immersity", prices=["not", "an", "object"])
     redis.Redis.from_url(stack.redis_url).delete("gq:immersity:prices")
     error = failed_with(queue, queue.submit("immersity.disparity", {"image": image.uri}), "InternalError", None)
     assert "AttributeError" in error["message"] and "immersity.disparity" in error["message"]
@@ -82,12 +81,8 @@ def test_a_failed_batch_lets_go_of_its_credit_reservation(queue, store, stack):
     assert job.id not in reserved
 
 
-def test_a_map_build_from_a_bucket_that_does_not_exist_fails_naming_images(queue, stack):
+def test_a_map_build_from_a_bucket_that_does_not_exist_fails_naming_images(queue, sandbox):
     job_id = queue.submit("immersal.build_map", {"images": "s3://no-such-bucket-4711/scan/", "name": "Nowhere"})
     error = failed_with(queue, job_id, "InvalidInput", "images")
     assert "bucket does not exist" in error["message"]
-    assert not any(path in counters_of(stack, "immersal") for path in ("/clear", "/capture", "/construct"))
-
-
-def counters_of(stack, vendor: str) -> dict[str, int]:
-    return stack.sandbox("GET", "/_sandbox/counters")[vendor]
+    assert not any(path in sandbox.counters("immersal") for path in ("/clear", "/capture", "/construct"))

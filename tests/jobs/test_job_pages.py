@@ -9,6 +9,7 @@ from pathlib import Path
 from selenium.webdriver.common.by import By
 
 from devstack.webhook_receiver import Receiver
+from tests.conftest import wait_until
 from tests.http_helpers import api
 from tests.inputs import put_images
 
@@ -29,9 +30,9 @@ def row(browser, job_id: str) -> tuple[str, str]:
         "return row ? [row.innerText, row.querySelector('.bar > span').style.width] : ['', ''];", f"job-{job_id}"))
 
 
-def test_jobs_list_updates_live_and_a_job_page_shows_everything(stack, store, chromium):
+def test_jobs_list_updates_live_and_a_job_page_shows_everything(stack, store, chromium, sandbox):
     refs = put_images(store, 6)
-    stack.sandbox("POST", "/_sandbox/config/immersity", json={"processing_delay_s": 0.6})
+    sandbox.configure("immersity", processing_delay_s=0.6)
     receiver = Receiver(stack.webhook_secret, fail_first=1)
     try:
         store.write(type(refs[0])(refs[0].bucket, refs[0].key.rsplit("/", 1)[0] + "/broken.jpg"), b"not a jpeg",
@@ -41,17 +42,15 @@ def test_jobs_list_updates_live_and_a_job_page_shows_everything(stack, store, ch
         job = api(stack, "POST", "/v1/jobs", json={"name": "immersity.batch", "callback_url": receiver.url, "params": {
             "prefix": refs[0].uri.rsplit("/", 1)[0] + "/", "max_parallel": 1}}).json()
         # The page was loaded before the job existed: its row comes from the event stream.
-        deadline = time.monotonic() + 30
-        while not row(chromium, job["id"])[0]:
-            assert time.monotonic() < deadline, "the new job never appeared on the open page"
-            time.sleep(0.1)
+        wait_until(lambda: row(chromium, job["id"])[0], 30, "the new job on the open page")
         widths = set()
-        while time.monotonic() < deadline + 60:
+
+        def ended() -> str:
             text, width = row(chromium, job["id"])
             widths.add(width)
-            if "succeeded" in text or "failed" in text:
-                break
-            time.sleep(0.05)
+            return text if "succeeded" in text or "failed" in text else ""
+
+        text = wait_until(ended, 90, "the job's end on its row", interval=0.05)
         assert len(widths) >= 3, f"the progress bar did not move live: {widths}"
         OUTPUT.mkdir(exist_ok=True)
         chromium.save_screenshot(str(OUTPUT / "jobs-list.png"))

@@ -17,7 +17,6 @@ import numpy as np
 import piexif
 import pytest
 import redis
-import requests
 from PIL import Image
 
 from geoqueue import GeoQueue, InvalidParams
@@ -26,7 +25,7 @@ from sandbox.mapillary_world import EARTH_M_PER_DEG, LONG_SEQUENCE_PLAN, build_w
 from tasks.mapillary.exif import Geotag
 from tasks.mapillary.records import HarvestCheckpoints
 from tasks.mapillary.sequences import Placed, split_sequences
-from tests.conftest import start_stack
+from tests.conftest import start_stack, wait_until
 from tests.probes import failed_with
 from vendors.mapillary import MAX_IDS_PER_BATCH, upload_session_key
 from workers.rate_limit import Budget, FleetLimitReached, FleetRateLimiter, Rate
@@ -44,23 +43,18 @@ ORIGIN = (35.17, 33.365)                                  # lat, lon of test tra
 
 
 # --- helpers ---
-def counters(stack) -> dict[str, int]:
-    return stack.sandbox("GET", "/_sandbox/counters")["mapillary"]
-
-
-def settled_counters(stack) -> dict[str, int]:
+def settled_counters(sandbox) -> dict[str, int]:
     """The counters once the stand-in has served what killed workers had sent (it may still be
-    answering requests of calls that were under way)."""
-    seen = counters(stack)
-    while True:
-        time.sleep(0.5)
-        now, seen = seen, counters(stack)
-        if now == seen:
-            return now
+    answering requests of calls that were under way): two reads half a second apart agree."""
+    reads = [sandbox.counters("mapillary")]
 
+    def unchanged() -> bool:
+        reads.append(sandbox.counters("mapillary"))
+        return reads[-2] == reads[-1]
 
-def configure(stack, **options) -> None:
-    stack.sandbox("POST", "/_sandbox/config/mapillary", json=options)
+    time.sleep(0.5)
+    wait_until(unchanged, 60, "the Mapillary counters to settle", interval=0.5)
+    return reads[-1]
 
 
 def destination() -> str:
@@ -74,21 +68,13 @@ def harvest_params(organization, dest: str, **extra) -> dict:
 def wait_watching(queue: GeoQueue, job_id: str, timeout: float = 240):
     """Wait for the job; returns it and every progress phase seen on the way."""
     phases = set()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def finished():
         job = queue.status(job_id)
         phases.add(job.phase)
-        if job.finished:
-            return job, phases
-        time.sleep(0.3)
-    raise AssertionError(f"job {job_id} did not finish within {timeout}s (last phase: {job.phase})")
+        return job if job.finished else None
 
-
-def wait_for(check, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
+    return wait_until(finished, timeout, f"job {job_id} to finish", interval=0.3), phases
 
 
 def kill_mid_work(stack, *names: str) -> None:
@@ -151,7 +137,7 @@ def assert_harvest_matches_ground_truth(store, job, organization, dest: str) -> 
 
 
 # --- harvest ---
-def test_harvest_matches_ground_truth_with_each_request_once(queue, store, stack):
+def test_harvest_matches_ground_truth_with_each_request_once(queue, store, sandbox):
     image_ids, sequences = ground_truth(CITY)
     assert len(image_ids) >= 5000 and len(sequences) >= 100
     dest = destination()
@@ -163,7 +149,7 @@ def test_harvest_matches_ground_truth_with_each_request_once(queue, store, stack
     assert any(p.startswith("tiles") for p in phases)
     assert any(f"images listed {len(image_ids)}" in p and "metadata" in p and "downloaded" in p for p in phases)
 
-    seen = counters(stack)
+    seen = sandbox.counters("mapillary")
     tiles = {k: v for k, v in seen.items() if k.startswith("tile:")}
     assert set(tiles.values()) == {1} and any(k.startswith("tile:14/") for k in tiles)
     assert all(seen[f"image_ids:{s}"] == 1 for s in sequences) and seen["image_ids"] == len(sequences)
@@ -172,14 +158,14 @@ def test_harvest_matches_ground_truth_with_each_request_once(queue, store, stack
     assert "graph_image" not in seen and "cdn_refused" not in seen     # the batch's own URLs served
 
 
-def test_harvest_killed_midway_resumes_without_redoing_finished_work(queue, store, stack):
+def test_harvest_killed_midway_resumes_without_redoing_finished_work(queue, store, stack, sandbox):
     image_ids, sequences = ground_truth(WALKERS)
-    configure(stack, thumbnail_lifetime_s=3600)    # no URL refresh muddles the request counts
+    sandbox.configure("mapillary", thumbnail_lifetime_s=3600)    # no URL refresh muddles the request counts
     dest = destination()
     job_id = queue.submit("mapillary.harvest", harvest_params(WALKERS, dest, max_parallel=4))
-    wait_for(lambda: queue.status(job_id).done >= 4, 120, "the harvest made no progress")
+    wait_until(lambda: queue.status(job_id).done >= 4, 120, "the harvest to make progress")
     kill_mid_work(stack, "transfer", "control")
-    at_kill = settled_counters(stack)
+    at_kill = settled_counters(sandbox)
     done = HarvestCheckpoints(redis.Redis.from_url(stack.redis_url, decode_responses=True), job_id).counts()
     assert 0 < done["images_downloaded"] < len(image_ids)
     stack.start_worker("transfer")
@@ -189,7 +175,7 @@ def test_harvest_killed_midway_resumes_without_redoing_finished_work(queue, stor
     job, _ = wait_watching(queue, job_id, timeout=180)
     assert job.state == "succeeded", job.error
     assert_harvest_matches_ground_truth(store, job, WALKERS, dest)
-    after = counters(stack)
+    after = sandbox.counters("mapillary")
 
     def made_since_kill(name: str) -> int:
         return after.get(name, 0) - at_kill.get(name, 0)
@@ -201,18 +187,18 @@ def test_harvest_killed_midway_resumes_without_redoing_finished_work(queue, stor
     assert made_since_kill("thumbnail") == len(image_ids) - done["images_downloaded"]
 
 
-def test_a_harvest_killed_inside_one_long_sequence_redoes_only_its_unfinished_calls(queue, store, stack):
+def test_a_harvest_killed_inside_one_long_sequence_redoes_only_its_unfinished_calls(queue, store, stack, sandbox):
     # One sequence of 1,000 images: its batches and downloads are in flight together when the worker dies.
-    configure(stack, long_sequence_images=1000, thumbnail_lifetime_s=3600)
+    sandbox.configure("mapillary", long_sequence_images=1000, thumbnail_lifetime_s=3600)
     world = build_world(long_sequence=1000)
     owner = world.organization_by_slug(LONG_SEQUENCE_PLAN[0])
     [sequence] = [s for s in world.sequences.values() if s.organization_id == owner.id]
     dest = destination()
     job_id = queue.submit("mapillary.harvest", harvest_params(owner, dest))
     checkpoints = HarvestCheckpoints(redis.Redis.from_url(stack.redis_url, decode_responses=True), job_id)
-    wait_for(lambda: checkpoints.counts().get("images_downloaded", 0) >= 100, 120, "no thumbnail was downloaded")
+    wait_until(lambda: checkpoints.counts().get("images_downloaded", 0) >= 100, 120, "100 thumbnails downloaded")
     stack.processes["transfer"].kill()
-    at_kill, done = settled_counters(stack), checkpoints.counts()
+    at_kill, done = settled_counters(sandbox), checkpoints.counts()
     assert 0 < done["images_downloaded"] < 1000
     stack.start_worker("transfer")
     stack.wait_for_workers(["transfer"])
@@ -224,37 +210,34 @@ def test_a_harvest_killed_inside_one_long_sequence_redoes_only_its_unfinished_ca
     assert [r["img_id"] for r in rows] == sequence.image_ids
     stored = {ref.name for ref, size in store.list(parse_ref(dest, prefix=True).child("downloaded_images/")) if size}
     assert stored == {f"{i}_256.jpg" for i in sequence.image_ids}
-    after = counters(stack)
+    after = sandbox.counters("mapillary")
     # The calls that had ended were checkpointed and not made again; those cut off were made once more.
     assert after["image_ids"] - at_kill["image_ids"] == 0
     assert after["graph_batch"] - at_kill.get("graph_batch", 0) == 20 - done.get("batches", 0)
     assert after["thumbnail"] - at_kill["thumbnail"] == 1000 - done["images_downloaded"]
 
 
-def test_expired_thumbnail_urls_are_refreshed(queue, store, stack):
+def test_expired_thumbnail_urls_are_refreshed(queue, store, sandbox):
     image_ids, sequences = ground_truth(WALKERS)
-    configure(stack, thumbnail_lifetime_s=2)
+    sandbox.configure("mapillary", thumbnail_lifetime_s=2)
     # The first thumbnail is throttled for 3 s: its task retries with the batch's URLs expired by then.
-    stack.sandbox("POST", "/_sandbox/faults/mapillary",
-                  json={"rate_limit_next": 1, "retry_after_s": 3, "paths": "/mapillary/cdn/"})
+    sandbox.faults("mapillary", rate_limit_next=1, retry_after_s=3, paths="/mapillary/cdn/")
     dest = destination()
     job = queue.wait(queue.submit("mapillary.harvest", harvest_params(WALKERS, dest)), timeout=180)
     assert job.state == "succeeded"
     assert_harvest_matches_ground_truth(store, job, WALKERS, dest)
-    seen = counters(stack)
+    seen = sandbox.counters("mapillary")
     assert seen["cdn_refused:expired"] >= 1
     assert seen["graph_batch"] > expected_batches(sequences)          # fresh URLs, a batch at a time
     assert all(seen[f"thumbnail:{i}"] == 1 for i in image_ids)      # refused URLs cost no second download
 
 
-def test_one_missing_image_does_not_lose_its_batch(queue, store, stack):
+def test_one_missing_image_does_not_lose_its_batch(queue, store, sandbox):
     image_ids, sequences = ground_truth(WALKERS)
     sequence = WORLD.sequences[sorted(sequences)[0]]
     gone = sequence.image_ids[len(sequence.image_ids) // 2]
     # Deleted, but its sequence's image_ids (and the tiles) still name it.
-    response = requests.post(f"{stack.sandbox_url}/_sandbox/config/mapillary",
-                             json={"deleted_image_ids": [gone]}, timeout=10)
-    assert response.ok, f"the Mapillary stand-in needs its deleted_image_ids option: {response.text}"
+    sandbox.configure("mapillary", deleted_image_ids=[gone])
     dest = destination()
     job = queue.wait(queue.submit("mapillary.harvest", harvest_params(WALKERS, dest)), timeout=180)
     assert job.state == "succeeded"
@@ -264,7 +247,7 @@ def test_one_missing_image_does_not_lose_its_batch(queue, store, stack):
     _, meta = read_csv(store, job.result["outputs"]["img_meta_dataset.csv"])
     assert {r["img_id"] for r in meta} == image_ids - {gone}       # its batch mates are all there
     assert store.size(parse_ref(f"{dest}downloaded_images/{gone}_256.jpg")) is None
-    seen = counters(stack)
+    seen = sandbox.counters("mapillary")
     assert seen["graph_batch_failed"] == 1
     assert seen["graph_batch"] == expected_batches(sequences)      # the rest of the batch: one more call
 
@@ -278,30 +261,30 @@ def test_one_missing_image_does_not_lose_its_batch(queue, store, stack):
     ({"organization_id": "1", "destination": "/tmp/out"}, "destination"),
     ({"organization_id": "org-1"}, "organization_id"),
 ])
-def test_harvest_refuses_bad_parameters_before_anything_is_enqueued(queue, stack, params, field):
+def test_harvest_refuses_bad_parameters_before_anything_is_enqueued(queue, sandbox, params, field):
     full = {"bbox": list(REGION), "destination": destination(), **params}
     before = queue.list(limit=1)
     with pytest.raises(InvalidParams) as refusal:
         queue.submit("mapillary.harvest", full)
     assert refusal.value.field == field
     assert queue.list(limit=1) == before
-    assert counters(stack) == {}
+    assert sandbox.counters("mapillary") == {}
 
 
-def test_harvest_destination_outside_the_output_area_fails_naming_it(queue, stack):
+def test_harvest_destination_outside_the_output_area_fails_naming_it(queue, sandbox):
     job_id = queue.submit("mapillary.harvest", harvest_params(WALKERS, "s3://someone-elses/harvest/"))
     error = failed_with(queue, job_id, "InvalidInput", "destination")
     assert "s3://someone-elses/harvest/" in error["message"] and "outside the fleet's output area" in error["message"]
-    assert counters(stack) == {}                      # refused before any vendor call
+    assert sandbox.counters("mapillary") == {}  # refused before any vendor call
 
 
-def test_a_tile_that_is_no_tile_fails_the_harvest_with_internal_error(queue, stack):
+def test_a_tile_that_is_no_tile_fails_the_harvest_with_internal_error(queue, sandbox):
     # The tile service answers its second request with a Graph error envelope and HTTP 200.
-    configure(stack, tiles_rate_limit=1, rate_limit_http_status=200)
+    sandbox.configure("mapillary", tiles_rate_limit=1, rate_limit_http_status=200)
     error = failed_with(queue, queue.submit("mapillary.harvest", harvest_params(WALKERS, destination())),
                         "InternalError", None)
     assert "DecodeError in mapillary.harvest" in error["message"]
-    assert counters(stack)["rate_limited"] == 1       # failed at once, not tried again
+    assert sandbox.counters("mapillary")["rate_limited"] == 1  # failed at once, not tried again
 
 
 # --- fleet-wide limits ---
@@ -381,7 +364,7 @@ def test_split_rules_in_isolation():
     assert [[p.name for p in s] for s in split.sequences] == [["a"], ["far"], ["late"]]
 
 
-def test_upload_of_2500_images_splits_and_sends_each_once(queue, store, stack):
+def test_upload_of_2500_images_splits_and_sends_each_once(queue, store, sandbox):
     objects, when = {}, START
     for i in range(2500):
         if i == 1200:
@@ -403,10 +386,10 @@ def test_upload_of_2500_images_splits_and_sends_each_once(queue, store, stack):
         ["img_00000.jpg", "img_01000.jpg", "img_01200.jpg", "img_01900.jpg"]
     assert result["duplicates"] == {f"{prefix}dup_{i:05d}.jpg": f"near-duplicate of {prefix}img_{i:05d}.jpg"
                                     for i in (10, 500, 2000)}
-    status = stack.sandbox("GET", "/_sandbox/status/mapillary")
+    status = sandbox.status("mapillary")
     assert sorted(c["images"] for c in status["clusters"].values()) == [200, 600, 700, 1000]
     assert {s["cluster_id"] for s in result["sequences"]} == {c["cluster_id"] for c in status["clusters"].values()}
-    seen = counters(stack)
+    seen = sandbox.counters("mapillary")
     for name, data in objects.items():
         key = upload_session_key(data, ".jpg")
         if name.startswith("img_"):
@@ -415,7 +398,7 @@ def test_upload_of_2500_images_splits_and_sends_each_once(queue, store, stack):
             assert key not in status["upload_sessions"]
 
 
-def test_images_without_usable_exif_are_rejected_with_reasons_and_the_rest_upload(queue, store, stack):
+def test_images_without_usable_exif_are_rejected_with_reasons_and_the_rest_upload(queue, store, sandbox):
     good = {f"ok_{i}.jpg": geotagged_jpeg(*track_point(i), START + timedelta(seconds=i), seed=i) for i in range(6)}
     lat, lon = track_point(50)
     # An Exif segment whose first directory lies beyond the segment, then a JPEG without metadata.
@@ -443,28 +426,28 @@ def test_images_without_usable_exif_are_rejected_with_reasons_and_the_rest_uploa
     assert reasons["broken_exif.jpg"] == "no EXIF metadata"
     assert reasons["truncated.jpg"] == "EXIF segment cut short (truncated file)"
     assert job.result["uploaded"] == 6 and [s["images"] for s in job.result["sequences"]] == [6]
-    sessions = stack.sandbox("GET", "/_sandbox/status/mapillary")["upload_sessions"]
+    sessions = sandbox.status("mapillary")["upload_sessions"]
     assert {upload_session_key(data, ".jpg") for data in good.values()} <= set(sessions)
     assert not any(upload_session_key(data, ".jpg") in sessions for data in bad.values() if data)
 
 
-def test_upload_redelivered_after_a_kill_sends_no_image_twice(queue, store, stack):
+def test_upload_redelivered_after_a_kill_sends_no_image_twice(queue, store, stack, sandbox):
     objects = {f"img_{i:04d}.jpg": geotagged_jpeg(*track_point(i), START + timedelta(seconds=i), seed=i)
                for i in range(120)}
     prefix = put_objects(store, f"kill-{uuid.uuid4().hex[:8]}/", objects)
     # Slow uploads, so that the kill lands in uploads rather than in the few milliseconds between two.
-    stack.sandbox("POST", "/_sandbox/faults/mapillary", json={"latency_ms": 150, "paths": "/mapillary/rupload/"})
+    sandbox.faults("mapillary", latency_ms=150, paths="/mapillary/rupload/")
     job_id = queue.submit("mapillary.upload_sequence", {"images": prefix, "max_parallel": 8})
-    wait_for(lambda: queue.status(job_id).done >= 30, 120, "the upload made no progress")
+    wait_until(lambda: queue.status(job_id).done >= 30, 120, "the upload to make progress")
     kill_mid_work(stack, "transfer")
-    at_kill, recorded = counters(stack), set(queue.items(job_id))
+    at_kill, recorded = sandbox.counters("mapillary"), set(queue.items(job_id))
     stack.start_worker("transfer")
     stack.wait_for_workers(["transfer"])
 
     job = queue.wait(job_id, timeout=180)
     assert job.state == "succeeded" and job.result["uploaded"] == 120
-    after = counters(stack)
-    status = stack.sandbox("GET", "/_sandbox/status/mapillary")
+    after = sandbox.counters("mapillary")
+    status = sandbox.status("mapillary")
     keys = {name: upload_session_key(data, ".jpg") for name, data in objects.items()}
     for name, data in objects.items():
         key = keys[name]
@@ -480,20 +463,20 @@ def test_upload_redelivered_after_a_kill_sends_no_image_twice(queue, store, stac
     assert after["finish"] == 1           # closed once, though the last images may all finish the job at once
 
 
-def test_upload_resumes_from_the_offset_after_a_dropped_connection(queue, store, stack):
+def test_upload_resumes_from_the_offset_after_a_dropped_connection(queue, store, sandbox):
     data = geotagged_jpeg(*track_point(0), START, size=(640, 480), noise=True, seed=3)
     assert len(data) > 300_000
     prefix = put_objects(store, f"drop-{uuid.uuid4().hex[:8]}/", {"big.jpg": data})
     key = upload_session_key(data, ".jpg")
     # Only this image's session loses its connection, so no other upload can take the drop (one did: the
     # kill test's second finisher, still closing its sequence again, before closings went through Once).
-    configure(stack, drop_upload_after_bytes=120_000, drop_upload_next=1, drop_upload_key=key)
+    sandbox.configure("mapillary", drop_upload_after_bytes=120_000, drop_upload_next=1, drop_upload_key=key)
     job = queue.wait(queue.submit("mapillary.upload_sequence", {"images": prefix}), timeout=120)
     assert job.state == "succeeded", job.error
-    seen = counters(stack)
+    seen = sandbox.counters("mapillary")
     assert seen[f"upload_dropped:{key}"] == 1 and seen[f"upload:{key}"] == 2 and seen[f"upload_offset:{key}"] == 2
     assert seen[f"upload_complete:{key}"] == 1
-    assert stack.sandbox("GET", "/_sandbox/status/mapillary")["upload_sessions"][key]["md5"] == md5(data)
+    assert sandbox.status("mapillary")["upload_sessions"][key]["md5"] == md5(data)
 
 
 def test_an_upload_from_a_bucket_that_does_not_exist_fails_naming_images(queue, stack):
@@ -509,24 +492,24 @@ def two_sequences(store, name: str) -> str:
     return put_objects(store, f"{name}-{uuid.uuid4().hex[:8]}/", objects)
 
 
-def test_a_closing_cut_off_is_made_again_and_closes_the_sequence_once(queue, store, stack):
+def test_a_closing_cut_off_is_made_again_and_closes_the_sequence_once(queue, store, sandbox):
     prefix = two_sequences(store, "cut")
     # The first finish_upload loses its connection before the service sees it. Nothing can tell
     # whether it took effect, so the closing is made again once it can no longer be running.
-    stack.sandbox("POST", "/_sandbox/faults/mapillary", json={"drop_next": 1, "paths": "/graph/finish_upload"})
+    sandbox.faults("mapillary", drop_next=1, paths="/graph/finish_upload")
     job = queue.wait(queue.submit("mapillary.upload_sequence", {"images": prefix}), timeout=120)
     assert job.state == "succeeded", job.error
-    clusters = stack.sandbox("GET", "/_sandbox/status/mapillary")["clusters"].values()
+    clusters = sandbox.status("mapillary")["clusters"].values()
     assert sorted(c["images"] for c in clusters) == [3, 3]
     assert {s["cluster_id"] for s in job.result["sequences"]} == {c["cluster_id"] for c in clusters}
-    assert counters(stack)["finish"] == 2                 # one finish_upload reached the service per sequence
+    assert sandbox.counters("mapillary")["finish"] == 2  # one finish_upload reached the service per sequence
 
 
-def test_an_unexpected_answer_to_a_closing_fails_the_upload_with_internal_error(queue, store, stack):
+def test_an_unexpected_answer_to_a_closing_fails_the_upload_with_internal_error(queue, store, sandbox):
     prefix = two_sequences(store, "odd")
     # Graph answers its second request (the second sequence's finish_upload) with its error envelope
     # and HTTP 200: an answer without a cluster id.
-    configure(stack, graph_rate_limit=1, rate_limit_http_status=200)
+    sandbox.configure("mapillary", graph_rate_limit=1, rate_limit_http_status=200)
     error = failed_with(queue, queue.submit("mapillary.upload_sequence", {"images": prefix}), "InternalError", None)
     assert "KeyError in mapillary.transfer.upload_image: 'cluster_id'" in error["message"]
 
@@ -555,42 +538,48 @@ def most_in_any_window(times: list[float], window: float) -> int:
     return max(np.searchsorted(times, t + window, side="right") - i for i, t in enumerate(times))
 
 
-def test_entity_rate_limit_holds_across_three_worker_processes(small_fleet):
-    small_fleet.sandbox("POST", "/_sandbox/reset")
-    # The stand-in enforces 30 per 5 s itself: one 429 would mean the fleet went over.
-    configure(small_fleet, graph_rate_limit=30, rate_limit_window_s=5)
-    queue = GeoQueue(small_fleet.redis_url)
-    job = queue.wait(queue.submit("mapillary.harvest", harvest_params(WALKERS, destination())), timeout=180)
-    assert job.state == "succeeded"
-    graph = [e["time"] for e in small_fleet.sandbox("GET", "/_sandbox/journal/mapillary")
-             if e["path"].startswith("/mapillary/graph")]
-    # Unthrottled, three workers send these within a few seconds, far more than one window may hold.
-    assert len(graph) > 40
-    assert most_in_any_window(graph, 5.0) <= 5 + 24         # burst + 5 s / 0.203 s
-    assert counters(small_fleet).get("rate_limited", 0) == 0
-    for worker in ("transfer", "transfer2", "transfer3"):
-        assert "mapillary.transfer.sequence" in small_fleet.logs(worker), f"{worker} did no harvest work"
+class TestOnTheSmallFleet:
+    """Tests on the small fleet: their `sandbox` controls the small fleet's stand-ins. The autouse reset
+    follows the session stack, not this one, so each test resets them first."""
 
+    @pytest.fixture
+    def sandbox_url(self, small_fleet) -> str:
+        return small_fleet.sandbox_url
 
-def test_legacy_upload_posts_each_image_once_under_its_sequence_key(small_fleet):
-    small_fleet.sandbox("POST", "/_sandbox/reset")
-    store = small_fleet.object_store()
-    objects = {}
-    for i in range(12):
-        pause = timedelta(seconds=300 if i >= 6 else 0)
-        objects[f"img_{i:02d}.jpg"] = geotagged_jpeg(*track_point(i), START + timedelta(seconds=i) + pause, seed=i)
-    prefix = put_objects(store, f"legacy-{uuid.uuid4().hex[:8]}/", objects)
-    queue = GeoQueue(small_fleet.redis_url)
-    job = queue.wait(queue.submit("mapillary.upload_sequence", {"images": prefix}), timeout=120)
-    assert job.state == "succeeded", job.error
-    sequences = job.result["sequences"]
-    assert job.result["protocol"] == "legacy" and [s["images"] for s in sequences] == [6, 6]
-    stored = small_fleet.sandbox("GET", "/_sandbox/status/mapillary")["legacy_objects"]
-    seen = counters(small_fleet)
-    for number, sequence in enumerate(sequences):
-        for i in range(6 * number, 6 * number + 6):
-            key = f"sandbox_uploader/{sequence['uuid']}/img_{i:02d}.jpg"
-            assert stored[key]["md5"] == md5(objects[f"img_{i:02d}.jpg"]) and seen[f"legacy_upload:{key}"] == 1
-        assert stored[sequence["done_marker"]]["done_marker"]
-        assert sequence["done_marker"] == f"sandbox_uploader/{sequence['uuid']}/DONE"
-    assert len(stored) == 14
+    def test_entity_rate_limit_holds_across_three_worker_processes(self, small_fleet, sandbox):
+        sandbox.reset()
+        # The stand-in enforces 30 per 5 s itself: one 429 would mean the fleet went over.
+        sandbox.configure("mapillary", graph_rate_limit=30, rate_limit_window_s=5)
+        queue = GeoQueue(small_fleet.redis_url)
+        job = queue.wait(queue.submit("mapillary.harvest", harvest_params(WALKERS, destination())), timeout=180)
+        assert job.state == "succeeded"
+        graph = [e["time"] for e in sandbox.journal("mapillary") if e["path"].startswith("/mapillary/graph")]
+        # Unthrottled, three workers send these within a few seconds, far more than one window may hold.
+        assert len(graph) > 40
+        assert most_in_any_window(graph, 5.0) <= 5 + 24         # burst + 5 s / 0.203 s
+        assert sandbox.counters("mapillary").get("rate_limited", 0) == 0
+        for worker in ("transfer", "transfer2", "transfer3"):
+            assert "mapillary.transfer.sequence" in small_fleet.logs(worker), f"{worker} did no harvest work"
+
+    def test_legacy_upload_posts_each_image_once_under_its_sequence_key(self, small_fleet, sandbox):
+        sandbox.reset()
+        store = small_fleet.object_store()
+        objects = {}
+        for i in range(12):
+            pause = timedelta(seconds=300 if i >= 6 else 0)
+            objects[f"img_{i:02d}.jpg"] = geotagged_jpeg(*track_point(i), START + timedelta(seconds=i) + pause, seed=i)
+        prefix = put_objects(store, f"legacy-{uuid.uuid4().hex[:8]}/", objects)
+        queue = GeoQueue(small_fleet.redis_url)
+        job = queue.wait(queue.submit("mapillary.upload_sequence", {"images": prefix}), timeout=120)
+        assert job.state == "succeeded", job.error
+        sequences = job.result["sequences"]
+        assert job.result["protocol"] == "legacy" and [s["images"] for s in sequences] == [6, 6]
+        stored = sandbox.status("mapillary")["legacy_objects"]
+        seen = sandbox.counters("mapillary")
+        for number, sequence in enumerate(sequences):
+            for i in range(6 * number, 6 * number + 6):
+                key = f"sandbox_uploader/{sequence['uuid']}/img_{i:02d}.jpg"
+                assert stored[key]["md5"] == md5(objects[f"img_{i:02d}.jpg"]) and seen[f"legacy_upload:{key}"] == 1
+            assert stored[sequence["done_marker"]]["done_marker"]
+            assert sequence["done_marker"] == f"sandbox_uploader/{sequence['uuid']}/DONE"
+        assert len(stored) == 14

@@ -37,9 +37,9 @@ def short_lived():
     stack.stop()
 
 
-def failed_disparity(stack) -> tuple[dict, S3Ref]:
-    stack.sandbox("POST", "/_sandbox/reset")
-    stack.sandbox("POST", "/_sandbox/config/immersity", json={"processing_delay_s": 5.0})
+def failed_disparity(stack, sandbox) -> tuple[dict, S3Ref]:
+    sandbox.reset()
+    sandbox.configure("immersity", processing_delay_s=5.0)
     store, queue = stack.object_store(), GeoQueue(stack.redis_url)
     image = put_image(store)
     output = S3Ref(BUCKET, f"presign/{uuid.uuid4().hex[:8]}/depth.png")
@@ -48,15 +48,21 @@ def failed_disparity(stack) -> tuple[dict, S3Ref]:
     return failed.value.job.error, output
 
 
-def test_a_write_refused_by_s3_fails_the_job_with_the_vendors_reason_and_no_charge(short_lived):
-    error, output = failed_disparity(short_lived)
-    assert error["type"] == "InputError", error
-    assert "resultPresignedUrl" in error["message"] and "403 AccessDenied" in error["message"], error
-    assert "Request has expired" in error["message"]
-    assert short_lived.object_store().size(output) is None
-    assert short_lived.sandbox("GET", "/_sandbox/status/immersity")["spent"] == {}
+class TestShortLivedUrls:
+    """Tests on the short-lived stack: their `sandbox` controls its stand-ins (failed_disparity resets them)."""
 
+    @pytest.fixture
+    def sandbox_url(self, short_lived) -> str:
+        return short_lived.sandbox_url
 
-def test_a_write_refused_by_s3_fails_the_job_naming_the_output(short_lived):
-    error, output = failed_disparity(short_lived)
-    assert output.uri in error["message"], error
+    def test_a_write_refused_by_s3_fails_the_job_with_the_vendors_reason_and_no_charge(self, short_lived, sandbox):
+        error, output = failed_disparity(short_lived, sandbox)
+        assert error["type"] == "InputError", error
+        assert "resultPresignedUrl" in error["message"] and "403 AccessDenied" in error["message"], error
+        assert "Request has expired" in error["message"]
+        assert short_lived.object_store().size(output) is None
+        assert sandbox.status("immersity")["spent"] == {}
+
+    def test_a_write_refused_by_s3_fails_the_job_naming_the_output(self, short_lived, sandbox):
+        error, output = failed_disparity(short_lived, sandbox)
+        assert output.uri in error["message"], error

@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 import time
 
+from tests.conftest import wait_for_done
 from tests.inputs import put_images
-from tests.jobs.test_immersity_jobs import counters
 from tests.probes import geoqueue
 
 
@@ -23,21 +23,20 @@ def test_cli_submit_watch_status_list(stack, store):
     assert geoqueue(stack, "status", "no-such-job").returncode == 2
 
 
-def test_cancel_stops_a_batch_between_images(queue, store, stack):
+def test_cancel_stops_a_batch_between_images(queue, store, stack, sandbox):
     refs = put_images(store, 6)
     prefix = refs[0].uri.rsplit("/", 1)[0] + "/"
-    stack.sandbox("POST", "/_sandbox/config/immersity", json={"processing_delay_s": 1.0})
+    sandbox.configure("immersity", processing_delay_s=1.0)
     job_id = queue.submit("immersity.batch", {"prefix": prefix, "max_parallel": 1})
-    while queue.status(job_id).done < 1:
-        time.sleep(0.1)
+    wait_for_done(queue, job_id, 1)
     assert geoqueue(stack, "cancel", job_id).stdout.strip() == "canceled"
     time.sleep(3)  # let the image in flight finish
     job = queue.status(job_id)
     assert job.state == "canceled"
-    served = counters(stack).get("disparity", 0)
+    served = sandbox.counters("immersity").get("disparity", 0)
     assert served < 6
     time.sleep(2)
-    assert counters(stack).get("disparity", 0) == served, "work went on after the cancel"
+    assert sandbox.counters("immersity").get("disparity", 0) == served, "work went on after the cancel"
     assert geoqueue(stack, "cancel", job_id).returncode == 1  # already finished
 
 

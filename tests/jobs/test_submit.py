@@ -8,7 +8,6 @@ import pytest
 
 from geoqueue import InvalidParams, JobConflict
 from tests.inputs import BUCKET, put_images
-from tests.jobs.test_immersity_jobs import counters
 from tests.probes import enqueued
 
 
@@ -49,7 +48,7 @@ def test_job_ids_outside_the_safe_alphabet_are_refused(queue, job_id):
     assert refused.field == "job_id"
 
 
-def test_a_job_id_names_one_job(queue, store, stack):
+def test_a_job_id_names_one_job(queue, store, sandbox):
     [image] = put_images(store, 1)
     params = {"image": image.uri}
     job_id = queue.submit("immersity.disparity", params, job_id="order-4711_disparity")
@@ -62,4 +61,4 @@ def test_a_job_id_names_one_job(queue, store, stack):
         queue.submit("immersity.batch", {"prefix": f"s3://{BUCKET}/t/"}, job_id=job_id)
     assert other_params.value.field == other_name.value.field == "job_id"
     assert queue.status(job_id).params == params
-    assert sum(v for k, v in counters(stack).items() if k.startswith("disparity:")) == 1
+    assert sum(v for k, v in sandbox.counters("immersity").items() if k.startswith("disparity:")) == 1

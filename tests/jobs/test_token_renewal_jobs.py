@@ -7,42 +7,42 @@ import pytest
 
 from geoqueue import GeoQueue, JobFailed
 from sandbox.immersal import DEFAULT_TOKEN
-from tests.conftest import start_stack, wait_for_done
+from tests.conftest import SandboxControl, start_stack, wait_for_done
 from tests.inputs import put_site
-from tests.jobs.test_immersal_jobs import captures, counters
 
 
 @pytest.fixture(autouse=True)
-def quick_construction(stack):
-    stack.sandbox("POST", "/_sandbox/config/immersal", json={"construct_seconds": 1.0})
+def quick_construction(sandbox):
+    sandbox.configure("immersal", construct_seconds=1.0)
 
 
-def test_a_login_token_revoked_mid_job_is_renewed_and_the_map_still_builds(queue, store, stack):
+def test_a_login_token_revoked_mid_job_is_renewed_and_the_map_still_builds(queue, store, sandbox):
     images, _rows = put_site(store, 24)
     job_id = queue.submit("immersal.build_map", {"images": images, "name": "Renewed", "chunk_size": 4,
                                                  "max_parallel": 2})
     wait_for_done(queue, job_id, 4)
-    stack.sandbox("POST", "/_sandbox/config/immersal", json={"revoke_tokens": True})
+    sandbox.configure("immersal", revoke_tokens=True)
     job = queue.wait(job_id, timeout=90)
     assert job.state == "succeeded", job.error
     assert job.result["images"] == 24
-    seen = counters(stack)
+    seen = sandbox.counters("immersal")
     assert seen["token_revoked"] == 1
     assert seen.get("auth_refused", 0) >= 1          # the old token was refused at least once...
     assert seen["/login"] >= 2                        # ...and renewed through /login
-    assert sorted(captures(stack).values()) == [1] * 24   # no image submitted twice
+    captures = [v for k, v in sandbox.counters("immersal").items() if k.startswith("capture:")]
+    assert sorted(captures) == [1] * 24               # no image submitted twice
 
 
 def test_a_configured_developer_token_that_is_revoked_fails_the_job_at_once():
     stack = start_stack(flower=False, beat=False, GEOQUEUE_IMMERSAL_TOKEN=DEFAULT_TOKEN)
     try:
-        queue = GeoQueue(stack.redis_url)
-        stack.sandbox("POST", "/_sandbox/config/immersal", json={"revoke_tokens": True})
+        queue, sandbox = GeoQueue(stack.redis_url), SandboxControl(stack.sandbox_url)
+        sandbox.configure("immersal", revoke_tokens=True)
         with pytest.raises(JobFailed) as failed:
             queue.wait(queue.submit("immersal.list_maps", {}), timeout=30, poll=0.1)
         error = failed.value.job.error
         assert error["type"] == "ImmersalAuthError" and error["vendor_message"] == "auth"
-        seen = stack.sandbox("GET", "/_sandbox/counters")["immersal"]
+        seen = sandbox.counters("immersal")
         assert "/login" not in seen and seen["auth_refused"] == 1   # not renewed, not retried
     finally:
         stack.stop()

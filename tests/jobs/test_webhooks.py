@@ -9,6 +9,7 @@ import pytest
 from devstack.local_stack import local_argv
 from devstack.processes import PROCESSES
 from devstack.webhook_receiver import Receiver
+from tests.conftest import wait_until
 from tests.http_helpers import api, other_api
 from tests.inputs import put_images
 from workers.callbacks import CallbackRefused, check_destination
@@ -22,12 +23,12 @@ def receiver(stack):
 
 
 def deliveries(stack, job_id: str, count: int, timeout: float = 30) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while True:
+    """The job's webhook deliveries, once there are `count` of them."""
+    def enough() -> list[dict]:
         found = api(stack, "GET", f"/v1/jobs/{job_id}").json()["webhook_deliveries"]
-        if len(found) >= count or time.monotonic() > deadline:
-            return found
-        time.sleep(0.1)
+        return found if len(found) >= count else []
+
+    return wait_until(enough, timeout, f"{count} webhook deliveries of job {job_id}")
 
 
 def test_a_finished_job_posts_its_signed_record_to_its_callback(stack, store, receiver):
@@ -68,10 +69,10 @@ def test_a_failing_receiver_gets_the_same_message_again_until_it_answers(stack, 
     assert all("next_attempt" in a for a in attempts[:3])
 
 
-def test_a_failed_job_and_a_canceled_job_post_too(stack, store, queue, receiver):
+def test_a_failed_job_and_a_canceled_job_post_too(store, queue, receiver, sandbox):
     failed = queue.submit("immersity.disparity", {"image": "s3://geoqueue/missing/none.jpg"}, callback_url=receiver.url)
     refs = put_images(store, 3)
-    stack.sandbox("POST", "/_sandbox/config/immersity", json={"processing_delay_s": 1.0})
+    sandbox.configure("immersity", processing_delay_s=1.0)
     canceled = queue.submit("immersity.batch", {"prefix": refs[0].uri.rsplit("/", 1)[0] + "/", "max_parallel": 1},
                             callback_url=receiver.url)
     queue.cancel(canceled)
@@ -152,10 +153,11 @@ def test_retries_stop_at_the_end_of_the_window(stack):
         ledger = jobs.Ledger(client)
         ledger.create("never-ok", "immersity.batch", {}, callback_url=receiver.url)
         ledger.transition("never-ok", jobs.FAILED, error={"type": "VendorError", "message": "no"})
-        deadline = time.monotonic() + 20
-        while not (attempts := ledger.deliveries("never-ok")) or attempts[-1]["outcome"] != "gave up":
-            assert time.monotonic() < deadline, attempts
-            time.sleep(0.1)
+        def given_up() -> list[dict]:
+            attempts = ledger.deliveries("never-ok")
+            return attempts if attempts and attempts[-1]["outcome"] == "gave up" else []
+
+        attempts = wait_until(given_up, 20, "the delivery to never-ok given up")
         assert len(attempts) >= 3 and all(a["outcome"] == "failed" for a in attempts[:-1])
         assert len(receiver.seen) == len(attempts) and all(r["verified"] for r in receiver.seen)
         assert receiver.seen[-1]["at"] - receiver.seen[0]["at"] <= 3.5
