@@ -22,12 +22,21 @@ HOLDERS_KEY = "gq:holders"
 
 Release = Callable[[str], None]
 _RELEASES: list[Release] = []
+_BEFORE_END: list[Release] = []
 
 
-def on_job_end(release: Release) -> Release:
-    """Register `release(job_id)`: let go of what a job of this kind may hold. Idempotent."""
-    _RELEASES.append(release)
-    return release
+def on_job_end(release: Release | None = None, *, reads_end_state: bool = False):
+    """Register `release(job_id)`: let go of what a job of this kind may hold. Idempotent.
+    Releases run before the end state is recorded, so that whoever sees it (a producer that submits
+    again once its batch failed) can have what the job held; one that decides by the end state
+    (`reads_end_state=True`) runs once it is recorded."""
+    def register(fn: Release) -> Release:
+        _RELEASES.append(fn)
+        if not reads_end_state:
+            _BEFORE_END.append(fn)
+        return fn
+
+    return register(release) if release else register
 
 
 def holds(job_id: str) -> None:
@@ -39,21 +48,28 @@ def holders() -> list[str]:
     return sorted(get_redis().smembers(HOLDERS_KEY))
 
 
-def release(job_id: str) -> None:
-    failed = False
-    for fn in _RELEASES:
+def _let_go(job_id: str, releases: list[Release]) -> bool:
+    done = True
+    for fn in releases:
         try:
             fn(job_id)
         except Exception:  # one release failing must not keep the others from running; the sweeper retries
-            failed = True
+            done = False
             log.exception("job %s: %s could not let go of what the job held", job_id, fn.__qualname__)
-    if not failed:
+    return done
+
+
+def release(job_id: str) -> None:
+    if _let_go(job_id, _RELEASES):
         get_redis().srem(HOLDERS_KEY, job_id)
 
 
 def end_job(job_id: str, state: str, **fields: Any) -> bool:
-    """Move the job to an end state (False when it had one already) and let go of what it held."""
+    """Move the job to an end state (False when it had one already) and let go of what it held:
+    what no release decides by the end state before it is recorded, the rest after (and the first
+    again: they are idempotent), and then the job holds nothing."""
     assert state in jobs.TERMINAL, state
+    _let_go(job_id, _BEFORE_END)
     changed = get_ledger().transition(job_id, state, **fields)
     release(job_id)
     return changed

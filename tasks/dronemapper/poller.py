@@ -232,7 +232,7 @@ def wind_down(job_id: str) -> str | None:
     return action
 
 
-@on_job_end
+@on_job_end(reads_end_state=True)
 def leave_the_poller(job_id: str) -> None:
     """A survey that ends leaves the poller's care, unless its vendor task must still be stopped:
     the poller's wind-down does that, as a release makes no vendor call."""
