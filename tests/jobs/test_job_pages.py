@@ -21,6 +21,8 @@ def sign_in(browser, stack, key: str) -> None:
     assert browser.current_url.endswith("/ui/login")  # no key: the login form, not the jobs
     browser.find_element(By.ID, "key").send_keys(key)
     browser.find_element(By.ID, "sign-in").click()
+    # The form's answer is a redirect the browser follows on its own time.
+    wait_until(lambda: "/ui/login" not in browser.current_url, 30, "the jobs page after signing in", interval=0.05)
 
 
 def row(browser, job_id: str) -> tuple[str, str]:
