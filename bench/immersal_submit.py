@@ -137,7 +137,7 @@ def restart_workers(stack: LocalStack) -> None:
     stack.wait_for_workers(["control", "transfer"])
 
 
-def measure_speed(stack: LocalStack, queue: GeoQueue, store, photo: bytes, images: int, latency_ms: float) -> None:
+def measure_speed(stack: LocalStack, queue: GeoQueue, store, photo: bytes, images: int, latency_ms: float) -> dict:
     url = f"{stack.sandbox_url}/immersal"
     stack.sandbox("POST", "/_sandbox/faults/immersal", json={"latency_ms": latency_ms})
     prefix, rows = put_site(store, photo, images, f"speed{latency_ms:g}")
@@ -154,6 +154,20 @@ def measure_speed(stack: LocalStack, queue: GeoQueue, store, photo: bytes, image
     print(f"  speed-up of geoqueue over the doc loop: {doc / fleet['capture_span']:.1f}x "
           f"(submit to construct: {doc / fleet['to_construct']:.1f}x); geoqueue's CPU "
           f"{1000 * fleet['cpu'] / images:.1f} ms/image (workers and Redis, submit to construct)", flush=True)
+    return {"latency": latency_ms, "images": images, "doc": doc, "client": ours, **fleet}
+
+
+def speed_table(results: list[dict]) -> None:
+    print("| latency | way | time | images/s | vs doc loop | geoqueue CPU ms/image (workers, Redis) |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        n, doc = r["images"], r["doc"]
+        for way, seconds, cpu in (("vendor doc loop, /captureb64 one by one", doc, ""),
+                                  ("client loop, /capture one by one", r["client"], ""),
+                                  ("geoqueue build_map, first to last capture", r["capture_span"], ""),
+                                  ("geoqueue build_map, submit to construct call", r["to_construct"],
+                                   f"{1000 * r['cpu'] / n:.1f}")):
+            print(f"| {r['latency']:g} ms | {way} | {seconds:.2f} s | {n / seconds:.1f} | {doc / seconds:.1f}x | {cpu} |")
 
 
 def measure_memory(stack: LocalStack, queue: GeoQueue, store, photo: bytes, counts: list[int]) -> None:
@@ -192,8 +206,8 @@ def main() -> None:
               f"concurrency {defaults['transfer_concurrency'].default}, max_parallel "
               f"{defaults['immersal_max_parallel'].default}, chunks of {DEFAULT_CHUNK_SIZE})", flush=True)
         latencies = [float(v) for v in args.latency_ms.split(",")]
-        for latency in latencies:
-            measure_speed(stack, queue, store, photo, args.images, latency)
+        results = [measure_speed(stack, queue, store, photo, args.images, latency) for latency in latencies]
+        speed_table(results)
         if memory_runs:
             stack.sandbox("POST", "/_sandbox/faults/immersal", json={"latency_ms": latencies[0]})
             measure_memory(stack, queue, store, photo, memory_runs)
