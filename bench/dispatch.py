@@ -14,7 +14,8 @@ sending process (this one). `--undo` adds fleet workers with one of the measures
 of the fleet's reliability settings set back to Celery's default (`prefetch`: 4 messages per process,
 not 1; `acks`: acked as the task starts, not after it; `taskevents`: no -E), to show what each costs.
 
-    python bench/dispatch.py [--tasks 2000] [--concurrency 4] [--rounds 5] [--undo events,freeze,recycle,prefetch,acks,taskevents]
+    python bench/dispatch.py [--tasks 2000] [--concurrency 4] [--rounds 5]
+                             [--undo events,freeze,recycle,prefetch,acks,taskevents]
     python bench/dispatch.py --tasks 200 --rounds 2        # the small version
 """
 from __future__ import annotations
@@ -89,7 +90,8 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=4, help="GEOQUEUE_CONTROL_CONCURRENCY (the fleet's default)")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--undo", default="", help="comma-separated: events, freeze, recycle, prefetch, acks, taskevents")
+    parser.add_argument("--undo", default="",
+                        help="comma-separated: events, freeze, recycle, prefetch, acks, taskevents")
     args = parser.parse_args()
 
     port = free_port()

@@ -93,7 +93,8 @@ def main() -> None:
                 r = runs[label] = harvest(stack, organization.id, bbox)
                 images = len(r["images"])
                 print(f"| {latency:g} ms | {label} | {r['seconds']:.1f} s | {r['state']} | "
-                      f"{r['result'].get('images_downloaded')} of {images} | {r['requests']}{'+' if r['full'] else ''} | "
+                      f"{r['result'].get('images_downloaded')} of {images} | "
+                      f"{r['requests']}{'+' if r['full'] else ''} | "
                       f"{r['5xx']} | {r['429']} | {1000 * r['cpu'] / max(images, 1):.1f} |", flush=True)
             clean, faulty = runs.values()
             assert faulty["state"] == clean["state"] == "succeeded", "a harvest did not succeed"

@@ -170,7 +170,8 @@ def speed_table(results: list[dict]) -> None:
                                   ("geoqueue build_map, first to last capture", r["capture_span"], ""),
                                   ("geoqueue build_map, submit to construct call", r["to_construct"],
                                    f"{1000 * r['cpu'] / n:.1f}")):
-            print(f"| {r['latency']:g} ms | {way} | {seconds:.2f} s | {n / seconds:.1f} | {doc / seconds:.1f}x | {cpu} |")
+            print(f"| {r['latency']:g} ms | {way} | {seconds:.2f} s | {n / seconds:.1f} | "
+                  f"{doc / seconds:.1f}x | {cpu} |")
 
 
 def measure_memory(stack: LocalStack, queue: GeoQueue, store, photo: bytes, counts: list[int]) -> None:
