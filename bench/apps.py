@@ -2,7 +2,8 @@
 
 - `plain_app`: Celery's defaults, the baseline;
 - `fleet_variant`: the fleet's app with one of this change's measures undone (BENCH_UNDO names it),
-  to measure what each saves.
+  to measure what each saves, or with one of its reliability settings set back to Celery's default
+  (prefetch, acks, taskevents), to measure what each costs.
 
 No task of ours: the benchmark sends Celery's built-in `celery.accumulate`, a no-op every app has.
 """
@@ -29,8 +30,15 @@ def _fleet_variant() -> Celery:
         worker_before_create_process.disconnect(celery_app._freeze_startup_objects)
     elif undo == "recycle":     # a prefork child replaced after 200 tasks (the default before)
         app.conf.worker_max_tasks_per_child = 200
+    elif undo == "prefetch":    # Celery's default: 4 messages reserved per process, not 1
+        app.conf.worker_prefetch_multiplier = 4
+    elif undo == "acks":        # Celery's default: a message acked as the task starts, not after it
+        app.conf.task_acks_late = False
+        app.conf.task_reject_on_worker_lost = False
+    elif undo == "taskevents":  # the worker without -E (bench/dispatch.py drops it): no task events for Flower
+        pass
     elif undo:
-        raise ValueError(f"BENCH_UNDO={undo!r}: events, freeze or recycle")
+        raise ValueError(f"BENCH_UNDO={undo!r}: events, freeze, recycle, prefetch, acks or taskevents")
     return app
 
 

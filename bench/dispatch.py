@@ -10,9 +10,12 @@ with its own app and nothing added. Reported per side: tasks/s (median and best 
 and the CPU milliseconds per task of the worker's process tree, of redis-server, and of the
 sending process (this one). `--undo` adds fleet workers with one of the measures undone
 (`events`: control tasks send task-sent and store STARTED; `freeze`: no gc.freeze before forking;
-`recycle`: a prefork child replaced after 200 tasks, not 1000), to show what each saves.
+`recycle`: a prefork child replaced after 200 tasks, not 1000), to show what each saves, or with one
+of the fleet's reliability settings set back to Celery's default (`prefetch`: 4 messages per process,
+not 1; `acks`: acked as the task starts, not after it; `taskevents`: no -E), to show what each costs.
 
-    python bench/dispatch.py [--tasks 2000] [--concurrency 4] [--rounds 5] [--undo events,freeze,recycle]
+    python bench/dispatch.py [--tasks 2000] [--concurrency 4] [--rounds 5]
+                             [--undo events,freeze,recycle,prefetch,acks,taskevents]
     python bench/dispatch.py --tasks 200 --rounds 2        # the small version
 """
 from __future__ import annotations
@@ -47,6 +50,8 @@ def worker_argv(name: str, env: dict) -> list[str]:
     elif name != "geoqueue":
         argv[argv.index("-A") + 1] = "bench.apps:fleet_variant"
         argv[argv.index("-Q") + 1] = f"bench-{name}"
+        if name == "undo-taskevents":
+            argv.remove("-E")
     return argv
 
 
@@ -85,7 +90,8 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=4, help="GEOQUEUE_CONTROL_CONCURRENCY (the fleet's default)")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--undo", default="", help="comma-separated: events, freeze, recycle")
+    parser.add_argument("--undo", default="",
+                        help="comma-separated: events, freeze, recycle, prefetch, acks, taskevents")
     args = parser.parse_args()
 
     port = free_port()

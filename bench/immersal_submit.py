@@ -111,15 +111,18 @@ def client_loop(url: str, store, prefix: str, rows: list[dict]) -> float:
 # --- geoqueue ---
 
 
-def build(queue: GeoQueue, stack: LocalStack, prefix: str, count: int, name: str) -> dict:
+def build(queue: GeoQueue, stack: LocalStack, prefix: str, count: int, name: str, progress=None) -> dict:
     """Submit build_map; times to the construct call (all images in) and the capture span at the sandbox,
-    and the CPU seconds geoqueue's processes spent until the construct call."""
+    and the CPU seconds geoqueue's processes spent until the construct call. `progress(done)` is called
+    with the images submitted so far at every look at the job."""
     since = time.time()
     ours = [tree(stack.processes[name].popen.pid) for name in ("control", "transfer", "redis")]
     with CpuMeter(*ours) as cpu:
         started = time.perf_counter()
         job_id = queue.submit("immersal.build_map", {"images": prefix, "name": name})
-        while not (queue.status(job_id).phase.startswith("construction") or queue.status(job_id).finished):
+        while not ((job := queue.status(job_id)).phase.startswith("construction") or job.finished):
+            if progress is not None:
+                progress(job.done)
             time.sleep(0.01)
         to_construct = time.perf_counter() - started
     job = queue.wait(job_id, timeout=600)
@@ -137,7 +140,7 @@ def restart_workers(stack: LocalStack) -> None:
     stack.wait_for_workers(["control", "transfer"])
 
 
-def measure_speed(stack: LocalStack, queue: GeoQueue, store, photo: bytes, images: int, latency_ms: float) -> None:
+def measure_speed(stack: LocalStack, queue: GeoQueue, store, photo: bytes, images: int, latency_ms: float) -> dict:
     url = f"{stack.sandbox_url}/immersal"
     stack.sandbox("POST", "/_sandbox/faults/immersal", json={"latency_ms": latency_ms})
     prefix, rows = put_site(store, photo, images, f"speed{latency_ms:g}")
@@ -154,6 +157,21 @@ def measure_speed(stack: LocalStack, queue: GeoQueue, store, photo: bytes, image
     print(f"  speed-up of geoqueue over the doc loop: {doc / fleet['capture_span']:.1f}x "
           f"(submit to construct: {doc / fleet['to_construct']:.1f}x); geoqueue's CPU "
           f"{1000 * fleet['cpu'] / images:.1f} ms/image (workers and Redis, submit to construct)", flush=True)
+    return {"latency": latency_ms, "images": images, "doc": doc, "client": ours, **fleet}
+
+
+def speed_table(results: list[dict]) -> None:
+    print("| latency | way | time | images/s | vs doc loop | geoqueue CPU ms/image (workers, Redis) |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        n, doc = r["images"], r["doc"]
+        for way, seconds, cpu in (("vendor doc loop, /captureb64 one by one", doc, ""),
+                                  ("client loop, /capture one by one", r["client"], ""),
+                                  ("geoqueue build_map, first to last capture", r["capture_span"], ""),
+                                  ("geoqueue build_map, submit to construct call", r["to_construct"],
+                                   f"{1000 * r['cpu'] / n:.1f}")):
+            print(f"| {r['latency']:g} ms | {way} | {seconds:.2f} s | {n / seconds:.1f} | "
+                  f"{doc / seconds:.1f}x | {cpu} |")
 
 
 def measure_memory(stack: LocalStack, queue: GeoQueue, store, photo: bytes, counts: list[int]) -> None:
@@ -164,15 +182,23 @@ def measure_memory(stack: LocalStack, queue: GeoQueue, store, photo: bytes, coun
         transfer = PeakMemory(process_tree(stack.processes["transfer"].popen.pid))
         control = PeakMemory(process_tree(stack.processes["control"].popen.pid))
         idle = transfer.peak_total
+        quarters: dict[int, float] = {}       # the transfer worker's peak so far when a quarter of the images was in
+
+        def progress(done: int) -> None:
+            for quarter in range(1, 4):
+                if done >= quarter * count / 4 and quarter not in quarters:
+                    quarters[quarter] = transfer.peak_total / 2**20
+
         with transfer, control:
-            build(queue, stack, prefix, count, f"BenchMemory{count}")
-        print(f"  {count:5d} images: transfer worker {transfer.peak_total / 2**20:6.0f} (idle {idle / 2**20:.0f}), "
-              f"control worker {control.peak_total / 2**20:6.0f}", flush=True)
+            build(queue, stack, prefix, count, f"BenchMemory{count}", progress)
+        so_far = ", ".join(f"{q * 25}% {mb:.0f}" for q, mb in sorted(quarters.items()))
+        print(f"  {count:5d} images: transfer worker {transfer.peak_total / 2**20:6.0f} (idle {idle / 2**20:.0f}; "
+              f"peak so far at {so_far}), control worker {control.peak_total / 2**20:6.0f}", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--images", type=int, default=200, help="images of the speed runs (0: memory runs only)")
     parser.add_argument("--memory-runs", default="200,1000", help="image counts of the memory runs (empty: none)")
     parser.add_argument("--latency-ms", default="20,100", help="comma-separated added latencies")
     parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
@@ -192,8 +218,8 @@ def main() -> None:
               f"concurrency {defaults['transfer_concurrency'].default}, max_parallel "
               f"{defaults['immersal_max_parallel'].default}, chunks of {DEFAULT_CHUNK_SIZE})", flush=True)
         latencies = [float(v) for v in args.latency_ms.split(",")]
-        for latency in latencies:
-            measure_speed(stack, queue, store, photo, args.images, latency)
+        if args.images:
+            speed_table([measure_speed(stack, queue, store, photo, args.images, latency) for latency in latencies])
         if memory_runs:
             stack.sandbox("POST", "/_sandbox/faults/immersal", json={"latency_ms": latencies[0]})
             measure_memory(stack, queue, store, photo, memory_runs)

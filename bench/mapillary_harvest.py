@@ -175,7 +175,23 @@ def report(result: dict) -> None:
               f"requests {made['all']} ({kinds})")
     ours_made, theirs = runs["geoqueue"][0]["requests"]["all"], runs["toolset"][0]["requests"]["all"]
     print(f"  ratio toolset/geoqueue: {best['toolset'] / best['geoqueue']:.1f}x; "
-          f"requests geoqueue/toolset: {ours_made / theirs:.4f} (goal <= 1.01)")
+          f"requests geoqueue/toolset: {ours_made / theirs:.4f} (goal <= 1.01)", flush=True)
+
+
+def table(results: list[dict]) -> None:
+    print("| latency | harvest | images | geoqueue | toolset | toolset/geoqueue | requests geoqueue / toolset "
+          "| CPU ms/image geoqueue (workers, Redis) / toolset |")
+    print("|---|---|---|---|---|---|---|---|")
+    for result in results:
+        runs = result["runs"]
+        best = {name: min(r["seconds"] for r in rounds) for name, rounds in runs.items()}
+        images = len(runs["geoqueue"][0]["images"])
+        made = {name: rounds[0]["requests"]["all"] for name, rounds in runs.items()}
+        cpu = {name: min(r["cpu"] for r in rounds) / images * 1000 for name, rounds in runs.items()}
+        print(f"| {result['latency_ms']:g} ms | {result['what']} | {images} | {best['geoqueue']:.1f} s | "
+              f"{best['toolset']:.1f} s | {best['toolset'] / best['geoqueue']:.1f}x | {made['geoqueue']} / "
+              f"{made['toolset']} ({made['geoqueue'] / made['toolset']:.4f}) | {cpu['geoqueue']:.2f} / "
+              f"{cpu['toolset']:.2f} |")
 
 
 def main() -> None:
@@ -192,9 +208,12 @@ def main() -> None:
     stack = LocalStack(settings_env=settings, isolated=True, flower=False, beat=False).start()
     try:
         print(f"{os.cpu_count()} CPUs; settings: {settings or 'the fleet defaults'}", flush=True)
+        results = []
         for latency in (float(v) for v in args.latency_ms.split(",")):
             for what in args.what.split(","):
-                report(measure(stack, what, latency, args.rounds, args.sequence_images))
+                results.append(measure(stack, what, latency, args.rounds, args.sequence_images))
+                report(results[-1])
+        table(results)
     finally:
         stack.stop()
 

@@ -59,6 +59,15 @@ def prefix_ref(value: object, field: str) -> S3Ref:
         raise InvalidInput(str(exc), field=field) from exc
 
 
+def pool_size(settings: Settings) -> int:
+    """Connections the S3 client keeps: one per thread that may use it at once (a process shares
+    one client, get_store). A transfer worker runs its task threads, and a harvest's calls write
+    from up to max_parallel x calls per sequence threads; past the pool, urllib3 opens a connection
+    for each request and drops it after ("Connection pool is full, discarding connection")."""
+    return max(64, settings.transfer_concurrency,
+               settings.mapillary_max_parallel * settings.mapillary_calls_per_sequence)
+
+
 def _client(settings: Settings, endpoint: str | None):
     credentials = {}
     if settings.s3_access_key_id and settings.s3_secret_access_key:
@@ -70,7 +79,7 @@ def _client(settings: Settings, endpoint: str | None):
         signature_version="s3v4",  # botocore would presign SigV2 in us-east-1 otherwise
         s3={"addressing_style": "path" if endpoint else "auto"},
         retries={"mode": "standard", "max_attempts": 5},
-        max_pool_connections=64,
+        max_pool_connections=pool_size(settings),
     )
     return boto3.client("s3", endpoint_url=endpoint, region_name=settings.s3_region, config=config, **credentials)
 
