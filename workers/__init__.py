@@ -1,7 +1,7 @@
 """How the fleet runs: `celery -A workers worker|beat|flower`."""
 from celery.signals import after_setup_logger, after_setup_task_logger
 
-from workers import watchdog  # noqa: F401  (its signals keep the time limits in a threads pool)
+from workers import malloc, watchdog  # noqa: F401  (their signals: malloc arenas, time limits in a threads pool)
 from workers.celery_app import create_app
 from workers.settings import get_settings
 

@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     worker_max_memory_per_child: int = Field(409_600, description="Resident memory (KiB) above which a prefork child is replaced after its current task; 0: no limit.")
     control_concurrency: int = Field(4, description="Processes of a control-queue worker (short work: planning, polling).")
     transfer_pool: str = Field("threads", description="Pool of a transfer-queue worker: threads (vendor calls wait, a thread each; time limits kept by workers/watchdog.py) or prefork.")
+    malloc_arenas: int = Field(2, description="malloc arenas a worker process keeps (glibc; MALLOC_ARENA_MAX, when set, wins): a threads pool's memory stays flat with its work instead of growing with its threads; 0: the C library's default.")
     transfer_concurrency: int = Field(100, description="Vendor calls a transfer-queue worker has in flight at once (threads; processes with prefork).")
 
     # --- Beat ---
