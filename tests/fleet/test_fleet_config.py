@@ -67,3 +67,11 @@ def test_malformed_references_name_the_field(value):
 
 def test_prefix_references_may_end_in_a_slash():
     assert parse_ref("s3://bucket/photos/", prefix=True) == S3Ref("bucket", "photos/")
+
+
+def test_a_worker_on_glibc_can_keep_its_malloc_arenas_down():
+    import platform
+
+    from workers.malloc import limit_arenas
+
+    assert limit_arenas(2) == (platform.libc_ver()[0] == "glibc")
