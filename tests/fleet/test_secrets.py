@@ -65,3 +65,16 @@ def test_no_key_name_carries_anything_derived_from_a_secret(queue, store, stack)
     assert any(name.startswith("gq:token:") for name in names)
     for name in names:
         assert not any(digest in name for digest in digests), name
+
+
+def test_the_log_redactor_masks_signatures_tokens_and_secrets_in_any_case():
+    from workers.redaction import MASK, redact
+
+    line = ("PUT https://s3/b/k?x-amz-signature=abc123&X-Amz-Credential=AKIA%2Fx Authorization: jwt eyJ.a.b "
+            "bearer tok-1 {'client_secret': 'shh'} password=pw1 the-configured-secret")
+    redacted = redact(line, ["the-configured-secret"])
+    for secret in ("abc123", "AKIA%2Fx", "eyJ.a.b", "tok-1", "shh", "pw1", "the-configured-secret"):
+        assert secret not in redacted
+    assert redacted.count(MASK) == 7
+    plain = "[2026-11-30 11:42:41,123: INFO/MainProcess] Task celery.ping[6f1c] received"
+    assert redact(plain, ["the-configured-secret"]) == plain
