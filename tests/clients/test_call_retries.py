@@ -98,3 +98,23 @@ def test_a_thumbnail_download_that_breaks_off_starts_again_into_a_clean_buffer(s
     sandbox.faults("mapillary", fail_next=1, drop_next=1)
     client.download(url, buffer)
     assert buffer.getvalue() == b"already here|" + expected
+
+
+# --- aiming a fault at one call (the chaos run widens a call's window with these) ---
+
+def test_a_slowed_path_widens_one_call_and_a_late_answer_lands_its_effect(server, sandbox):
+    client = ImmersalClient(f"{server.url}/immersal", token=DEFAULT_TOKEN, timeout=0.5, retries=Retries(attempts=1))
+    sandbox.faults("immersal", answer_delay_ms=1500, latency_paths="/capture$")
+    started = time.monotonic()
+    assert client.status()["imageCount"] == 0                # other paths answer at once
+    assert time.monotonic() - started < 0.5
+    with pytest.raises(TransientError):                      # the answer comes too late for the client...
+        client.capture(image_bytes(0), run=0, index=0, intrinsics=CLIENT_INTRINSICS)
+    assert client.status()["imageCount"] == 1                # ...but the image reached the workspace
+
+    sandbox.faults("immersal", answer_delay_ms=0, latency_ms=1500)
+    with pytest.raises(TransientError):                      # slowed before it is served: still in flight...
+        client.capture(image_bytes(1), run=0, index=1, intrinsics=CLIENT_INTRINSICS)
+    assert client.status()["imageCount"] == 1
+    time.sleep(1.5)
+    assert client.status()["imageCount"] == 2                # ...it lands after its client gave up
