@@ -29,6 +29,11 @@ def put_images(store, count: int, prefix: str | None = None, size=(160, 120)) ->
     return refs
 
 
+def prefix_of(refs: list[S3Ref]) -> str:
+    """The s3:// prefix that put_images put `refs` under, as a batch job takes it."""
+    return refs[0].uri.rsplit("/", 1)[0] + "/"
+
+
 def put_site(store, count: int, run: int = 0, seed: int = 0, gps: bool = False) -> tuple[str, list[dict]]:
     """An Immersal site: `count` JPEGs and manifest.csv under a fresh prefix; the prefix and the manifest rows."""
     prefix = f"sites/{uuid.uuid4().hex[:8]}/"

@@ -8,7 +8,7 @@ import requests
 from devstack.local_stack import local_argv
 from devstack.processes import PROCESSES
 from tests.conftest import start_stack, wait_for_done, wait_until
-from tests.inputs import put_images
+from tests.inputs import prefix_of, put_images
 from tests.probes import scrape, sends
 
 
@@ -21,7 +21,7 @@ def test_metrics_show_queue_depth_and_jobs_by_state_during_a_run(stack, store, q
     refs = put_images(store, 6)
     sandbox.configure("immersity", processing_delay_s=0.5)
     before = scrape(stack.metrics_url).get('geoqueue_jobs{state="succeeded",vendor="immersity"}', 0)
-    job_id = queue.submit("immersity.batch", {"prefix": refs[0].uri.rsplit("/", 1)[0] + "/", "max_parallel": 2})
+    job_id = queue.submit("immersity.batch", {"prefix": prefix_of(refs), "max_parallel": 2})
 
     def with_a_job_running() -> dict[str, float] | None:
         metrics = scrape(stack.metrics_url)
@@ -39,7 +39,7 @@ def test_metrics_show_queue_depth_and_jobs_by_state_during_a_run(stack, store, q
 def test_sigterm_finishes_running_work_and_loses_nothing(stack, store, queue, sandbox):
     refs = put_images(store, 10)
     sandbox.configure("immersity", processing_delay_s=0.8)
-    job_id = queue.submit("immersity.batch", {"prefix": refs[0].uri.rsplit("/", 1)[0] + "/", "max_parallel": 4})
+    job_id = queue.submit("immersity.batch", {"prefix": prefix_of(refs), "max_parallel": 4})
     wait_for_done(queue, job_id, 1)
     assert stack.processes["transfer"].terminate() == 0  # a deploy: warm shutdown
     stopped_at = queue.status(job_id).done

@@ -12,7 +12,7 @@ from pathlib import Path
 import requests
 
 from tests.conftest import wait_until
-from tests.inputs import put_images
+from tests.inputs import prefix_of, put_images
 
 OUTPUT = Path(__file__).resolve().parents[1] / "output"
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -60,7 +60,7 @@ def test_flower_is_read_only_and_needs_auth(stack, store, queue):
 def running_batch(sandbox, store, queue, images: int = 8) -> str:
     refs = put_images(store, images)
     sandbox.configure("immersity", processing_delay_s=0.7)
-    return queue.submit("immersity.batch", {"prefix": refs[0].uri.rsplit("/", 1)[0] + "/", "max_parallel": 2})
+    return queue.submit("immersity.batch", {"prefix": prefix_of(refs), "max_parallel": 2})
 
 
 def test_progress_of_a_running_job_shows_in_flower(stack, store, queue, sandbox):

@@ -19,7 +19,7 @@ from kombu import Connection
 from devstack.local_stack import free_port, redis_answers, redis_server_binary
 from geoqueue import GeoQueue
 from tests.conftest import start_stack, wait_until
-from tests.inputs import put_images
+from tests.inputs import prefix_of, put_images
 from tests.probes import sends
 
 VISIBILITY_TIMEOUT = 3600
@@ -67,7 +67,7 @@ def test_a_redis_restart_stops_nothing_and_loses_nothing(stack, store, queue, sa
     job_ids = []
     for _ in range(2):
         refs = put_images(store, IMAGES_PER_JOB)
-        job_ids.append(queue.submit("immersity.batch", {"prefix": refs[0].uri.rsplit("/", 1)[0] + "/",
+        job_ids.append(queue.submit("immersity.batch", {"prefix": prefix_of(refs),
                                                         "max_parallel": 3}))
     # Six items dispatched for four transfer slots: four vendor calls under way, two messages waiting.
     control = Celery(broker=stack.redis_url)

@@ -13,7 +13,7 @@ from devstack.samples import drive_photos
 from geoqueue import GeoQueue
 from geoqueue.s3ref import S3Ref
 from tests.conftest import DRONEMAPPER_FAST, start_stack, wait_until
-from tests.inputs import put_images, put_site, put_survey
+from tests.inputs import prefix_of, put_images, put_site, put_survey
 
 WORKERS = ("w1", "w2", "w3")
 SUCCEEDED = re.compile(r"Task ([\w.]+)\[[0-9a-f-]+\] succeeded")
@@ -66,7 +66,7 @@ def test_mixed_jobs_spread_over_three_workers_survive_one_killed(fleet, sandbox)
     for batch in range(2):
         refs = put_images(store, 8)
         jobs[f"immersity-{batch}"] = queue.submit("immersity.batch", {
-            "prefix": refs[0].uri.rsplit("/", 1)[0] + "/", "max_parallel": 3})
+            "prefix": prefix_of(refs), "max_parallel": 3})
     site, _rows = put_site(store, 24, seed=7)
     jobs["immersal"] = queue.submit("immersal.build_map", {"images": site, "name": "ScalingSite", "chunk_size": 4})
     jobs["mapillary"] = queue.submit("mapillary.upload_sequence", {"images": put_drive(store, 16)})

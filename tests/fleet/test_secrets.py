@@ -5,7 +5,7 @@ import hashlib
 
 import redis
 
-from tests.inputs import put_images
+from tests.inputs import prefix_of, put_images
 
 
 def every_value_in(client: redis.Redis):
@@ -26,7 +26,7 @@ def every_value_in(client: redis.Redis):
 
 def test_no_secret_in_redis_results_or_logs(queue, store, stack, sandbox):
     refs = put_images(store, 3)
-    prefix = refs[0].uri.rsplit("/", 1)[0] + "/"
+    prefix = prefix_of(refs)
     batch = queue.wait(queue.submit("immersity.batch", {"prefix": prefix}), timeout=90)
     single = queue.wait(queue.submit("immersity.disparity", {"image": refs[0].uri, "animation": {"animationType": "gif"}}), timeout=90)
     assert batch.state == single.state == "succeeded"

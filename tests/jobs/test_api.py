@@ -12,7 +12,7 @@ from geoqueue.catalog import CATALOG
 from geoqueue.params import InvalidParams
 from tests import probes
 from tests.http_helpers import api, other_api, sse_events
-from tests.inputs import put_images
+from tests.inputs import prefix_of, put_images
 
 
 def enqueued(stack) -> int:
@@ -160,7 +160,7 @@ def test_cancel_over_http(stack, store, sandbox):
     refs = put_images(store, 4)
     sandbox.configure("immersity", processing_delay_s=1.0)
     sent = api(stack, "POST", "/v1/jobs", json={"name": "immersity.batch", "params": {
-        "prefix": refs[0].uri.rsplit("/", 1)[0] + "/", "max_parallel": 1}}).json()
+        "prefix": prefix_of(refs), "max_parallel": 1}}).json()
     canceled = api(stack, "DELETE", f"/v1/jobs/{sent['id']}")
     assert canceled.status_code == 200 and canceled.json()["state"] == "canceled"
     again = api(stack, "DELETE", f"/v1/jobs/{sent['id']}")
@@ -183,7 +183,7 @@ def test_openapi_has_one_request_schema_per_job_made_from_the_catalog(stack):
 def test_events_carry_the_summary_of_each_change(stack, store):
     refs = put_images(store, 3)
     job = api(stack, "POST", "/v1/jobs", json={"name": "immersity.batch", "params": {
-        "prefix": refs[0].uri.rsplit("/", 1)[0] + "/", "max_parallel": 1}}).json()
+        "prefix": prefix_of(refs), "max_parallel": 1}}).json()
     events = sse_events(stack, f"/v1/jobs/{job['id']}/events")
     states = [e["state"] for kind, e in events if kind == "state"]
     assert states[0] in ("queued", "running") and states[-1] == "succeeded" and "running" in states

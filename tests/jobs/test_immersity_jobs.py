@@ -9,7 +9,7 @@ from PIL import Image
 from geoqueue import InvalidParams, JobFailed
 from geoqueue.s3ref import S3Ref, parse_ref
 from tests.conftest import SandboxControl, start_stack, wait_for_done
-from tests.inputs import BUCKET, put_images
+from tests.inputs import BUCKET, prefix_of, put_images
 
 
 def disparity_calls_for(sandbox, output_uri: str) -> int:
@@ -51,7 +51,7 @@ def test_animation_job_from_existing_disparity(queue, store):
 
 def test_batch_reports_progress_and_each_image(queue, store, sandbox):
     refs = put_images(store, 8)
-    prefix = refs[0].uri.rsplit("/", 1)[0] + "/"
+    prefix = prefix_of(refs)
     job_id = queue.submit("immersity.batch", {"prefix": prefix, "max_parallel": 3})
     seen_partial = False
     for snapshot in queue.watch(job_id, poll=0.05):
@@ -131,7 +131,7 @@ def test_bad_inputs_fail_with_clear_errors(queue, store):
 
 def test_one_bad_image_does_not_spoil_the_batch(queue, store, sandbox):
     refs = put_images(store, 4)
-    prefix = refs[0].uri.rsplit("/", 1)[0] + "/"
+    prefix = prefix_of(refs)
     bad = S3Ref(BUCKET, prefix[len(f"s3://{BUCKET}/"):] + "notes.jpg")
     store.write(bad, b"this is not an image at all")
     with pytest.raises(JobFailed) as failed:
@@ -148,7 +148,7 @@ def test_one_bad_image_does_not_spoil_the_batch(queue, store, sandbox):
 
 def test_worker_killed_mid_batch_finishes_with_each_image_once(queue, store, stack, sandbox):
     refs = put_images(store, 12)
-    prefix = refs[0].uri.rsplit("/", 1)[0] + "/"
+    prefix = prefix_of(refs)
     sandbox.configure("immersity", processing_delay_s=1.0)
     job_id = queue.submit("immersity.batch", {"prefix": prefix, "max_parallel": 4})
     wait_for_done(queue, job_id, 2)
@@ -167,7 +167,7 @@ def test_credit_budget_refuses_a_job_before_any_call():
 
         queue, store = GeoQueue(small.redis_url), small.object_store()
         refs = put_images(store, 6)
-        prefix = refs[0].uri.rsplit("/", 1)[0] + "/"
+        prefix = prefix_of(refs)
         with pytest.raises(JobFailed) as failed:
             queue.wait(queue.submit("immersity.batch", {"prefix": prefix}), timeout=60)
         assert failed.value.job.error["type"] == "BudgetExceeded"

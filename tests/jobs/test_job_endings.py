@@ -10,7 +10,7 @@ from celery import Celery
 
 from geoqueue.routes import queue_for
 from geoqueue.s3ref import S3Ref
-from tests.inputs import BUCKET, put_images
+from tests.inputs import BUCKET, prefix_of, put_images
 from tests.probes import failed_with
 
 
@@ -74,7 +74,7 @@ def test_a_prefix_never_takes_in_its_longer_siblings(queue, store, stack):
 def test_a_failed_batch_lets_go_of_its_credit_reservation(queue, store, stack):
     refs = put_images(store, 3)
     store.write(S3Ref(BUCKET, refs[0].key), b"not an image at all")
-    job = queue.wait(queue.submit("immersity.batch", {"prefix": refs[0].uri.rsplit("/", 1)[0] + "/"}), timeout=90,
+    job = queue.wait(queue.submit("immersity.batch", {"prefix": prefix_of(refs)}), timeout=90,
                      raise_on_failure=False)
     assert job.state == "failed" and job.error["type"] == "SomeItemsFailed"
     reserved = redis.Redis.from_url(stack.redis_url, decode_responses=True).hgetall("gq:budget:immersity:reserved")

@@ -11,7 +11,7 @@ from selenium.webdriver.common.by import By
 from devstack.webhook_receiver import Receiver
 from tests.conftest import wait_until
 from tests.http_helpers import api
-from tests.inputs import put_images
+from tests.inputs import prefix_of, put_images
 
 OUTPUT = Path(__file__).resolve().parents[1] / "output"
 
@@ -42,7 +42,7 @@ def test_jobs_list_updates_live_and_a_job_page_shows_everything(stack, store, ch
         sign_in(chromium, stack, stack.api_key)
         assert "/ui/jobs" in chromium.current_url
         job = api(stack, "POST", "/v1/jobs", json={"name": "immersity.batch", "callback_url": receiver.url, "params": {
-            "prefix": refs[0].uri.rsplit("/", 1)[0] + "/", "max_parallel": 1}}).json()
+            "prefix": prefix_of(refs), "max_parallel": 1}}).json()
         # The page was loaded before the job existed: its row comes from the event stream.
         wait_until(lambda: row(chromium, job["id"])[0], 30, "the new job on the open page")
         widths = set()

@@ -5,7 +5,7 @@ import json
 import time
 
 from tests.conftest import wait_for_done
-from tests.inputs import put_images
+from tests.inputs import prefix_of, put_images
 from tests.probes import geoqueue
 
 
@@ -25,7 +25,7 @@ def test_cli_submit_watch_status_list(stack, store):
 
 def test_cancel_stops_a_batch_between_images(queue, store, stack, sandbox):
     refs = put_images(store, 6)
-    prefix = refs[0].uri.rsplit("/", 1)[0] + "/"
+    prefix = prefix_of(refs)
     sandbox.configure("immersity", processing_delay_s=1.0)
     job_id = queue.submit("immersity.batch", {"prefix": prefix, "max_parallel": 1})
     wait_for_done(queue, job_id, 1)

@@ -11,7 +11,7 @@ from devstack.processes import PROCESSES
 from devstack.webhook_receiver import Receiver
 from tests.conftest import wait_until
 from tests.http_helpers import api, other_api
-from tests.inputs import put_images
+from tests.inputs import prefix_of, put_images
 from workers.callbacks import CallbackRefused, check_destination
 
 
@@ -73,7 +73,7 @@ def test_a_failed_job_and_a_canceled_job_post_too(store, queue, receiver, sandbo
     failed = queue.submit("immersity.disparity", {"image": "s3://geoqueue/missing/none.jpg"}, callback_url=receiver.url)
     refs = put_images(store, 3)
     sandbox.configure("immersity", processing_delay_s=1.0)
-    canceled = queue.submit("immersity.batch", {"prefix": refs[0].uri.rsplit("/", 1)[0] + "/", "max_parallel": 1},
+    canceled = queue.submit("immersity.batch", {"prefix": prefix_of(refs), "max_parallel": 1},
                             callback_url=receiver.url)
     queue.cancel(canceled)
     receiver.wait_for(2)
