@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+GATEWAY_CUT_OFF = frozenset({502, 504})
+
 
 class VendorError(Exception):
     """A vendor call that did not succeed. `vendor_message` keeps the vendor's own words."""
@@ -17,6 +19,12 @@ class VendorError(Exception):
         self.status = status
         self.vendor_message = vendor_message
         self.field = field
+
+    @property
+    def answered(self) -> bool:
+        """The vendor itself answered, so a call that failed took no effect. A gateway's 502 or 504
+        answers for a vendor it gave up on, which may still act on the request: a cut-off."""
+        return self.status is not None and self.status not in GATEWAY_CUT_OFF
 
     def to_dict(self) -> dict[str, Any]:
         data = {"type": type(self).__name__, "message": self.message, "vendor": self.vendor}

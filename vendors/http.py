@@ -65,8 +65,10 @@ def may_retry(error: TransientError, idempotent: bool) -> bool:
     False
     >>> may_retry(TransientError("read timed out"), idempotent=True)
     True
+    >>> may_retry(TransientError("504 from the gateway", status=504), idempotent=False)
+    False
     """
-    return idempotent or error.status is not None
+    return idempotent or error.answered
 
 
 @dataclass(frozen=True)

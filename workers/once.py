@@ -45,6 +45,18 @@ return false
 """
 
 
+# Note on a marker (not on a result) when its call was cut off (ARGV[2]): the vendor may act on it
+# from then on, however long the call had run.
+_CUT = """
+local found = redis.call('HGET', KEYS[1], ARGV[1])
+if not found or string.find(found, '"result"', 1, true) then return 0 end
+local marker = cjson.decode(found)
+marker['cut'] = tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(marker))
+return 1
+"""
+
+
 # Note on a marker (not on a result) that its call's request left whole (ARGV[2] the time), or that
 # its answer came (ARGV[2] empty).
 _SENT = """
@@ -87,8 +99,8 @@ class Effect(Generic[T]):
 
 
 def answered(exc: BaseException) -> bool:
-    """The vendor answered (any HTTP status): the call is over and, if it failed, took no effect."""
-    return isinstance(exc, VendorError) and exc.status is not None
+    """The vendor answered: the call is over and, as it failed, took no effect (VendorError.answered)."""
+    return isinstance(exc, VendorError) and exc.answered
 
 
 class Once:
@@ -100,6 +112,7 @@ class Once:
         self._mark = self.redis.register_script(_MARK)
         self._record = self.redis.register_script(_RECORD)
         self._sent = self.redis.register_script(_SENT)
+        self._cut = self.redis.register_script(_CUT)
 
     def entry(self, name: str) -> dict | None:
         raw = self.redis.hget(self.key, name)
@@ -130,7 +143,8 @@ class Once:
     def run(self, name: str, call: Callable[[], T], lookup: Callable[[float | None], T | None] | None = None, *,
             look_first: bool = False, in_flight: float = 0.0) -> Effect[T]:
         """Make the effect `name` happen once. `lookup(since)` finds the effect made by a call cut off
-        since that time (None: not there); with `look_first` it is asked before any call too."""
+        since that time (None: not there); with `look_first` it is asked before any call too. A call
+        cut off counts as in flight for `in_flight` seconds from when it was cut off."""
         entry = self.entry(name)
         if entry and "result" in entry:
             return Effect(entry["result"], RECORDED)
@@ -140,7 +154,7 @@ class Once:
                 self.record(name, found)
                 return Effect(found, EARLIER if entry else FOUND)
         if entry:
-            since = time.time() - float(entry["at"])
+            since = time.time() - float(entry.get("cut", entry["at"]))
             if since < in_flight:
                 raise EffectInFlight(f"an earlier attempt of {name} may still be running",
                                      retry_after=min(in_flight - since, 30.0) + 1)
@@ -154,6 +168,8 @@ class Once:
         except BaseException as exc:
             if answered(exc):
                 self.forget(name)   # the vendor answered: the call is over and took no effect
+            else:
+                self._cut(keys=[self.key], args=[name, time.time()])
             raise
         self.record(name, result)
         return Effect(result, CALLED)
