@@ -73,6 +73,7 @@ def paid_call(job: JobContext, operation: str, variant: str, target: S3Ref, call
     """One call that writes `target`, made once; its cost counted once in the job's credits."""
     store = get_store()
 
+    # The marked call is the vendor's alone: an S3 error after it must not read as the vendor's answer.
     def make() -> dict[str, Any]:
         try:
             call()
@@ -81,17 +82,11 @@ def paid_call(job: JobContext, operation: str, variant: str, target: S3Ref, call
                 raise
             raise type(exc)(f"{operation} into {target}: {exc.message}", vendor=exc.vendor, status=exc.status,
                             vendor_message=exc.vendor_message, field=exc.field) from exc
-        size = store.size(target)
-        if not size:
-            # The vendor answered success: calling again would pay again for the same missing object.
-            raise VendorError(f"Immersity reported success but {target} is missing or empty", vendor="immersity",
-                              status=200)
-        return {"bytes": size, "paid": True}
+        return {"paid": True}
 
     def already_there(marked_at: float | None) -> dict[str, Any] | None:
-        size = store.size(target)
         # Made by this job's cut-off call (paid), or there before this job asked (not ours to pay).
-        return {"bytes": size, "paid": marked_at is not None} if size else None
+        return {"paid": marked_at is not None} if store.size(target) else None
 
     effect = Once(job.id).run(f"immersity:{target.uri}", make, already_there, look_first=True,
                               in_flight=get_settings().immersity_timeout)
@@ -99,7 +94,12 @@ def paid_call(job: JobContext, operation: str, variant: str, target: S3Ref, call
     if effect.result["paid"]:
         cost = price(operation, variant)
         credits = cost if Credits().charge_once(job.id, f"immersity:{target.uri}", cost) else 0
-    return {"bytes": effect.result["bytes"], "credits": credits}
+    size = store.size(target)
+    if not size:
+        # The vendor answered success: calling again would pay again for the same missing object.
+        raise VendorError(f"Immersity reported success but {target} is missing or empty", vendor="immersity",
+                          status=200)
+    return {"bytes": size, "credits": credits}
 
 
 def process_image(job: JobContext, image: S3Ref, disparity_out: S3Ref, options: dict,
