@@ -28,10 +28,8 @@ from tasks.immersal.records import (
     SUBMIT,
     WORKSPACE_STEPS,
     ConstructionFailed,
-    log,
 )
 from tasks.immersal.workspace import start_on_workspace, tend_workspace, workspace_lease
-from vendors.errors import TransientError
 from vendors.immersal import FAILED, LOCALIZABLE, ImmersalClient
 from workers import ending, liveness
 from workers.context import JobContext, publish_progress
@@ -129,13 +127,19 @@ def check_constructions(constructing: list[tuple[str, dict]]) -> int:
         by_bank.setdefault(int(state.get("bank") or 0), []).append((job_id, state))
     checked = 0
     for bank, group in by_bank.items():
+        listed, failure = {}, None
         try:
             listed = {int(e["id"]): e for e in vendor.list_jobs(bank)} if len(group) > 1 else {}
-        except TransientError as exc:
-            log.info("immersal poll: /list of bank %s failed (%s); next round", bank, exc)
-            continue
+        except Exception as exc:  # each job of the bank meets it under the guard's rules: next cycle, or it fails
+            failure = exc
+
+        def check(job_id: str, state: dict) -> int:
+            if failure is not None:
+                raise failure
+            return follow(job_id, state, listed, vendor)
+
         for job_id, state in group:
-            checked += polled(job_id, lambda: follow(job_id, state, listed, vendor), "immersal poll") or 0
+            checked += polled(job_id, lambda: check(job_id, state), "immersal poll") or 0
     return checked
 
 
