@@ -24,6 +24,7 @@ from celery.exceptions import Retry, SoftTimeLimitExceeded
 
 from geoqueue.catalog import CATALOG
 from vendors.errors import TransientError, VendorError
+from vendors.http import backoff
 from workers import ending
 from workers.errors import InternalError, JobError, JobFailed, JobStopped, TimedOut, error_dict
 from workers.settings import get_settings
@@ -38,11 +39,8 @@ Failure = Callable[[dict[str, Any]], Any]
 def retry_delay(retries: int, hint: float | None = None) -> float:
     """Exponential backoff with full jitter, never shorter than the vendor's hint, capped below
     the visibility timeout."""
-    ceiling = min(get_settings().retry_backoff_max, 2.0 ** (retries + 1))
-    delay = random.uniform(0, ceiling)
-    if hint is not None:
-        delay = max(delay, hint)
-    return min(delay, get_settings().retry_backoff_max)
+    most = get_settings().retry_backoff_max
+    return min(backoff(retries, 2.0, most, hint, random.uniform), most)
 
 
 def retry_or_fail(task: Task, exc: Exception, hint: float | None, failed: Callable[[], Any]) -> Any:
