@@ -76,6 +76,14 @@ class SandboxControl:
     def counters(self, vendor: str) -> dict[str, int]:
         return self._call("GET", "counters")[vendor]
 
+    def disparity_calls_for(self, output_uri: str) -> int:
+        """Immersity's disparity calls that wrote `output_uri`."""
+        return self.counters("immersity").get("disparity:/" + output_uri[len("s3://"):], 0)
+
+    def captures(self) -> dict[str, int]:
+        """Immersal's capture calls, by workspace image."""
+        return {k: v for k, v in self.counters("immersal").items() if k.startswith("capture:")}
+
     def journal(self, vendor: str) -> list[dict]:
         return self._call("GET", f"journal/{vendor}")
 

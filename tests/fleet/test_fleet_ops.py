@@ -12,11 +12,6 @@ from tests.inputs import prefix_of, put_images
 from tests.probes import scrape, sends
 
 
-def disparity_calls_for(sandbox, output_uri: str) -> int:
-    """Immersity's disparity calls that wrote `output_uri`."""
-    return sandbox.counters("immersity").get("disparity:/" + output_uri[len("s3://"):], 0)
-
-
 def test_metrics_show_queue_depth_and_jobs_by_state_during_a_run(stack, store, queue, sandbox):
     refs = put_images(store, 6)
     sandbox.configure("immersity", processing_delay_s=0.5)
@@ -49,7 +44,7 @@ def test_sigterm_finishes_running_work_and_loses_nothing(stack, store, queue, sa
     assert job.state == "succeeded" and job.result["succeeded"] == 10
     assert stopped_at < 10
     for outcome in queue.items(job_id).values():
-        assert disparity_calls_for(sandbox, outcome["disparity"]) == 1
+        assert sandbox.disparity_calls_for(outcome["disparity"]) == 1
     assert sandbox.counters("immersity")["disparity"] == 10
 
 

@@ -51,11 +51,6 @@ def progress(queue: GeoQueue, job_ids: list[str]) -> list[tuple[str, int]]:
     return [(job.state, job.done) for job in map(queue.status, job_ids)]
 
 
-def disparity_calls_for(sandbox, output_uri: str) -> int:
-    """Immersity's disparity calls that wrote `output_uri`."""
-    return sandbox.counters("immersity").get("disparity:/" + output_uri[len("s3://"):], 0)
-
-
 @pytest.mark.parametrize("sig, outage", [
     pytest.param(signal.SIGTERM, 5, id="sigterm-5s"),
     pytest.param(signal.SIGKILL, 5, id="sigkill-5s"),
@@ -98,7 +93,7 @@ def test_a_redis_restart_stops_nothing_and_loses_nothing(stack, store, queue, sa
         job = queue.status(job_id)
         assert job.result["succeeded"] == IMAGES_PER_JOB, job.result
         for outcome in queue.items(job_id).values():
-            assert disparity_calls_for(sandbox, outcome["disparity"]) == 1, outcome
+            assert sandbox.disparity_calls_for(outcome["disparity"]) == 1, outcome
     assert sandbox.counters("immersity")["disparity"] == 2 * IMAGES_PER_JOB
 
     # Nobody exited, nobody was restarted, and no message is left held or waiting.

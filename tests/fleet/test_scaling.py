@@ -53,11 +53,6 @@ def put_drive(store, count: int) -> str:
     return f"s3://geoqueue/{prefix}"
 
 
-def captures(sandbox) -> dict[str, int]:
-    """Immersal's capture calls, by workspace image."""
-    return {k: v for k, v in sandbox.counters("immersal").items() if k.startswith("capture:")}
-
-
 def test_mixed_jobs_spread_over_three_workers_survive_one_killed(fleet, sandbox):
     queue, store = GeoQueue(fleet.redis_url), fleet.object_store()
     sandbox.configure("immersity", processing_delay_s=0.5)
@@ -91,12 +86,12 @@ def test_mixed_jobs_spread_over_three_workers_survive_one_killed(fleet, sandbox)
     immersity = sandbox.counters("immersity")
     for label in ("immersity-0", "immersity-1"):
         for outcome in queue.items(jobs[label]).values():
-            assert immersity["disparity:/" + outcome["disparity"][len("s3://"):]] == 1
+            assert sandbox.disparity_calls_for(outcome["disparity"]) == 1
     assert immersity["disparity"] == 16
     dronemapper = sandbox.counters("dronemapper")
     created = {k: v for k, v in dronemapper.items() if k.startswith("task_create:")}
     assert len(created) == 3 and all(count == 1 for count in created.values()), created
-    assert len(captures(sandbox)) == 24 and set(captures(sandbox).values()) == {1}
+    assert len(sandbox.captures()) == 24 and set(sandbox.captures().values()) == {1}
     assert finished["immersal"].result["images"] == 24
     mapillary = sandbox.status("mapillary")
     assert sum(cluster["images"] for cluster in mapillary["clusters"].values()) == 16

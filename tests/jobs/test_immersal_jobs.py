@@ -41,10 +41,6 @@ def map_images(store, uri: str) -> set[tuple[int, int, str]]:
     return {(int(run), int(index), digest) for run, index, digest, *_pose in (line.split() for line in lines)}
 
 
-def captures(sandbox) -> dict[str, int]:
-    return {k: v for k, v in sandbox.counters("immersal").items() if k.startswith("capture:")}
-
-
 # --- building maps ---
 def test_build_map_in_chunks_end_to_end(queue, store, sandbox):
     images, rows = put_site(store, 64)
@@ -65,7 +61,7 @@ def test_build_map_in_chunks_end_to_end(queue, store, sandbox):
     data = store.read(parse_ref(result["map"]))
     assert hashlib.sha256(data).hexdigest() == result["sha256"] and len(data) == result["bytes"]
     assert map_images(store, result["map"]) == image_digests(store, images, rows)
-    assert sorted(captures(sandbox).values()) == [1] * 64 and len(captures(sandbox)) == 64
+    assert sorted(sandbox.captures().values()) == [1] * 64 and len(sandbox.captures()) == 64
     options = sandbox.status("immersal")["maps"][str(result["map_id"])]["options"]
     assert options == {"windowSize": 5, "window_size": 5, "featureCount": 2048, "preservePoses": True, "dense": 0}
     record = json.dumps(job.to_dict())
@@ -82,8 +78,8 @@ def test_worker_killed_during_submission_submits_each_image_once(queue, store, s
     stack.replace_worker("transfer")            # SIGKILL mid-call, then a fresh worker
     job = queue.wait(job_id, timeout=180)
     assert job.state == "succeeded"
-    assert len(captures(sandbox)) == 60
-    assert {k: v for k, v in captures(sandbox).items() if v != 1} == {}, (job.result, queue.items(job_id))
+    assert len(sandbox.captures()) == 60
+    assert {k: v for k, v in sandbox.captures().items() if v != 1} == {}, (job.result, queue.items(job_id))
     assert map_images(store, job.result["map"]) == image_digests(store, images, rows)
 
 
@@ -104,7 +100,7 @@ def test_server_errors_and_dropped_connections_still_submit_each_image_once(queu
     assert cut.result["cut_off_calls"] == {"count": 1, "arrived": 0, "sent_again": 1}
     statuses = [e["status"] for e in sandbox.journal("immersal") if e["path"] == "/immersal/capture"]
     assert statuses.count(500) == 2 + tries and statuses.count(200) == 32        # a dropped call shows as 500 here
-    assert len(captures(sandbox)) == 16 and set(captures(sandbox).values()) == {2}     # once per job
+    assert len(sandbox.captures()) == 16 and set(sandbox.captures().values()) == {2}     # once per job
     assert map_images(store, job.result["map"]) == image_digests(store, images, rows)
     assert map_images(store, cut.result["map"]) == image_digests(store, images2, rows2)
 
@@ -136,7 +132,7 @@ def test_of_two_cut_off_captures_the_one_whose_request_left_is_not_sent_again(qu
     job = build_with_cut_off_calls(queue, store, stack, sandbox, {6: {"at": now, "seq": 1},
                                                                   7: {"at": now, "seq": 2, "sent": now}}, arrived=[7])
     assert job.result["cut_off_calls"] == {"count": 2, "arrived": 1, "sent_again": 1}
-    assert len(captures(sandbox)) == 8 and set(captures(sandbox).values()) == {1}, captures(sandbox)
+    assert len(sandbox.captures()) == 8 and set(sandbox.captures().values()) == {1}, sandbox.captures()
 
 
 def test_cut_off_captures_that_left_are_sent_again_one_at_a_time_until_the_count_is_complete(queue, store, stack,
@@ -151,7 +147,7 @@ def test_cut_off_captures_that_left_are_sent_again_one_at_a_time_until_the_count
                                                                   7: {"at": now, "seq": 1, "sent": now}},
                                    arrived=[4, 6, 7])
     assert job.result["cut_off_calls"] == {"count": 4, "arrived": 3, "sent_again": 2}
-    assert captures(sandbox) == {**{f"capture:0:0:{i}": 1 for i in range(8)}, "capture:0:0:4": 2}
+    assert sandbox.captures() == {**{f"capture:0:0:{i}": 1 for i in range(8)}, "capture:0:0:4": 2}
 
 
 def test_jobs_on_one_workspace_take_turns_without_mixing(queue, store, sandbox):
@@ -180,7 +176,7 @@ def test_jobs_on_one_workspace_take_turns_without_mixing(queue, store, sandbox):
     assert map_images(store, first["map"]) == image_digests(store, first_images, first_rows)
     assert map_images(store, second["map"]) == image_digests(store, second_images, second_rows)
     assert queue.status(third).state == "canceled"
-    assert len(captures(sandbox)) == 48 and set(captures(sandbox).values()) == {1}    # none of the third's images
+    assert len(sandbox.captures()) == 48 and set(sandbox.captures().values()) == {1}    # none of the third's images
 
 
 def test_construction_failure_fails_the_job_with_the_vendor_reason(queue, store, sandbox):

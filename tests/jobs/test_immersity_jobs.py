@@ -12,10 +12,6 @@ from tests.conftest import SandboxControl, start_stack, wait_for_done
 from tests.inputs import BUCKET, prefix_of, put_images
 
 
-def disparity_calls_for(sandbox, output_uri: str) -> int:
-    return sandbox.counters("immersity").get("disparity:" + "/" + output_uri[len("s3://"):], 0)
-
-
 def decoded(store, uri: str) -> Image.Image:
     return Image.open(io.BytesIO(store.read(parse_ref(uri))))
 
@@ -28,7 +24,7 @@ def test_single_image_disparity(queue, store, sandbox):
     disparity = decoded(store, job.result["disparity"])
     assert disparity.format == "PNG" and disparity.size == (200, 150)
     assert job.credits == 10 == job.result["credits"]
-    assert disparity_calls_for(sandbox, job.result["disparity"]) == 1
+    assert sandbox.disparity_calls_for(job.result["disparity"]) == 1
 
 
 def test_disparity_chained_with_animation(queue, store, sandbox):
@@ -66,7 +62,7 @@ def test_batch_reports_progress_and_each_image(queue, store, sandbox):
         outcome = items[ref.key]
         assert outcome["state"] == "succeeded"
         assert decoded(store, outcome["disparity"]).size == (160, 120)
-        assert disparity_calls_for(sandbox, outcome["disparity"]) == 1
+        assert sandbox.disparity_calls_for(outcome["disparity"]) == 1
 
 
 def test_expired_token_is_refreshed_once(queue, store, sandbox):
@@ -100,7 +96,7 @@ def test_server_errors_are_retried_then_succeed(queue, store, sandbox):
     assert job.state == "succeeded"
     statuses = [e["status"] for e in sandbox.journal("immersity") if e["path"].endswith("/disparity")]
     assert statuses == [500, 500, 200]
-    assert disparity_calls_for(sandbox, job.result["disparity"]) == 1
+    assert sandbox.disparity_calls_for(job.result["disparity"]) == 1
 
 
 def test_rate_limit_honours_retry_after(queue, store, sandbox):
@@ -156,7 +152,7 @@ def test_worker_killed_mid_batch_finishes_with_each_image_once(queue, store, sta
     job = queue.wait(job_id, timeout=180)
     assert job.state == "succeeded" and job.result["succeeded"] == 12
     for outcome in queue.items(job_id).values():
-        assert disparity_calls_for(sandbox, outcome["disparity"]) == 1, outcome
+        assert sandbox.disparity_calls_for(outcome["disparity"]) == 1, outcome
     assert job.credits == 120
 
 
