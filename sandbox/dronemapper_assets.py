@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from flask import Response, request
+from flask import Response
 from zipstream import ZIP_STORED, ZipStream
 
 from sandbox.dronemapper_api import _json, not_found
@@ -67,7 +67,7 @@ class AssetRoutes:
                 self.options["short_download_next"] -= 1
         if short:
             self.calls.add("download_cut", filename)
-            chunks = _cut_after(chunks, body.size // 2, request.environ.get("werkzeug.socket"))
+            chunks = _cut_after(chunks, body.size // 2)
         suffix = filename[filename.rfind("."):].lower()
         return Response(chunks, direct_passthrough=True, headers={
             "Content-Length": str(body.size),
@@ -102,8 +102,8 @@ class AssetRoutes:
             return task
 
 
-def _cut_after(chunks: Iterator[bytes], limit: int, sock) -> Iterator[bytes]:
-    """Send `limit` bytes of a body announced whole, then close: a short read for the client."""
+def _cut_after(chunks: Iterator[bytes], limit: int) -> Iterator[bytes]:
+    """Send `limit` bytes of a body announced whole; the server then closes: a short read for the client."""
     sent = 0
     for chunk in chunks:
         chunk = chunk[: limit - sent]
@@ -111,12 +111,6 @@ def _cut_after(chunks: Iterator[bytes], limit: int, sock) -> Iterator[bytes]:
         yield chunk
         if sent >= limit:
             break
-    if sock is not None:
-        import socket
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 def stored_zip(members: list[tuple[str, Any]]) -> "SizedZip":

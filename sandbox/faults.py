@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, fields
 
 from flask import Response, jsonify, request
 
+from sandbox.serving import SOCKET_KEY
+
 
 @dataclass
 class FaultConfig:
@@ -113,7 +115,7 @@ class FaultInjector:
 
 def drop_connection() -> None:
     """Close the client's socket without answering, as a crashed proxy or server would."""
-    sock = request.environ.get("werkzeug.socket")
+    sock = request.environ.get(SOCKET_KEY)
     if sock is not None:
         try:
             sock.shutdown(socket.SHUT_RDWR)

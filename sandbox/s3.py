@@ -31,13 +31,12 @@ from xml.sax.saxutils import escape
 from botocore.auth import HmacV1QueryAuth, S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest, HeadersDict
 from botocore.credentials import Credentials
-from werkzeug.serving import make_server
+
+from sandbox.serving import KeepAliveServer, WSGIApp
 
 SANDBOX_CREDENTIALS = {"sandbox-access-key": "sandbox-secret-key"}
 MAX_EXPIRES_S = 7 * 24 * 3600  # SigV4's limit
 SIGV4_PARAMS = ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders")
-
-WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 
 
 class Refused(Exception):
@@ -171,24 +170,14 @@ class PresignedUrlCheck:
         return secret
 
 
-class S3StandIn:
-    """moto's S3 server (its own WSGI app and request handler) behind PresignedUrlCheck, on a thread."""
+class S3StandIn(KeepAliveServer):
+    """moto's S3 server (its WSGI app) behind PresignedUrlCheck."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, credentials: dict[str, str] | None = None) -> None:
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
         self.check = PresignedUrlCheck(DomainDispatcherApplication(create_backend_app), credentials)
-        self._server = make_server(host, port, self.check, threaded=True, request_handler=MotoRequestHandler)
-        self._server.daemon_threads = True
-        self.url = f"http://{host}:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="s3", daemon=True)
-
-    def start(self) -> "S3StandIn":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
+        super().__init__(self.check, host, port, "s3")
 
 
 # --- helpers ---

@@ -8,13 +8,11 @@
 from __future__ import annotations
 
 import importlib
-import logging
-import threading
 from typing import Iterable
 
 from flask import Flask, jsonify, request
-from werkzeug.serving import make_server
 
+from sandbox.serving import KeepAliveServer
 from sandbox.vendor import VendorStandIn
 
 # Each module names its stand-in class STAND_IN.
@@ -92,27 +90,12 @@ def create_app(stand_ins: Iterable[VendorStandIn]) -> Flask:
     return app
 
 
-class SandboxServer:
-    """The stand-ins served on loopback from a background thread."""
+class SandboxServer(KeepAliveServer):
+    """The stand-ins served on loopback."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.stand_ins = [cls() for cls in stand_in_classes()]
         self.app = create_app(self.stand_ins)
-        self._server = make_server(host, port, self.app, threaded=True)
-        self._server.daemon_threads = True
-        self.url = f"http://{host}:{self._server.server_port}"
+        super().__init__(self.app, host, port, "sandbox")
         for stand_in in self.stand_ins:
             stand_in.public_url = self.url
-        self._thread = threading.Thread(target=self._server.serve_forever, name="sandbox", daemon=True)
-
-    def start(self) -> "SandboxServer":
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-
-    def serve_forever(self) -> None:
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._server.serve_forever()
