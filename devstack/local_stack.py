@@ -25,7 +25,7 @@ from pathlib import Path
 import redis
 import requests
 
-from devstack.processes import PROCESSES, SANDBOX
+from devstack.processes import PROCESSES, STAND_INS
 from geoqueue.redis_url import connect
 
 SANDBOX_IMMERSITY = {"client_id": "sandbox-client", "client_secret": "sandbox-secret"}
@@ -309,8 +309,9 @@ class LocalStack:
 
     def _start_sandbox(self) -> None:
         port, s3_port = free_port(), free_port()
-        self.spawn("sandbox", local_argv(SANDBOX, {**self.env, "SANDBOX_HOST": "127.0.0.1", "SANDBOX_PORT": str(port),
-                                                   "SANDBOX_S3_PORT": str(s3_port)}))
+        ports = {**self.env, "SANDBOX_HOST": "127.0.0.1", "SANDBOX_PORT": str(port), "SANDBOX_S3_PORT": str(s3_port)}
+        for name, command in STAND_INS.items():
+            self.spawn(name, local_argv(command, ports))
         self.sandbox_url = f"http://127.0.0.1:{port}"
         self.s3_url = f"http://127.0.0.1:{s3_port}"
         wait_until(lambda: self._http_ok(self.sandbox_url + "/_sandbox/health"), 30, "sandbox")
@@ -437,8 +438,9 @@ class LocalStack:
         if self.supervisor is not None:
             self.supervisor.stop()
         front = ["api", "webhooks", "flower", "beat", "metrics"]
-        order = front + [n for n in self.processes if n not in (*front, "sandbox", "redis")]
-        for name in order + ["sandbox", "redis"]:
+        last = [*STAND_INS, "redis"]
+        order = front + [n for n in self.processes if n not in (*front, *last)]
+        for name in order + last:
             if name in self.processes:
                 self.processes[name].stop()
 

@@ -11,4 +11,9 @@ PROCESSES = {
     "api": "python -m api",
     "webhooks": "python -m workers.webhooks",
 }
-SANDBOX = "python -m sandbox --host ${SANDBOX_HOST:-127.0.0.1} --port ${SANDBOX_PORT:-8900} --s3-port ${SANDBOX_S3_PORT:-8901}"
+# The stand-ins (development and tests): the vendors, and S3 in a process of its own, as on the
+# internet they are separate services that do not share one interpreter's lock.
+STAND_INS = {
+    "sandbox": "python -m sandbox --host ${SANDBOX_HOST:-127.0.0.1} --port ${SANDBOX_PORT:-8900}",
+    "s3": "python -m sandbox.s3 --host ${SANDBOX_HOST:-127.0.0.1} --port ${SANDBOX_S3_PORT:-8901}",
+}

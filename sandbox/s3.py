@@ -20,7 +20,10 @@ and boto3's streaming uploads sign chunk by chunk (aws-chunked), which moto does
 """
 from __future__ import annotations
 
+import argparse
 import hmac
+import signal
+import sys
 import threading
 import time
 from calendar import timegm
@@ -240,3 +243,25 @@ def _drain(environ: dict) -> None:
                 remaining -= len(chunk)
     except (OSError, ValueError):
         pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    """python -m sandbox.s3 --port 8901: moto's S3 checking presigned URLs as S3 does."""
+    parser = argparse.ArgumentParser(prog="python -m sandbox.s3", description=main.__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8901, help="0: any free port")
+    parser.add_argument("--credentials", default=None, metavar="KEY:SECRET[,KEY:SECRET]",
+                        help="access keys presigned URLs may be signed with "
+                             "(default: sandbox-access-key:sandbox-secret-key)")
+    args = parser.parse_args(argv)
+    credentials = None
+    if args.credentials:
+        credentials = dict(pair.split(":", 1) for pair in args.credentials.split(",") if pair)
+    server = S3StandIn(args.host, args.port, credentials)
+    print(f"s3 {server.url}", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import yaml
 
-from devstack.processes import PROCESSES, SANDBOX
+from devstack.processes import PROCESSES, STAND_INS
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-EXPECTED = {**PROCESSES, "sandbox": SANDBOX}
+EXPECTED = {**PROCESSES, **STAND_INS}
 
 
 def normalized(command: str | list[str]) -> list[str]:
@@ -35,7 +35,7 @@ def test_compose_services_run_the_fleet_processes():
         assert normalized(services[name]["command"]) == expected(name), name
     redis_command = services["redis"]["command"]
     assert "--appendonly yes" in redis_command and "--maxmemory-policy noeviction" in redis_command
-    assert services["sandbox"]["profiles"] == ["sandbox"]
+    assert all(services[name]["profiles"] == ["sandbox"] for name in STAND_INS)
 
 
 def k8s_documents():

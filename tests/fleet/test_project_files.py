@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from devstack.processes import PROCESSES, SANDBOX
+from devstack.processes import PROCESSES, STAND_INS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -16,4 +16,4 @@ def test_ci_runs_the_test_command_that_readme_gives():
 
 def test_procfile_matches_the_process_definitions():
     procfile = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
-    assert procfile == {**PROCESSES, "sandbox": SANDBOX}
+    assert procfile == {**PROCESSES, **STAND_INS}
