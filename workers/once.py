@@ -31,8 +31,6 @@ from workers.redis_client import get_redis
 
 T = TypeVar("T")
 
-CALLED, EARLIER, FOUND, RECORDED = "called", "earlier", "found", "recorded"
-
 # Write the marker unless the effect has a record already; returns the record found, or nil.
 _MARK = """
 local found = redis.call('HGET', KEYS[1], ARGV[1])
@@ -94,8 +92,6 @@ class CutOff(Exception):
 @dataclass
 class Effect(Generic[T]):
     result: T
-    by: str    # CALLED now, EARLIER (an earlier attempt's call, found by lookup), FOUND (there without a
-               # call of this job), RECORDED (done and recorded before)
 
 
 def answered(exc: BaseException) -> bool:
@@ -147,12 +143,12 @@ class Once:
         cut off counts as in flight for `in_flight` seconds from when it was cut off."""
         entry = self.entry(name)
         if entry and "result" in entry:
-            return Effect(entry["result"], RECORDED)
+            return Effect(entry["result"])
         if lookup is not None and (entry or look_first):
             found = lookup(entry["at"] if entry else None)
             if found is not None:
                 self.record(name, found)
-                return Effect(found, EARLIER if entry else FOUND)
+                return Effect(found)
         if entry:
             since = time.time() - float(entry.get("cut", entry["at"]))
             if since < in_flight:
@@ -172,4 +168,4 @@ class Once:
                 self._cut(keys=[self.key], args=[name, time.time()])
             raise
         self.record(name, result)
-        return Effect(result, CALLED)
+        return Effect(result)
