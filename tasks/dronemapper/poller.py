@@ -33,6 +33,7 @@ from tasks.dronemapper.records import (
     Survey,
     TaskGone,
     log,
+    stop_made,
     vendor_id,
 )
 from vendors.dronemapper import DroneMapperClient, PendingAction, Status
@@ -198,8 +199,9 @@ def keep_moving(job_id: str, state: dict) -> None:
 # --- what a survey that ended holds: its vendor task, and its place in the poller's care ---
 def stop_needed(job: jobs.Job, state: dict) -> str | None:
     """What the vendor task of a finished survey still needs: "remove" for a partial task never
-    committed, "cancel" for processing that a cancel stopped on our side; None when nothing is left."""
-    if not state.get("task") or state.get("removed") or state.get("stop"):
+    committed, "cancel" for processing that a cancel stopped on our side; None when nothing is left.
+    A stop claimed and not yet made is still needed: its stopper may die before its call."""
+    if not state.get("task") or state.get("removed") or stop_made(state):
         return None
     if not state.get("committed"):
         return "remove"
@@ -218,27 +220,32 @@ def stop_at_vendor(job_id: str) -> str | None:
     try:
         getattr(client(), action)(int(state["project"]), state["task"])
     except NotFound:
-        pass  # gone already
+        pass  # gone already (a remove repeated after a claim taken again lands here too)
     except BaseException:
         survey.release_stop()  # not stopped: whoever comes next tries again
         raise
+    survey.stopped()
     return action
 
 
 def wind_down(job_id: str) -> str | None:
     """A survey that ended on our side: its vendor task stopped as it needs, then it leaves the poller's care."""
     action = stop_at_vendor(job_id)
-    Survey(job_id).retire()
+    retire_unless_stop_needed(job_id)
     return action
+
+
+def retire_unless_stop_needed(job_id: str) -> None:
+    """The survey leaves the poller's care, unless its vendor task must still be stopped: then the
+    poller's wind-down does it in a later cycle (taking again a claim whose stopper died)."""
+    survey, job = Survey(job_id), get_ledger().get(job_id)
+    if job is None or stop_needed(job, survey.state()) is None:
+        survey.retire()
 
 
 @on_job_end(reads_end_state=True)
 def leave_the_poller(job_id: str) -> None:
-    """A survey that ends leaves the poller's care, unless its vendor task must still be stopped:
-    the poller's wind-down does that, as a release makes no vendor call."""
-    survey = Survey(job_id)
-    if not survey.is_tracked():
-        return
-    job = get_ledger().get(job_id)
-    if job is None or stop_needed(job, survey.state()) is None:
-        survey.retire()
+    """A survey that ends leaves the poller's care, unless its vendor task must still be stopped
+    (a release makes no vendor call)."""
+    if Survey(job_id).is_tracked():
+        retire_unless_stop_needed(job_id)

@@ -1,7 +1,8 @@
 """A survey's records in Redis, its steps, and the names they go by.
 
     gq:job:<id>:dronemapper          hash, the step machine's: step, step_at, project, task, flow, images,
-                                     committed, since, console_offset, seen, status, last_error, stop, removed, ...
+                                     committed, since, console_offset, seen, status, last_error, stop,
+                                     stop_claimed_at (while the stop call is under way), removed, ...
     gq:job:<id>:dronemapper:images   hash: vendor filename -> {"uri", "size"}
     gq:job:<id>:dronemapper:assets   hash: asset -> {"uri", "bytes"} once delivered
     gq:job:<id>:once                 the project, task and restart made once (workers/once.py)
@@ -20,6 +21,7 @@ from geoqueue import jobs
 from geoqueue.s3ref import S3Ref, parse_ref
 from workers.errors import JobError
 from workers.redis_client import get_redis
+from workers.settings import get_settings
 from workers.steps import StepMachine, is_finished
 
 log = logging.getLogger("geoqueue.dronemapper")
@@ -41,6 +43,16 @@ STEPS = StepMachine(VENDOR, STEP_TASKS)
 ACTIVE_KEY = "gq:dronemapper:active"
 POLL_LEASE_KEY = "gq:dronemapper:poll"
 
+# Claim the stop (ARGV[1] the action, ARGV[2] now): free, or claimed more than ARGV[3] seconds ago.
+# A stop without a claim time was made, and stays made.
+_CLAIM_STOP = """
+local action = redis.call('HGET', KEYS[1], 'stop')
+local claimed = redis.call('HGET', KEYS[1], 'stop_claimed_at')
+if action and (not claimed or tonumber(claimed) > tonumber(ARGV[2]) - tonumber(ARGV[3])) then return 0 end
+redis.call('HSET', KEYS[1], 'stop', ARGV[1], 'stop_claimed_at', ARGV[2])
+return 1
+"""
+
 
 class ProcessingFailed(JobError):
     kind = "ProcessingFailed"
@@ -52,6 +64,11 @@ class TaskGone(JobError):
 
 class ImageRejected(JobError):
     kind = "ImageRejected"
+
+
+def stop_made(state: dict) -> bool:
+    """The vendor task's stop call was made (a stop claimed and no longer under way)."""
+    return bool(state.get("stop")) and not state.get("stop_claimed_at")
 
 
 def vendor_id(value: str) -> int | str:
@@ -117,12 +134,21 @@ class Survey:
         return self.redis.get(key) == self.job_id
 
     def claim_stop(self, action: str) -> bool:
-        """Note that the vendor task is being stopped (`action`): False when another stopper (the
-        cancel job, the poller) came first. Stopping is harmless to repeat; this keeps both from calling."""
-        return bool(self.redis.hsetnx(self.state_key, "stop", action))
+        """Note that the vendor task is being stopped (`action`): False when it was stopped, or when
+        another stopper (the cancel job, the poller) claimed it less than one vendor call's time budget
+        ago. An older claim is taken again: its stopper died before its call was over (SIGKILL).
+        Stopping twice is harmless (a cancel or remove repeated stops the same task, and one gone
+        already answers NotFound, which the stopper takes as stopped); the claim keeps two live
+        stoppers from both calling, and a slow live one is at worst joined by a second call."""
+        claim = self.redis.register_script(_CLAIM_STOP)
+        return bool(claim(keys=[self.state_key], args=[action, time.time(), get_settings().call_retry_seconds]))
+
+    def stopped(self) -> None:
+        """The stop call was made: the claim stays as the record of what was done, and no longer expires."""
+        self.redis.hdel(self.state_key, "stop_claimed_at")
 
     def release_stop(self) -> None:
-        self.redis.hdel(self.state_key, "stop")
+        self.redis.hdel(self.state_key, "stop", "stop_claimed_at")
 
     # --- the poller's care ---
     def track(self) -> None:
@@ -147,7 +173,8 @@ class Survey:
         for key in (self.state_key, self.images_key, self.assets_key):
             pipe.persist(key)
         pipe.delete(self.assets_key)
-        pipe.hdel(self.state_key, "stop", "status", "last_error", "seen", "console_seen", "available_assets")
+        pipe.hdel(self.state_key, "stop", "stop_claimed_at", "status", "last_error", "seen", "console_seen",
+                  "available_assets")
         pipe.execute()
         now = time.time()
         self.set(since=now, console_offset=0, step=PROCESSING, step_at=now)

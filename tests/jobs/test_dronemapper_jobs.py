@@ -296,6 +296,27 @@ def test_a_task_canceled_at_the_vendor_ends_the_job_canceled(queue, store, sandb
     assert job.state == "canceled" and "canceled at the vendor" in job.error["message"]
 
 
+def test_a_stop_claimed_by_a_stopper_that_died_is_taken_again_and_the_vendor_task_canceled(queue, store, stack,
+                                                                                            sandbox):
+    """A stopper claims the stop, then dies (SIGKILL) before its cancel call: once the claim is older than
+    one vendor call's time budget, the poller takes it again and cancels the vendor task."""
+    sandbox.configure("dronemapper", running_s=60.0)
+    prefix, _ = put_survey(store, 2)
+    job_id = queue.submit("dronemapper.process_survey", {"images": prefix})
+    wait_until(lambda: queue.status(job_id).phase == "processing: running", 30, "processing")
+    r = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    claimed_at = time.time()
+    r.hset(f"gq:job:{job_id}:dronemapper", mapping={"stop": "cancel", "stop_claimed_at": claimed_at})
+    queue.cancel(job_id)
+    budget = float(TEST_SETTINGS["GEOQUEUE_CALL_RETRY_SECONDS"])
+    wait_until(lambda: sandbox.counters("dronemapper").get("cancel") == 1, budget + 30, "the vendor task canceled")
+    wait_until(lambda: vendor_statuses(sandbox) == [Status.CANCELED], 10, "the vendor task to stop")
+    [cancel_call] = [e for e in sandbox.journal("dronemapper") if e["path"].endswith("/cancel/")]
+    assert cancel_call["time"] >= claimed_at + budget      # the claim held while its stopper might still be calling
+    wait_until(lambda: not r.sismember("gq:dronemapper:active", job_id), 15, "the survey out of the poller's care")
+    assert sandbox.counters("dronemapper")["cancel"] == 1
+
+
 def test_cancel_during_upload_removes_the_partial_task(queue, store, sandbox):
     sandbox.faults("dronemapper", latency_ms=300, paths="/upload/")
     prefix, _ = put_survey(store, 20)
