@@ -5,6 +5,7 @@ scored by dispatch time). Each finished item dispatches the next. The job is com
 ledger has an outcome for every item, counted once however often an item task ran. The sweeper
 re-dispatches items whose message was lost (dispatched long ago, still without an outcome).
 
+    gq:job:<id>            the job's record, with the fan-out's item_task, max_parallel and item_count
     gq:job:<id>:pending    list of item keys not yet dispatched
     gq:job:<id>:inflight   zset item key -> dispatch time
     gq:fanouts             set of job ids with items to finish
@@ -62,7 +63,7 @@ class Fanout:
         key = jobs.job_key(job_id)
         if self.redis.hsetnx(key, "item_task", item_task):
             pipe = self.redis.pipeline()
-            pipe.hset(key, mapping={"max_parallel": max_parallel, "total": len(items)})
+            pipe.hset(key, mapping={"max_parallel": max_parallel, "item_count": len(items)})
             if items:
                 pipe.rpush(pending, *items)
             pipe.sadd(ACTIVE_KEY, job_id)
@@ -89,8 +90,14 @@ class Fanout:
         return self.complete(job_id)
 
     def complete(self, job_id: str) -> bool:
-        total = int(self.redis.hget(jobs.job_key(job_id), "total") or 0)
-        return self.ledger.finished_count(job_id) >= total
+        return self.ledger.finished_count(job_id) >= self.item_count(job_id)
+
+    def item_count(self, job_id: str) -> int:
+        """How many items the fan-out has: its own count, as the job's total is the job's progress
+        (a build counts its images, not its chunks)."""
+        count, total = self.redis.hmget(jobs.job_key(job_id), "item_count", "total")
+        # A fan-out started before it kept its own count had it in the job's total.
+        return int(count if count is not None else total or 0)
 
     def finish(self, job_id: str, result: dict, error: dict | None = None) -> None:
         """Every item has its outcome: the job succeeds, or fails with `error` (naming what failed);

@@ -75,7 +75,7 @@ def harvest(job: JobContext, bbox: list[float], destination: str, organization_i
     sequences = discover_sequences(job, vendor, plan, checkpoints)
     if not sequences:
         return harvest_result(plan, {}, checkpoints.counts(), write_datasets(get_store(), plan, [], checkpoints))
-    job.progress(harvest_phase(checkpoints.counts()))
+    job.progress(harvest_phase(checkpoints.counts()), total=len(sequences))
     Fanout().start(job.id, sequences, SEQUENCE_TASK, parallel(max_parallel))
     return PENDING
 
@@ -91,7 +91,7 @@ def upload_sequence(job: JobContext, images: str, organization_id: str | int | N
     plan = plan_upload(job, prefix_ref(images, "images"))
     keys = [key for sequence in plan["sequences"] for key, _ in sequence["images"]]
     job.progress(f"uploading {len(keys)} images in {len(plan['sequences'])} sequences "
-                 f"({len(plan['rejected'])} rejected, {len(plan['duplicates'])} duplicates dropped)")
+                 f"({len(plan['rejected'])} rejected, {len(plan['duplicates'])} duplicates dropped)", total=len(keys))
     Fanout().start(job.id, keys, UPLOAD_TASK, parallel(max_parallel))
     return PENDING
 

@@ -68,6 +68,20 @@ def test_build_map_in_chunks_end_to_end(queue, store, sandbox):
     assert DEFAULT_TOKEN not in record and "sandbox-password" not in record and "X-Amz-Signature" not in record
 
 
+def test_a_build_of_more_images_than_chunks_moves_on_to_settle_through_its_fan_out(queue, store, stack, sandbox):
+    """The job's total counts images (its progress) and the fan-out counts chunks: the fan-out sees its
+    last chunk done by its own count, and that chunk's task carries the build on to settle."""
+    from workers.fanout import Fanout
+
+    images, rows = put_site(store, 12, seed=4)
+    job = queue.wait(queue.submit("immersal.build_map", {"images": images, "name": "Chunks", "chunk_size": 4}),
+                     timeout=60)
+    assert (job.done, job.total) == (12, 12) and len(queue.items(job.id)) == 3
+    fanout = Fanout(redis.Redis.from_url(stack.redis_url, decode_responses=True), queue.ledger)
+    assert fanout.complete(job.id)
+    assert map_images(store, job.result["map"]) == image_digests(store, images, rows)
+
+
 def test_worker_killed_during_submission_submits_each_image_once(queue, store, stack, sandbox):
     images, rows = put_site(store, 60, seed=7)
     # Vendor calls that take a while, as real ones do: the kill lands while captures are in flight.
