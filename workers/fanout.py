@@ -144,30 +144,43 @@ def item_task(app, name: str, work: ItemWork, finish: Callable[[JobContext], Non
     redelivered message too, so a finisher killed midway is replaced."""
 
     def run(self, job_id: str, item: str) -> dict[str, Any]:
-        ledger, fanout = get_ledger(), Fanout()
+        skipped = {"job_id": job_id, "item": item, "skipped": True}
+        ledger = get_ledger()
         record = ledger.get(job_id)
         if record is None or record.finished:
-            return {"job_id": job_id, "item": item, "skipped": True}
+            return skipped
         job = JobContext(record)
-        state = "recorded earlier"
-        if ledger.item_is_recorded(job_id, item):
-            # The run that recorded it may have died before taking it off the in-flight window and
-            # dispatching the next item: redo that bookkeeping (recording again changes nothing).
-            fanout.finish_item(job_id, item, ledger.items(job_id)[item])
+        recorded_earlier = ledger.item_is_recorded(job_id, item)
+        if recorded_earlier:
+            # The run that recorded it may have died (or been retried) before the bookkeeping after
+            # it: redo that (recording again changes nothing). Not its progress: the job may have
+            # moved on since, and a late redelivery would show an earlier phase.
+            outcome, state = ledger.items(job_id)[item], "recorded earlier"
         else:
             outcome = guarded(self, job_id, lambda: {"state": "succeeded", **work(job, item)},
                               on_failure=lambda error: {"state": "failed", "error": error})
             if outcome is STOPPED:
-                return {"job_id": job_id, "item": item, "skipped": True}
-            fanout.finish_item(job_id, item, outcome)
+                return skipped
             state = outcome["state"]
-            if state == "failed" and fails_job is not None:
-                failure = fails_job(item, outcome["error"])
-                fail_job(job_id, failure if isinstance(failure, dict) else failure.to_dict())
-            (progress or _count_progress)(job)
-        if fanout.complete(job_id):
+        # Under the guard as well: Redis away past its client's tries retries the item (which then
+        # finds its outcome recorded, or runs again), instead of failing the job with InternalError.
+        complete = guarded(self, job_id, lambda: keep_books(job, item, outcome, show=not recorded_earlier))
+        if complete is STOPPED:
+            return skipped
+        if outcome["state"] == "failed" and fails_job is not None:
+            failure = fails_job(item, outcome["error"])
+            fail_job(job_id, failure if isinstance(failure, dict) else failure.to_dict())
+        if complete:
             guarded(self, job_id, lambda: finish(job))
         return {"job_id": job_id, "item": item, "state": state}
+
+    def keep_books(job: JobContext, item: str, outcome: dict, show: bool) -> bool:
+        """The item's outcome recorded, the window refilled and (`show`) the job's progress shown; True
+        once every item has its outcome."""
+        complete = Fanout().finish_item(job.id, item, outcome)
+        if show:
+            (progress or _count_progress)(job)
+        return complete
 
     run.__name__ = name.rsplit(".", 1)[-1]
     run.__doc__ = work.__doc__
