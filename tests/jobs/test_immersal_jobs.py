@@ -16,9 +16,10 @@ from pyproj import Transformer
 from devstack.samples import scene
 from geoqueue import InvalidParams, JobFailed
 from geoqueue.s3ref import S3Ref, parse_ref
-from sandbox.immersal import DEFAULT_TOKEN
+from sandbox.immersal import DEFAULT_LOGIN, DEFAULT_TOKEN
 from tests.conftest import TEST_SETTINGS, wait_for_done, wait_until
 from tests.inputs import BUCKET, HELSINKI, INTRINSICS, put_site, write_manifest
+from tests.probes import failed_with
 from vendors.immersal import ImmersalClient
 
 WAITING_PHASE = "waiting for workspace default/0"
@@ -212,6 +213,23 @@ def test_refused_credentials_fail_at_once(queue, store, sandbox):
     error = failed.value.job.error
     assert error["type"] == "ImmersalAuthError" and error["vendor_message"] == "auth"
     assert sandbox.counters("immersal") == {"/login": 1}                     # refused once, not retried
+
+
+def test_a_list_refused_while_maps_are_built_fails_the_waiting_builds_naming_the_refusal(queue, store, sandbox):
+    """Two builds waiting on construction in one workspace: the poller asks /list once for both. When the
+    account's token and password stop working, /list answers "auth" (and so does the login after it): both
+    builds fail with the vendor's refusal rather than wait on a list that can never come."""
+    sandbox.configure("immersal", construct_seconds=600)
+    builds = [queue.submit("immersal.build_map", {"images": put_site(store, 4, run=run, seed=20 + run)[0],
+                                                  "name": f"Waiting{run}"}) for run in (0, 1)]
+    wait_until(lambda: all(queue.status(j).state == "waiting" for j in builds), 60,
+               "both builds waiting on construction", interval=0.1)
+    sandbox.configure("immersal", accounts={DEFAULT_LOGIN: {"password": "changed", "token": "f" * 64}})
+    for job_id in builds:
+        error = failed_with(queue, job_id, "ImmersalAuthError", None)
+        assert error["vendor"] == "immersal" and error["vendor_message"] == "auth", error
+    served = sandbox.counters("immersal")
+    assert served.get("auth_refused:/list", 0) >= 1 and "auth_refused:/metadataget" not in served, served
 
 
 def test_bad_inputs_fail_with_errors_naming_the_input(queue, store, sandbox):
