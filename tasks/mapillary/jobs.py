@@ -69,10 +69,11 @@ def harvest(job: JobContext, bbox: list[float], destination: str, organization_i
             creator_id: str | int | None = None, fields: list[str] | None = None, quality: str | int | None = None,
             max_parallel: int | None = None) -> Any:
     """The owner's sequences with images in the bbox: image ids, metadata, thumbnails and the toolset's CSVs."""
-    plan, vendor = HarvestPlan.from_params(job.params), client()
+    plan = HarvestPlan.from_params(job.params)
+    client()    # refuses a fleet without a token before any image is read
     checkpoints = HarvestCheckpoints(get_redis(), job.id)
     note_existing_images(get_store(), plan, checkpoints)
-    sequences = discover_sequences(job, vendor, plan, checkpoints)
+    sequences = discover_sequences(job, plan, checkpoints)
     if not sequences:
         return harvest_result(plan, {}, checkpoints.counts(), write_datasets(get_store(), plan, [], checkpoints))
     job.progress(harvest_phase(checkpoints.counts()), total=len(sequences))

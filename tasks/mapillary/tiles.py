@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from tasks.mapillary.calls import Calls
+from tasks.mapillary.client import client
 from tasks.mapillary.inputs import HarvestPlan
 from tasks.mapillary.records import HarvestCheckpoints
 from vendors.mapillary import (
@@ -63,20 +65,37 @@ def fetch_tile(vendor: MapillaryClient, tile: tuple[int, int, int]) -> CoverageT
         raise
 
 
-def discover_sequences(job: JobContext, vendor: MapillaryClient, plan: HarvestPlan,
-                       checkpoints: HarvestCheckpoints) -> list[str]:
-    pending = tiles_covering_bbox(plan.bbox, start_zoom(plan.bbox))
+def explore_and_save(plan: HarvestPlan, checkpoints: HarvestCheckpoints, tile: tuple[int, int, int]) -> dict:
+    outcome = explore_tile(fetch_tile(client(), tile), plan)
+    checkpoints.save_tile(tile, outcome)
+    return outcome
+
+
+def discover_sequences(job: JobContext, plan: HarvestPlan, checkpoints: HarvestCheckpoints) -> list[str]:
+    """The owner's sequences, drilling the tiles that name the owner: every tile known to be needed
+    is fetched at once, up to GEOQUEUE_MAPILLARY_CALLS_PER_SEQUENCE calls in flight, so the drill
+    costs one round trip per zoom level rather than one per tile. Each tile is checkpointed."""
+    calls = Calls(get_settings().mapillary_calls_per_sequence)
     sequences: set[str] = set()
-    visited = 0
-    while pending:
-        tile = tuple(pending.pop())
-        outcome = checkpoints.tile(tile)
-        if outcome is None:
-            job.check_canceled()
-            outcome = explore_tile(fetch_tile(vendor, tile), plan)
-            checkpoints.save_tile(tile, outcome)
-        pending.extend(tuple(child) for child in outcome["children"])
+    counted = {"visited": 0, "found": 0}
+
+    def explored(outcome: dict) -> None:
+        counted["visited"] += 1
         sequences.update(outcome["sequences"])
-        visited += 1
-        job.progress(f"tiles {visited} of {visited + len(pending)} so far, sequences found {len(sequences)}")
+        job.progress(f"tiles {counted['visited']} of {counted['found']} so far, sequences found {len(sequences)}")
+        for child in outcome["children"]:
+            visit(tuple(child))
+
+    def visit(tile: tuple[int, int, int]) -> None:
+        counted["found"] += 1
+        outcome = checkpoints.tile(tile)
+        if outcome is not None:
+            explored(outcome)
+            return
+        job.check_canceled()
+        calls.add(explore_and_save, plan, checkpoints, tile, then=explored)
+
+    for tile in tiles_covering_bbox(plan.bbox, start_zoom(plan.bbox)):
+        visit(tuple(tile))
+    calls.run()
     return sorted(sequences)

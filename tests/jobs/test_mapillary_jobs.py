@@ -137,6 +137,21 @@ def assert_harvest_matches_ground_truth(store, job, organization, dest: str) -> 
 
 
 # --- harvest ---
+def test_the_tile_drill_fetches_the_tiles_of_a_zoom_level_at_once(queue, sandbox):
+    """A tile's children are all known when it is read: they are fetched together, so the drill
+    waits one round trip per zoom level, not one per tile."""
+    latency = 1.0
+    sandbox.faults("mapillary", latency_ms=latency * 1000, latency_paths="/tiles/")
+    job = queue.wait(queue.submit("mapillary.harvest", harvest_params(WALKERS, destination())), timeout=240)
+    assert job.state == "succeeded", job.error
+    served = [(int(e["path"].split("/")[-3]), e["time"]) for e in sandbox.journal("mapillary") if "/tiles/" in e["path"]]
+    levels = len({z for z, _ in served})
+    assert len(served) > levels + 2, f"too few tiles to tell: {served}"
+    span = max(t for _, t in served) - min(t for _, t in served)
+    # One after another, the tiles would take at least (tiles - 1) x latency from first to last.
+    assert span < latency * (levels + 1), sorted((z, round(t - min(t for _, t in served), 3)) for z, t in served)
+
+
 def test_harvest_matches_ground_truth_with_each_request_once(queue, store, sandbox):
     image_ids, sequences = ground_truth(CITY)
     assert len(image_ids) >= 5000 and len(sequences) >= 100
