@@ -146,10 +146,12 @@ def test_the_tile_drill_fetches_the_tiles_of_a_zoom_level_at_once(queue, sandbox
     assert job.state == "succeeded", job.error
     served = [(int(e["path"].split("/")[-3]), e["time"]) for e in sandbox.journal("mapillary") if "/tiles/" in e["path"]]
     levels = len({z for z, _ in served})
-    assert len(served) > levels + 2, f"too few tiles to tell: {served}"
+    assert len(served) > 2 * levels + 1, f"too few tiles to tell: {served}"
     span = max(t for _, t in served) - min(t for _, t in served)
-    # One after another, the tiles would take at least (tiles - 1) x latency from first to last.
-    assert span < latency * (levels + 1), sorted((z, round(t - min(t for _, t in served), 3)) for z, t in served)
+    # One after another they take (tiles - 1) x latency from first to last; level by level about
+    # (levels - 1) x latency and the stand-in's CPU, which a loaded machine stretches: half the first.
+    assert span < (len(served) - 1) * latency / 2, sorted((z, round(t - min(t for _, t in served), 3))
+                                                         for z, t in served)
 
 
 def test_harvest_matches_ground_truth_with_each_request_once(queue, store, sandbox):
