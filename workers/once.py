@@ -43,25 +43,14 @@ return false
 """
 
 
-# Note on a marker (not on a result) when its call was cut off (ARGV[2]): the vendor may act on it
-# from then on, however long the call had run.
-_CUT = """
+# Note a time on a marker (not on a result): ARGV[2] the field, ARGV[3] the time (empty: none).
+# "sent": its call's request left whole, or (empty) its answer came; "cut": its call was cut off,
+# so the vendor may act on it from then on, however long the call had run.
+_NOTE = """
 local found = redis.call('HGET', KEYS[1], ARGV[1])
 if not found or string.find(found, '"result"', 1, true) then return 0 end
 local marker = cjson.decode(found)
-marker['cut'] = tonumber(ARGV[2])
-redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(marker))
-return 1
-"""
-
-
-# Note on a marker (not on a result) that its call's request left whole (ARGV[2] the time), or that
-# its answer came (ARGV[2] empty).
-_SENT = """
-local found = redis.call('HGET', KEYS[1], ARGV[1])
-if not found or string.find(found, '"result"', 1, true) then return 0 end
-local marker = cjson.decode(found)
-marker['sent'] = tonumber(ARGV[2])
+marker[ARGV[2]] = tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(marker))
 return 1
 """
@@ -107,8 +96,7 @@ class Once:
         self.key = f"{jobs.job_key(job_id)}:once" + (f":{scope}" if scope else "")
         self._mark = self.redis.register_script(_MARK)
         self._record = self.redis.register_script(_RECORD)
-        self._sent = self.redis.register_script(_SENT)
-        self._cut = self.redis.register_script(_CUT)
+        self._note = self.redis.register_script(_NOTE)
 
     def entry(self, name: str) -> dict | None:
         raw = self.redis.hget(self.key, name)
@@ -127,7 +115,7 @@ class Once:
         """A request of the call `name` has left whole (`sent`), or its answer came: cut off in between,
         the request reached the vendor, which acts on it unless it was refusing it; cut off before it
         left, or after a refusal it read (a retry waiting), the call took no effect."""
-        self._sent(keys=[self.key], args=[name, time.time() if sent else ""])
+        self._note(keys=[self.key], args=[name, "sent", time.time() if sent else ""])
 
     def done(self) -> int:
         """How many effects have their result recorded."""
@@ -165,7 +153,7 @@ class Once:
             if answered(exc):
                 self.forget(name)   # the vendor answered: the call is over and took no effect
             else:
-                self._cut(keys=[self.key], args=[name, time.time()])
+                self._note(keys=[self.key], args=[name, "cut", time.time()])
             raise
         self.record(name, result)
         return Effect(result)
