@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.cpu import CpuMeter, tree  # noqa: E402
 from bench.memory import PeakMemory, process_tree  # noqa: E402
+from bench.options import add_setting_option, settings_from  # noqa: E402
 from devstack.local_stack import LocalStack  # noqa: E402
 from devstack.samples import scene  # noqa: E402
 from geoqueue import GeoQueue  # noqa: E402
@@ -201,12 +202,11 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200, help="images of the speed runs (0: memory runs only)")
     parser.add_argument("--memory-runs", default="200,1000", help="image counts of the memory runs (empty: none)")
     parser.add_argument("--latency-ms", default="20,100", help="comma-separated added latencies")
-    parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
-                        help="a GEOQUEUE_ setting for the stack, e.g. IMMERSAL_MAX_PARALLEL=8 (default: the fleet's)")
+    add_setting_option(parser)
     args = parser.parse_args()
     memory_runs = [int(n) for n in args.memory_runs.split(",") if n]
 
-    settings = {f"GEOQUEUE_{k.upper()}": v for k, v in (item.split("=", 1) for item in args.setting)}
+    settings = settings_from(args)
     stack = LocalStack(settings_env=settings, isolated=True, flower=False, beat=True).start()
     try:
         stack.sandbox("POST", "/_sandbox/config/immersal",
