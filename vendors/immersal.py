@@ -158,13 +158,15 @@ class ImmersalClient:
     def capture(self, image: bytes, *, run: int, index: int, position: Sequence[float] = (0.0, 0.0, 0.0),
                 rotation: Sequence[Sequence[float]] = IDENTITY, intrinsics: Sequence[float],
                 gps: Sequence[float] | None = None, anchor: bool = False, bank: int = 0,
-                in_flight: Callable[[bool], None] | None = None) -> str:
+                in_flight: Callable[[bool], None] | None = None, retry_cut_off: bool = True) -> str:
         """Submit one PNG/JPEG to the workspace (binary /capture); returns the vendor's path.
         A second submission with the same (run, index) replaces the first. `in_flight(True)` is called
         when a request has left whole, `in_flight(False)` when its answer came: cut off in between,
-        the vendor has the image (unless it was refusing it)."""
+        the vendor has the image (unless it was refusing it). With `retry_cut_off` False, a call cut
+        off is not tried again here (only one Immersal answered is): the caller settles it."""
         fields = _capture_fields(image, run, index, position, rotation, intrinsics, gps, anchor, bank)
-        return str(self._call("capture", fields, payload=image, in_flight=in_flight)["path"])
+        return str(self._call("capture", fields, payload=image, in_flight=in_flight,
+                              idempotent=retry_cut_off)["path"])
 
     def capture_b64(self, image: bytes, *, run: int, index: int, position: Sequence[float] = (0.0, 0.0, 0.0),
                     rotation: Sequence[Sequence[float]] = IDENTITY, intrinsics: Sequence[float],
@@ -240,24 +242,27 @@ class ImmersalClient:
         return (cached, False) if cached else (self.login(), True)
 
     def _call(self, endpoint: str, fields: dict, payload: bytes | None = None,
-              in_flight: Callable[[bool], None] | None = None) -> dict:
+              in_flight: Callable[[bool], None] | None = None, idempotent: bool | None = None) -> dict:
         token, fresh = self._current_token()
         try:
-            return self._post(endpoint, {"token": token, **fields}, payload, in_flight)
+            return self._post(endpoint, {"token": token, **fields}, payload, in_flight, idempotent)
         except ImmersalAuthError:
             if fresh:
                 raise
         # The cached token was refused (e.g. regenerated in the portal): log in once more, one retry.
         self.token_store.drop(self.token_cache_key)
-        return self._post(endpoint, {"token": self.login(), **fields}, payload, in_flight)
+        return self._post(endpoint, {"token": self.login(), **fields}, payload, in_flight, idempotent)
 
     def _post(self, endpoint: str, fields: dict, payload: bytes | None = None,
-              in_flight: Callable[[bool], None] | None = None) -> dict:
+              in_flight: Callable[[bool], None] | None = None, idempotent: bool | None = None) -> dict:
         """One call, retried where it failed. Every endpoint is a POST; those that create a map or add
         images (construct, fuse, restore) are retried only when Immersal answered. A capture sent again
-        replaces the image of the same run and index, so it is retried like a read."""
+        replaces the image of the same run and index, so it is retried like a read (unless `idempotent`
+        says otherwise)."""
+        if idempotent is None:
+            idempotent = endpoint not in CREATING_ENDPOINTS
         return self.retries.run(lambda: self._post_once(endpoint, fields, payload, in_flight),
-                                idempotent=endpoint not in CREATING_ENDPOINTS)
+                                idempotent=idempotent)
 
     def _post_once(self, endpoint: str, fields: dict, payload: bytes | None = None,
                    in_flight: Callable[[bool], None] | None = None) -> dict:

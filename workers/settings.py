@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     immersal_account: str = Field("default", description="Alias of the configured Immersal account, used in locks and job records.")
     immersal_max_parallel: int = Field(16, description="Image submissions of one map-building job in flight at once (chunk tasks, each submitting its images one after another).")
     immersal_timeout: float = Field(60.0, description="Client timeout of one Immersal call (seconds).")
+    immersal_exact_captures: bool = Field(False, description="One image capture in flight per workspace, so that a capture cut off by a killed worker is settled by Immersal's image count and no image that arrived is sent again; slower than parallel submission (a job's `exact_captures` overrides it).")
 
     # --- DroneMapper ---
     dronemapper_url: str = Field("https://dronemapper.io", description="DroneMapper (WebODM-style) API base URL.")

@@ -1,7 +1,8 @@
 """Immersal jobs: build a map from images in S3, stitch maps, restore a map, localize, Visual GPS, map lists.
 
     immersal.build_map   {"images": "s3://b/site/", "name": "Site1", "manifest"?, "bank"?, "window_size"?,
-                          "options"?, "extend"?, "output"?, "chunk_size"?, "max_parallel"?}
+                          "options"?, "extend"?, "output"?, "chunk_size"?, "max_parallel"?,
+                          "exact_captures"?}
     immersal.stitch      {"name": "Both", "map_ids": [1001, 1002], "output"?}
     immersal.restore     {"map_id": 1001, "bank"?, "clear"?}
     immersal.localize    {"image": "s3://b/q.jpg", "intrinsics": {"fx", "fy", "ox", "oy"}, "map_ids": [...]}
@@ -67,7 +68,8 @@ def resumed(job: JobContext) -> bool:
 @job_task(app, "immersal.build_map")
 def build_map(job: JobContext, images: str, name: str, manifest: str | None = None, bank: int | None = None,
               window_size: int | None = None, options: dict | None = None, extend: list[int] | None = None,
-              output: str | None = None, chunk_size: int | None = None, max_parallel: int | None = None) -> Any:
+              output: str | None = None, chunk_size: int | None = None, max_parallel: int | None = None,
+              exact_captures: bool | None = None) -> Any:
     """A map from the images under an S3 prefix and their manifest."""
     if resumed(job):
         return PENDING

@@ -10,7 +10,9 @@ request left the worker whole (several chunks capture at once, so the order of t
 nothing), and a call cut off before that never reached Immersal; those are sent again first, then,
 should the count say more are missing, the calls that left but may have been refused, one at a time
 with a count after each. Only then can an image that had arrived be sent twice (Immersal replaces
-an image sent with the same run and index; the result says so).
+an image sent with the same run and index; the result says so). An exact build (`exact_captures`)
+takes that chance away at the cost of parallel captures: one capture at a time per workspace
+(capture_gate.py), each cut-off one settled by the count alone.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from typing import Any
 
 from geoqueue import jobs
 from geoqueue.s3ref import S3Ref
+from tasks.immersal.capture_gate import GATE_TTL_SECONDS, CaptureGate
 from tasks.immersal.client import client
 from tasks.immersal.construction import create_map_once, record_map
 from tasks.immersal.records import (
@@ -118,16 +121,53 @@ def submit_images(job: JobContext, records: ImmersalRecords, item: str) -> dict[
 
 def capture_once(job: JobContext, records: ImmersalRecords, vendor: ImmersalClient, row: dict, bank: int) -> None:
     """One /capture of a manifest row's image, made once (CutOff when an earlier call was cut off)."""
-    image = input_image(job, row)
+    image, key, exact = input_image(job, row), image_key(row), exact_captures(job)
 
     def capture() -> bool:
         vendor.capture(get_store().read(image, "images"), run=row["run"], index=row["index"],
                        position=row["position"], rotation=row["rotation"], intrinsics=row["intrinsics"],
-                       gps=row["gps"], anchor=row["anchor"], bank=bank,
-                       in_flight=lambda sent: records.captures.in_flight(image_key(row), sent))
+                       gps=row["gps"], anchor=row["anchor"], bank=bank, retry_cut_off=not exact,
+                       in_flight=lambda sent: records.captures.in_flight(key, sent))
         return True
 
-    records.captures.run(image_key(row), capture)
+    if not exact:
+        records.captures.run(key, capture)
+        return
+    with CaptureGate(bank).held(lambda left: settle_pending(job, vendor, bank, left)) as gate:
+        gate.capturing(job.id, key)
+        try:
+            records.captures.run(key, capture)
+        finally:
+            settle_pending(job, vendor, bank, {"job": job.id, "image": key})
+            gate.settled()
+
+
+def exact_captures(job: JobContext) -> bool:
+    exact = job.params.get("exact_captures")
+    return get_settings().immersal_exact_captures if exact is None else bool(exact)
+
+
+def settle_pending(job: JobContext, vendor: ImmersalClient, bank: int, pending: dict) -> None:
+    """The capture an exact job's gate holder left pending: answered, there is nothing to settle; cut
+    off, the workspace's count (every other image of the job recorded) says whether it arrived."""
+    if pending["job"] != job.id:
+        return                  # an earlier job's, whose images the workspace no longer holds
+    records = ImmersalRecords(job.id)
+    entry = records.captures.entry(pending["image"])
+    if entry is None or "result" in entry:
+        return
+    # Let the vendor finish serving a request that may have reached it just before the cut-off.
+    time.sleep(max(0.0, float(entry.get("cut", entry["at"])) + GATE_TTL_SECONDS - time.time()))
+    base, confirmed = int(STEPS.state(job.id)["base"]), records.captures.done()
+    count = int(vendor.status(bank).get("imageCount", 0))
+    if count == base + confirmed + 1:
+        records.captures.record(pending["image"], True)
+    elif count == base + confirmed:
+        records.captures.forget(pending["image"])      # not there: its chunk sends it again
+    else:
+        raise JobError(workspace_mismatch(bank, count, base, confirmed))
+    log.info("job %s: a cut-off capture of image %s %s", job.id, pending["image"],
+             "had arrived" if count > base + confirmed else "had not arrived; it goes again")
 
 
 def chunks_done(job: JobContext) -> None:
@@ -145,6 +185,9 @@ def settle(job: JobContext, state: dict) -> None:
     if not map_being_created(job.id):
         Fanout().close(job.id)     # every chunk has its outcome
         job.progress("checking workspace")
+        if exact_captures(job):
+            with CaptureGate(bank).held(lambda left: settle_pending(job, vendor, bank, left)):
+                pass               # the last capture a worker was killed in is settled
         summary |= resolve_cut_off_calls(job, vendor, int(state["base"]), bank)
         count = int(vendor.status(bank).get("imageCount", 0))
         if count != int(state["base"]) + images:

@@ -165,6 +165,58 @@ def test_cut_off_captures_that_left_are_sent_again_one_at_a_time_until_the_count
     assert sandbox.captures() == {**{f"capture:0:0:{i}": 1 for i in range(8)}, "capture:0:0:4": 2}
 
 
+def capture_answer_gaps(sandbox) -> list[float]:
+    times = sorted(e["time"] for e in sandbox.journal("immersal") if e["path"] == "/immersal/capture")
+    return [later - earlier for earlier, later in zip(times, times[1:])]
+
+
+def test_an_exact_build_sends_no_image_twice_when_a_kill_cuts_off_captures_the_vendor_refused(queue, store, stack,
+                                                                                              sandbox):
+    """Parallel chunks of an exact build capture one image at a time, so a kill cuts off at most one
+    capture, and the workspace's count settles it whatever the vendor did with the refused ones."""
+    images, rows = put_site(store, 40, seed=8)
+    sandbox.faults("immersal", latency_ms=150, error_rate=0.3, seed=8, paths="/immersal/capture")
+    job_id = queue.submit("immersal.build_map", {"images": images, "name": "Exact", "chunk_size": 5,
+                                                 "max_parallel": 4, "exact_captures": True})
+    wait_for_done(queue, job_id, 10)
+    stack.replace_worker("transfer")
+    job = queue.wait(job_id, timeout=180)
+    assert job.state == "succeeded", job.error
+    assert len(sandbox.captures()) == 40
+    assert {k: v for k, v in sandbox.captures().items() if v != 1} == {}
+    assert map_images(store, job.result["map"]) == image_digests(store, images, rows)
+    assert min(capture_answer_gaps(sandbox)) >= 0.14       # one capture served after another, never two at once
+
+
+@pytest.mark.parametrize("arrived", [True, False])
+def test_an_exact_build_settles_the_capture_its_killed_holder_left_by_the_workspace_count(queue, store, stack,
+                                                                                            sandbox, arrived):
+    """A worker died holding the workspace's capture gate, its capture of image 7 cut off: whoever takes
+    the gate next counts the workspace and records the image, or sends it, once."""
+    images, rows = put_site(store, 8, seed=10)
+    job_id = uuid.uuid4().hex
+    r = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    then = time.time() - 60
+    r.hset(f"gq:job:{job_id}:once:captures", "0:7", json.dumps({"at": then, "seq": 1, "sent": then}))
+    gate = "gq:immersal:capture-gate:default:0"
+    r.set(f"{gate}:pending", json.dumps({"job": job_id, "image": "0:7"}))
+    r.set(gate, "a-killed-worker", px=5000)                # its gate expires in 5 s
+    queue.submit("immersal.build_map", {"images": images, "name": "Holder", "exact_captures": True},
+                 job_id=job_id)
+    wait_until(lambda: r.hget(f"gq:job:{job_id}:immersal", "step") == "submit", 60,
+               "the workspace cleared (the build at its submit step)", interval=0.05)
+    if arrived:
+        vendor = ImmersalClient(f"{sandbox.url}/immersal", token=DEFAULT_TOKEN)
+        row = rows[7]
+        vendor.capture(store.read(parse_ref(images, prefix=True).child(row["file"])), run=0, index=row["index"],
+                       position=(row["px"], row["py"], row["pz"]), intrinsics=tuple(INTRINSICS.values()))
+    assert r.exists(gate), "the build went on before the killed holder's gate expired"
+    job = queue.wait(job_id, timeout=60)
+    assert map_images(store, job.result["map"]) == image_digests(store, images, rows)
+    assert sandbox.captures() == {f"capture:0:0:{i}": 1 for i in range(8)}
+    assert not r.exists(f"{gate}:pending")
+
+
 def test_jobs_on_one_workspace_take_turns_without_mixing(queue, store, sandbox):
     first_images, first_rows = put_site(store, 24, run=0, seed=1)
     second_images, second_rows = put_site(store, 24, run=1, seed=2)

@@ -70,6 +70,8 @@ JOBS = (
         "output": Param(S3Object(), "where the map's .bytes go"),
         "chunk_size": Param(Whole(1, MAX_CHUNK_SIZE), "images per submission task, default 8"),
         "max_parallel": Param(Whole(1, MAX_PARALLEL), "submission tasks at once (default GEOQUEUE_IMMERSAL_MAX_PARALLEL)"),
+        "exact_captures": Param(Flag(), "one capture in flight at a time, none ever sent twice "
+                                        "(default GEOQUEUE_IMMERSAL_EXACT_CAPTURES)"),
     }),
     JobSpec("immersal.stitch", "Fuse finished maps into a new one.", {
         "name": Param(MAP_NAME, "the new map's name", required=True),

@@ -1,0 +1,97 @@
+"""Exact captures: one /capture in flight per workspace, so that a call cut off without an answer is
+settled by the workspace's count alone (job param `exact_captures`, GEOQUEUE_IMMERSAL_EXACT_CAPTURES).
+
+Immersal's /status counts a workspace and cannot list it. Captures in parallel are faster, but one
+killed worker can cut off several at once, and when the vendor refused some of them (a 5xx the dead
+worker never read), the count says how many arrived, not which: submission.py then sends the
+likeliest missing again and may send one that had arrived. Through the gate at most one capture is
+in flight, its image noted as pending; whoever takes the gate next, or its own holder after a
+cut-off, counts the workspace and records the pending image as arrived or forgets it. No image
+that arrived is ever sent again. The cost is the speed of parallel submission (bench/README.md).
+
+    gq:immersal:capture-gate:<account>:<bank>            the holder's owner id; a holder alive keeps
+                                                         renewing it, a dead one's expires in GATE_TTL
+    gq:immersal:capture-gate:<account>:<bank>:pending    JSON {"job", "image"}: the capture under way
+                                                         or cut off, until it is settled
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+from geoqueue import jobs
+from tasks.immersal.records import log
+from vendors.errors import TransientError
+from workers.lease import Lease
+from workers.redis_client import get_redis
+from workers.settings import get_settings
+
+GATE_TTL_SECONDS = 15.0    # a dead holder's gate frees after this, by when its last request is served
+RENEW_SECONDS = 3.0
+WAIT_SECONDS = 10.0        # longer than that the task tries again later (its time limit is near)
+POLL_SECONDS = 0.01
+
+
+class GateBusy(TransientError):
+    """Another capture holds the workspace's gate for longer than a task should wait."""
+
+
+class CaptureGate:
+    def __init__(self, bank: int) -> None:
+        self.redis = get_redis()
+        self.lease = Lease(self.redis, f"gq:immersal:capture-gate:{get_settings().immersal_account}:{bank}",
+                           GATE_TTL_SECONDS)
+        self.pending_key = f"{self.lease.name}:pending"
+
+    @contextmanager
+    def held(self, settle: Callable[[dict], None]) -> Iterator[CaptureGate]:
+        """Hold the gate for the block; first `settle(pending)` what a holder before left unsettled."""
+        owner = uuid.uuid4().hex
+        self._take(owner)
+        stop = threading.Event()
+        renewer = threading.Thread(target=self._renew, args=(owner, stop), daemon=True,
+                                   name="immersal-capture-gate")
+        renewer.start()
+        try:
+            left = self.pending()
+            if left is not None:
+                settle(left)
+                self.settled()
+            yield self
+        finally:
+            stop.set()
+            renewer.join()
+            self.lease.release(owner)
+
+    def pending(self) -> dict | None:
+        raw = self.redis.get(self.pending_key)
+        return json.loads(raw) if raw else None
+
+    def capturing(self, job_id: str, image: str) -> None:
+        """The capture of `image` is about to be made (or looked up): pending until settled."""
+        self.redis.set(self.pending_key, json.dumps({"job": job_id, "image": image}), ex=jobs.RECORD_TTL_SECONDS)
+
+    def settled(self) -> None:
+        self.redis.delete(self.pending_key)
+
+    def _take(self, owner: str) -> None:
+        deadline = time.monotonic() + WAIT_SECONDS
+        while not self.lease.acquire(owner):
+            if time.monotonic() > deadline:
+                left = max(self.redis.pttl(self.lease.name), 0) / 1000
+                raise GateBusy(f"another capture holds the workspace's gate ({self.lease.name})",
+                               vendor="immersal", retry_after=left + 1)
+            time.sleep(POLL_SECONDS)
+
+    def _renew(self, owner: str, stop: threading.Event) -> None:
+        while not stop.wait(RENEW_SECONDS):
+            try:
+                if not self.lease.refresh(owner):
+                    log.warning("capture gate %s expired under its holder (Redis away?)", self.lease.name)
+                    return
+            except Exception as exc:       # Redis away: try again at the next renewal
+                log.warning("capture gate %s not renewed: %s", self.lease.name, exc)
