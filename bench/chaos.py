@@ -44,6 +44,7 @@ from celery import Celery
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.options import add_setting_option, settings_from  # noqa: E402
 from devstack.local_stack import LocalStack  # noqa: E402
 from devstack.samples import drive_photos, immersal_site, scene, survey_photos  # noqa: E402
 from geoqueue import GeoQueue  # noqa: E402
@@ -144,9 +145,9 @@ class Report:
 class Run:
     """One stack, one batch, what it is checked against."""
 
-    def __init__(self, batch: Batch, seed: int) -> None:
+    def __init__(self, batch: Batch, seed: int, settings: dict[str, str]) -> None:
         self.batch, self.seed = batch, seed
-        self.stack = LocalStack(settings_env=dict(SETTINGS), isolated=True, flower=False, worker_queues=())
+        self.stack = LocalStack(settings_env={**SETTINGS, **settings}, isolated=True, flower=False, worker_queues=())
         self.planned: list[tuple] = []
         self.submitted: list[Submitted] = []
         self.expected_sequences = 0
@@ -511,10 +512,10 @@ class Chaos(threading.Thread):
 
 
 # --- one run, both runs ---
-def run_once(batch: Batch, seed: int, with_faults: bool, horizon_s: float = 0) -> Report:
+def run_once(batch: Batch, seed: int, settings: dict[str, str], with_faults: bool, horizon_s: float = 0) -> Report:
     title = "chaos" if with_faults else "baseline"
     print(f"\n{title}: starting a fresh stack ...", flush=True)
-    run = Run(batch, seed)
+    run = Run(batch, seed, settings)
     try:
         run.start()
         run.prepare_batch()
@@ -571,16 +572,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", action="store_true", help="one job of each kind, 3 kills (CI)")
     parser.add_argument("--seed", type=int, default=7, help="of the faults drawn and the workers picked")
     parser.add_argument("--no-baseline", action="store_true", help="the chaos run alone (no time ratio)")
+    add_setting_option(parser)
     args = parser.parse_args(argv)
+    settings = settings_from(args)
     batch = SMALL if args.small else FULL
     reports = []
     if not args.no_baseline:
-        reports.append(run_once(batch, args.seed, with_faults=False))
+        reports.append(run_once(batch, args.seed, settings, with_faults=False))
     # The faults spread over the baseline's time plus one visibility timeout (what a killed worker's
     # messages wait before they come back).
     baseline = reports[0].seconds if reports else batch.deadline_s / 10
     horizon = baseline + float(SETTINGS["GEOQUEUE_VISIBILITY_TIMEOUT"])
-    reports.append(run_once(batch, args.seed, with_faults=True, horizon_s=horizon))
+    reports.append(run_once(batch, args.seed, settings, with_faults=True, horizon_s=horizon))
     print_reports(batch, reports)
     met = all(report.goal_met for report in reports)
     print("\ngoal " + ("met: every job right, no duplicate, none lost, nothing left held" if met else "MISSED"))
