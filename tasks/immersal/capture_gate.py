@@ -33,7 +33,7 @@ from workers.settings import get_settings
 GATE_TTL_SECONDS = 15.0    # a dead holder's gate frees after this, by when its last request is served
 RENEW_SECONDS = 3.0
 WAIT_SECONDS = 10.0        # longer than that the task tries again later (its time limit is near)
-POLL_SECONDS = 0.01
+POLL_SECONDS = 0.005
 
 
 class GateBusy(TransientError):

@@ -1,6 +1,7 @@
 """An Immersal job's records in Redis, its steps, and the names they go by.
 
-    gq:job:<id>:immersal           hash: step, step_at, bank, images, chunks, base, map_id, status, summary
+    gq:job:<id>:immersal           hash: step, step_at, bank, images, chunks, base, map_id, status, summary;
+                                   an exact build's cut_off_arrived, cut_off_sent_again (capture_gate.py)
     gq:job:<id>:immersal:chunks    hash: chunk name -> JSON list of manifest rows
     gq:job:<id>:immersal:working   set of chunks being submitted right now
     gq:job:<id>:once:captures      each image's capture, made once (workers/once.py), by "run:index"

@@ -44,11 +44,13 @@ from workers.context import JobContext
 from workers.errors import InvalidInput, JobError
 from workers.fanout import Fanout
 from workers.once import CutOff, Once
+from workers.redis_client import get_redis
 from workers.settings import get_settings
 from workers.steps import is_finished
 from workers.storage import get_store, prefix_ref
 
 PROGRESS_SECONDS = 1.0   # a chunk shows the images submitted at most this often; the end of each chunk shows it too
+EXACT_PARALLEL = 2       # an exact build captures one image at a time: one chunk reads its next while another sends
 
 
 def start(job: JobContext, state: dict) -> None:
@@ -77,7 +79,8 @@ def prepare_and_submit(job: JobContext, bank: int, total: int) -> None:
                                f"its imageMax of {limit}", field="images")
         STEPS.set(job.id, base=base)
         job.show(jobs.RUNNING, STEP_PHASES[SUBMIT], done=0, total=total)
-        parallel = job.params.get("max_parallel") or get_settings().immersal_max_parallel
+        parallel = job.params.get("max_parallel") or (
+            EXACT_PARALLEL if exact_captures(job) else get_settings().immersal_max_parallel)
         fanout.start(job.id, records.chunk_names(), CHUNK_TASK, parallel)
     show_submission(job)
     STEPS.move(job.id, SUBMIT, START)
@@ -162,12 +165,23 @@ def settle_pending(job: JobContext, vendor: ImmersalClient, bank: int, pending: 
     count = int(vendor.status(bank).get("imageCount", 0))
     if count == base + confirmed + 1:
         records.captures.record(pending["image"], True)
+        outcome = "cut_off_arrived"
     elif count == base + confirmed:
         records.captures.forget(pending["image"])      # not there: its chunk sends it again
+        outcome = "cut_off_sent_again"
     else:
         raise JobError(workspace_mismatch(bank, count, base, confirmed))
+    get_redis().hincrby(STEPS.key(job.id), outcome, 1)
     log.info("job %s: a cut-off capture of image %s %s", job.id, pending["image"],
-             "had arrived" if count > base + confirmed else "had not arrived; it goes again")
+             "had arrived" if outcome == "cut_off_arrived" else "had not arrived; it goes again")
+
+
+def exact_cut_offs(state: dict) -> dict:
+    """The cut-off captures an exact build's gate settled, as the result shows cut-off calls."""
+    arrived, sent_again = int(state.get("cut_off_arrived", 0)), int(state.get("cut_off_sent_again", 0))
+    if not arrived + sent_again:
+        return {}
+    return {"cut_off_calls": {"count": arrived + sent_again, "arrived": arrived, "sent_again": sent_again}}
 
 
 def chunks_done(job: JobContext) -> None:
@@ -188,6 +202,7 @@ def settle(job: JobContext, state: dict) -> None:
         if exact_captures(job):
             with CaptureGate(bank).held(lambda left: settle_pending(job, vendor, bank, left)):
                 pass               # the last capture a worker was killed in is settled
+            summary |= exact_cut_offs(STEPS.state(job.id))
         summary |= resolve_cut_off_calls(job, vendor, int(state["base"]), bank)
         count = int(vendor.status(bank).get("imageCount", 0))
         if count != int(state["base"]) + images:

@@ -186,6 +186,7 @@ def test_an_exact_build_sends_no_image_twice_when_a_kill_cuts_off_captures_the_v
     assert {k: v for k, v in sandbox.captures().items() if v != 1} == {}
     assert map_images(store, job.result["map"]) == image_digests(store, images, rows)
     assert min(capture_answer_gaps(sandbox)) >= 0.14       # one capture served after another, never two at once
+    assert job.result.get("cut_off_calls", {}).get("count", 0) <= 1     # so one kill cuts off one at most
 
 
 @pytest.mark.parametrize("arrived", [True, False])
@@ -214,6 +215,7 @@ def test_an_exact_build_settles_the_capture_its_killed_holder_left_by_the_worksp
     job = queue.wait(job_id, timeout=60)
     assert map_images(store, job.result["map"]) == image_digests(store, images, rows)
     assert sandbox.captures() == {f"capture:0:0:{i}": 1 for i in range(8)}
+    assert job.result["cut_off_calls"] == {"count": 1, "arrived": int(arrived), "sent_again": int(not arrived)}
     assert not r.exists(f"{gate}:pending")
 
 

@@ -69,7 +69,8 @@ JOBS = (
         "extend": Param(ListOf(MAP_ID, unique=True, single=True), "maps restored into the workspace first"),
         "output": Param(S3Object(), "where the map's .bytes go"),
         "chunk_size": Param(Whole(1, MAX_CHUNK_SIZE), "images per submission task, default 8"),
-        "max_parallel": Param(Whole(1, MAX_PARALLEL), "submission tasks at once (default GEOQUEUE_IMMERSAL_MAX_PARALLEL)"),
+        "max_parallel": Param(Whole(1, MAX_PARALLEL),
+                              "submission tasks at once (default GEOQUEUE_IMMERSAL_MAX_PARALLEL; 2 for an exact build)"),
         "exact_captures": Param(Flag(), "one capture in flight at a time, none ever sent twice "
                                         "(default GEOQUEUE_IMMERSAL_EXACT_CAPTURES)"),
     }),
