@@ -31,7 +31,6 @@ from workers.redis_client import get_redis
 from workers.settings import get_settings
 
 GATE_TTL_SECONDS = 15.0    # a dead holder's gate frees after this, by when its last request is served
-RENEW_SECONDS = 3.0
 WAIT_SECONDS = 10.0        # longer than that the task tries again later (its time limit is near)
 POLL_SECONDS = 0.005
 
@@ -41,11 +40,12 @@ class GateBusy(TransientError):
 
 
 class CaptureGate:
-    def __init__(self, bank: int) -> None:
+    def __init__(self, bank: int, ttl_seconds: float = GATE_TTL_SECONDS, wait_seconds: float = WAIT_SECONDS) -> None:
         self.redis = get_redis()
         self.lease = Lease(self.redis, f"gq:immersal:capture-gate:{get_settings().immersal_account}:{bank}",
-                           GATE_TTL_SECONDS)
+                           ttl_seconds)
         self.pending_key = f"{self.lease.name}:pending"
+        self.renew_seconds, self.wait_seconds = ttl_seconds / 5, wait_seconds
 
     @contextmanager
     def held(self, settle: Callable[[dict], None]) -> Iterator[CaptureGate]:
@@ -79,7 +79,7 @@ class CaptureGate:
         self.redis.delete(self.pending_key)
 
     def _take(self, owner: str) -> None:
-        deadline = time.monotonic() + WAIT_SECONDS
+        deadline = time.monotonic() + self.wait_seconds
         while not self.lease.acquire(owner):
             if time.monotonic() > deadline:
                 left = max(self.redis.pttl(self.lease.name), 0) / 1000
@@ -88,7 +88,7 @@ class CaptureGate:
             time.sleep(POLL_SECONDS)
 
     def _renew(self, owner: str, stop: threading.Event) -> None:
-        while not stop.wait(RENEW_SECONDS):
+        while not stop.wait(self.renew_seconds):
             try:
                 if not self.lease.refresh(owner):
                     log.warning("capture gate %s expired under its holder (Redis away?)", self.lease.name)
