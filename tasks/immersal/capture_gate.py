@@ -24,8 +24,12 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from geoqueue import jobs
-from tasks.immersal.records import log
+from tasks.immersal.records import STEPS, ImmersalRecords, log
+from tasks.immersal.workspace import workspace_mismatch
 from vendors.errors import TransientError
+from vendors.immersal import ImmersalClient
+from workers.context import JobContext
+from workers.errors import JobError
 from workers.lease import Lease
 from workers.redis_client import get_redis
 from workers.settings import get_settings
@@ -95,3 +99,42 @@ class CaptureGate:
                     return
             except Exception as exc:       # Redis away: try again at the next renewal
                 log.warning("capture gate %s not renewed: %s", self.lease.name, exc)
+
+
+def exact_captures(job: JobContext) -> bool:
+    exact = job.params.get("exact_captures")
+    return get_settings().immersal_exact_captures if exact is None else bool(exact)
+
+
+def settle_pending(job: JobContext, vendor: ImmersalClient, bank: int, pending: dict) -> None:
+    """The capture an exact job's gate holder left pending: answered, there is nothing to settle; cut
+    off, the workspace's count (every other image of the job recorded) says whether it arrived."""
+    if pending["job"] != job.id:
+        return                  # an earlier job's, whose images the workspace no longer holds
+    records = ImmersalRecords(job.id)
+    entry = records.captures.entry(pending["image"])
+    if entry is None or "result" in entry:
+        return
+    # Let the vendor finish serving a request that may have reached it just before the cut-off.
+    time.sleep(max(0.0, float(entry.get("cut", entry["at"])) + GATE_TTL_SECONDS - time.time()))
+    base, confirmed = int(STEPS.state(job.id)["base"]), records.captures.done()
+    count = int(vendor.status(bank).get("imageCount", 0))
+    if count == base + confirmed + 1:
+        records.captures.record(pending["image"], True)
+        outcome = "cut_off_arrived"
+    elif count == base + confirmed:
+        records.captures.forget(pending["image"])      # not there: its chunk sends it again
+        outcome = "cut_off_sent_again"
+    else:
+        raise JobError(workspace_mismatch(bank, count, base, confirmed))
+    get_redis().hincrby(STEPS.key(job.id), outcome, 1)
+    log.info("job %s: a cut-off capture of image %s %s", job.id, pending["image"],
+             "had arrived" if outcome == "cut_off_arrived" else "had not arrived; it goes again")
+
+
+def exact_cut_offs(state: dict) -> dict:
+    """The cut-off captures an exact build's gate settled, as the result shows cut-off calls."""
+    arrived, sent_again = int(state.get("cut_off_arrived", 0)), int(state.get("cut_off_sent_again", 0))
+    if not arrived + sent_again:
+        return {}
+    return {"cut_off_calls": {"count": arrived + sent_again, "arrived": arrived, "sent_again": sent_again}}

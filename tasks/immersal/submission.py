@@ -21,7 +21,7 @@ from typing import Any
 
 from geoqueue import jobs
 from geoqueue.s3ref import S3Ref
-from tasks.immersal.capture_gate import GATE_TTL_SECONDS, CaptureGate
+from tasks.immersal.capture_gate import CaptureGate, exact_captures, exact_cut_offs, settle_pending
 from tasks.immersal.client import client
 from tasks.immersal.construction import create_map_once, record_map
 from tasks.immersal.records import (
@@ -37,14 +37,13 @@ from tasks.immersal.records import (
     image_key,
     log,
 )
-from tasks.immersal.workspace import free_workspace, hold_workspace, workspace_lease, workspace_name
+from tasks.immersal.workspace import free_workspace, hold_workspace, workspace_lease, workspace_mismatch, workspace_name
 from vendors.immersal import ImmersalClient
 from workers import ending
 from workers.context import JobContext
 from workers.errors import InvalidInput, JobError
 from workers.fanout import Fanout
 from workers.once import CutOff, Once
-from workers.redis_client import get_redis
 from workers.settings import get_settings
 from workers.steps import is_finished
 from workers.storage import get_store, prefix_ref
@@ -145,45 +144,6 @@ def capture_once(job: JobContext, records: ImmersalRecords, vendor: ImmersalClie
             gate.settled()
 
 
-def exact_captures(job: JobContext) -> bool:
-    exact = job.params.get("exact_captures")
-    return get_settings().immersal_exact_captures if exact is None else bool(exact)
-
-
-def settle_pending(job: JobContext, vendor: ImmersalClient, bank: int, pending: dict) -> None:
-    """The capture an exact job's gate holder left pending: answered, there is nothing to settle; cut
-    off, the workspace's count (every other image of the job recorded) says whether it arrived."""
-    if pending["job"] != job.id:
-        return                  # an earlier job's, whose images the workspace no longer holds
-    records = ImmersalRecords(job.id)
-    entry = records.captures.entry(pending["image"])
-    if entry is None or "result" in entry:
-        return
-    # Let the vendor finish serving a request that may have reached it just before the cut-off.
-    time.sleep(max(0.0, float(entry.get("cut", entry["at"])) + GATE_TTL_SECONDS - time.time()))
-    base, confirmed = int(STEPS.state(job.id)["base"]), records.captures.done()
-    count = int(vendor.status(bank).get("imageCount", 0))
-    if count == base + confirmed + 1:
-        records.captures.record(pending["image"], True)
-        outcome = "cut_off_arrived"
-    elif count == base + confirmed:
-        records.captures.forget(pending["image"])      # not there: its chunk sends it again
-        outcome = "cut_off_sent_again"
-    else:
-        raise JobError(workspace_mismatch(bank, count, base, confirmed))
-    get_redis().hincrby(STEPS.key(job.id), outcome, 1)
-    log.info("job %s: a cut-off capture of image %s %s", job.id, pending["image"],
-             "had arrived" if outcome == "cut_off_arrived" else "had not arrived; it goes again")
-
-
-def exact_cut_offs(state: dict) -> dict:
-    """The cut-off captures an exact build's gate settled, as the result shows cut-off calls."""
-    arrived, sent_again = int(state.get("cut_off_arrived", 0)), int(state.get("cut_off_sent_again", 0))
-    if not arrived + sent_again:
-        return {}
-    return {"cut_off_calls": {"count": arrived + sent_again, "arrived": arrived, "sent_again": sent_again}}
-
-
 def chunks_done(job: JobContext) -> None:
     STEPS.dispatch(job.id, SETTLE, START, SUBMIT)
 
@@ -218,11 +178,6 @@ def settle(job: JobContext, state: dict) -> None:
 
 def map_being_created(job_id: str) -> bool:
     return Once(job_id).entry(CONSTRUCT) is not None
-
-
-def workspace_mismatch(bank: int, count: int, base: int, sent: int) -> str:
-    return (f"workspace {workspace_name(bank)} holds {count} images where {base} restored and {sent} submitted were "
-            "expected: another client changed it, or new images reuse (run, index) pairs of the restored maps")
 
 
 def resolve_cut_off_calls(job: JobContext, vendor: ImmersalClient, base: int, bank: int) -> dict:

@@ -25,6 +25,11 @@ def workspace_lease(bank: int) -> Lease:
                  get_settings().visibility_timeout + 120)
 
 
+def workspace_mismatch(bank: int, count: int, base: int, sent: int) -> str:
+    return (f"workspace {workspace_name(bank)} holds {count} images where {base} restored and {sent} submitted were "
+            "expected: another client changed it, or new images reuse (run, index) pairs of the restored maps")
+
+
 def waiting_phase(bank: int) -> str:
     return f"waiting for workspace {workspace_name(bank)}"
 
