@@ -12,12 +12,6 @@ from typing import Callable, Iterable
 import psutil
 
 
-def tree(pid: int) -> Callable[[], list[psutil.Process]]:
-    """A process and its descendants, looked up at every reading."""
-    root = psutil.Process(pid)
-    return lambda: [root, *root.children(recursive=True)]
-
-
 def cpu_seconds(*groups: Callable[[], Iterable[psutil.Process]]) -> float:
     total = 0.0
     for processes in groups:

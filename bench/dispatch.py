@@ -32,7 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.cpu import CpuMeter, tree  # noqa: E402
+from bench.cpu import CpuMeter  # noqa: E402
+from bench.memory import process_tree  # noqa: E402
 from devstack.local_stack import free_port, local_argv, redis_answers, redis_server_binary, wait_until  # noqa: E402
 from devstack.processes import PROCESSES  # noqa: E402
 
@@ -114,7 +115,8 @@ def main() -> None:
         import psutil
 
         senders = {name: sender(name, url) for name in names}
-        meters = {name: ([tree(workers[name].pid)], lambda: [psutil.Process(redis.pid)], lambda: [psutil.Process()])
+        meters = {name: ([process_tree(workers[name].pid)], lambda: [psutil.Process(redis.pid)],
+                         lambda: [psutil.Process()])
                   for name in names}
         for name in names:
             run_round(*senders[name], 50, meters[name])   # warm up: connections, pool processes

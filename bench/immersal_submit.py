@@ -33,7 +33,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.cpu import CpuMeter, tree  # noqa: E402
+from bench.cpu import CpuMeter  # noqa: E402
 from bench.memory import PeakMemory, process_tree  # noqa: E402
 from bench.options import add_setting_option, settings_from  # noqa: E402
 from devstack.local_stack import LocalStack  # noqa: E402
@@ -117,7 +117,7 @@ def build(queue: GeoQueue, stack: LocalStack, prefix: str, count: int, name: str
     and the CPU seconds geoqueue's processes spent until the construct call. `progress(done)` is called
     with the images submitted so far at every look at the job."""
     since = time.time()
-    ours = [tree(stack.processes[name].popen.pid) for name in ("control", "transfer", "redis")]
+    ours = [process_tree(stack.processes[name].popen.pid) for name in ("control", "transfer", "redis")]
     with CpuMeter(*ours) as cpu:
         started = time.perf_counter()
         job_id = queue.submit("immersal.build_map", {"images": prefix, "name": name})

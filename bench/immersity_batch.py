@@ -21,7 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.cpu import CpuMeter, tree  # noqa: E402
+from bench.cpu import CpuMeter  # noqa: E402
+from bench.memory import process_tree  # noqa: E402
 from devstack.local_stack import LocalStack  # noqa: E402
 from devstack.samples import scene  # noqa: E402
 from geoqueue import GeoQueue  # noqa: E402
@@ -44,7 +45,7 @@ def run(stack: LocalStack, prefix: str, images: int, hold: float, latency_ms: fl
     stack.sandbox("POST", "/_sandbox/faults/immersity", json={"latency_ms": latency_ms})
     queue = GeoQueue(stack.redis_url)
     params = {"prefix": prefix} | ({"max_parallel": max_parallel} if max_parallel else {})
-    ours = [tree(stack.processes[name].popen.pid) for name in ("control", "transfer", "redis")]
+    ours = [process_tree(stack.processes[name].popen.pid) for name in ("control", "transfer", "redis")]
     with CpuMeter(*ours) as cpu:
         started = time.perf_counter()
         job = queue.wait(queue.submit("immersity.batch", params), timeout=3600)

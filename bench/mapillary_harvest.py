@@ -34,7 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.cpu import CpuMeter, tree  # noqa: E402
+from bench.cpu import CpuMeter  # noqa: E402
+from bench.memory import process_tree  # noqa: E402
 from devstack.local_stack import LocalStack  # noqa: E402
 from geoqueue import GeoQueue  # noqa: E402
 from geoqueue.s3ref import parse_ref  # noqa: E402
@@ -121,7 +122,7 @@ def fresh_sandbox(stack: LocalStack, latency_ms: float, sequence_images: int) ->
 
 def ours(stack: LocalStack):
     """geoqueue's own processes: the worker process trees and redis-server."""
-    return [tree(stack.processes[name].popen.pid) for name in ("control", "transfer", "redis")]
+    return [process_tree(stack.processes[name].popen.pid) for name in ("control", "transfer", "redis")]
 
 
 def time_geoqueue(stack: LocalStack, organization_id: str, bbox) -> tuple[float, float, set[str]]:
