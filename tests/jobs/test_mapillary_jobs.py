@@ -26,11 +26,11 @@ from tasks.mapillary.exif import Geotag
 from tasks.mapillary.records import HarvestCheckpoints
 from tasks.mapillary.sequences import Placed, split_sequences
 from tests.conftest import start_stack, wait_until
+from tests.inputs import BUCKET
 from tests.probes import failed_with
 from vendors.mapillary import MAX_IDS_PER_BATCH, upload_session_key
 from workers.rate_limit import Budget, FleetLimitReached, FleetRateLimiter, Rate
 
-BUCKET = "geoqueue"
 WORLD = build_world()
 CITY = WORLD.largest_organization()                       # 8,969 images in 120 sequences
 FLEET = WORLD.organization_by_slug("sandbox-fleet")       # 3,237 images in 40 sequences

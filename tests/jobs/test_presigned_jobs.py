@@ -11,8 +11,7 @@ from devstack.samples import scene
 from geoqueue import GeoQueue, JobFailed
 from geoqueue.s3ref import S3Ref
 from tests.conftest import start_stack
-
-BUCKET = "geoqueue"
+from tests.inputs import BUCKET
 
 
 def put_image(store) -> S3Ref:
