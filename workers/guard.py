@@ -25,7 +25,7 @@ from celery.exceptions import Retry, SoftTimeLimitExceeded
 from geoqueue.catalog import CATALOG
 from vendors.errors import TransientError, VendorError
 from vendors.http import backoff
-from workers import ending
+from workers import ending, redaction
 from workers.errors import InternalError, JobError, JobFailed, JobStopped, TimedOut, error_dict
 from workers.settings import get_settings
 
@@ -61,7 +61,17 @@ RETRY, FAIL, STOP = "retry", "fail", "stop"
 
 
 def verdict(exc: Exception, where: str) -> tuple[str, dict[str, Any] | None, float | None]:
-    """What an exception means for its job: (RETRY, error, hint), (FAIL, error, None) or (STOP, None, None)."""
+    """What an exception means for its job: (RETRY, error, hint), (FAIL, error, None) or (STOP, None, None).
+    The error's text is redacted: a vendor's message may quote a presigned URL or a token it was given."""
+    kind, error, hint = classify(exc, where)
+    return kind, None if error is None else redacted(error), hint
+
+
+def redacted(error: dict[str, Any]) -> dict[str, Any]:
+    return redaction.redact_fields(error, redaction.secret_values(get_settings()))
+
+
+def classify(exc: Exception, where: str) -> tuple[str, dict[str, Any] | None, float | None]:
     if isinstance(exc, JobStopped):
         return STOP, None, None
     if isinstance(exc, SoftTimeLimitExceeded):
@@ -125,6 +135,6 @@ class JobTask(Task):
             return
         log.error("job %s: %s escaped %s", job_id, type(exc).__name__, self.name)
         try:
-            ending.fail(job_id, InternalError(f"{type(exc).__name__} in {self.name}: {exc}").to_dict())
+            ending.fail(job_id, redacted(InternalError(f"{type(exc).__name__} in {self.name}: {exc}").to_dict()))
         except Exception:
             log.exception("job %s: could not record the failure", job_id)

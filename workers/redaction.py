@@ -1,8 +1,9 @@
-"""Keeps secrets out of logs: configured secret values and signature-bearing URL parts are masked."""
+"""Keeps secrets out of logs and job errors: configured secret values and signature-bearing URL parts are masked."""
 from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 from workers.settings import Settings
 
@@ -42,6 +43,11 @@ def redact(text: str, secrets: list[str]) -> str:
         for pattern in _PATTERNS:
             text = pattern.sub(lambda m: m.group(1) + MASK, text)
     return text
+
+
+def redact_fields(record: dict[str, Any], secrets: list[str]) -> dict[str, Any]:
+    """A record (a job's error) with its text fields redacted."""
+    return {key: redact(value, secrets) if isinstance(value, str) else value for key, value in record.items()}
 
 
 class RedactingFormatter(logging.Formatter):

@@ -78,3 +78,19 @@ def test_the_log_redactor_masks_signatures_tokens_and_secrets_in_any_case():
     assert redacted.count(MASK) == 7
     plain = "[2026-11-30 11:42:41,123: INFO/MainProcess] Task celery.ping[6f1c] received"
     assert redact(plain, ["the-configured-secret"]) == plain
+
+
+def test_a_vendor_message_quoting_a_presigned_url_reaches_the_job_error_masked():
+    """A vendor may quote the URL it could not write to; the job's error keeps the message, not the signature."""
+    from vendors.errors import VendorError
+    from workers.guard import FAIL, verdict
+    from workers.redaction import MASK
+
+    url = "https://bucket.s3.amazonaws.com/out/a.png?X-Amz-Credential=AKIAX%2F1&X-Amz-Signature=f00d"
+    refused = VendorError("Immersity rejected the request", vendor="immersity", status=400,
+                          vendor_message=f"could not write to {url}")
+    kind, error, _ = verdict(refused, "immersity.item")
+    assert kind == FAIL
+    assert error["vendor_message"] == ("could not write to https://bucket.s3.amazonaws.com/out/a.png?"
+                                       f"X-Amz-Credential={MASK}&X-Amz-Signature={MASK}")
+    assert (error["type"], error["status"]) == ("VendorError", 400)
