@@ -38,9 +38,23 @@ DRONEMAPPER_FAST = {"upload_to_node_s": 0.1, "queued_s": 0.3, "running_s": 2.0, 
 EMPTY_PATH = tempfile.mkdtemp(prefix="geoqueue-empty-path-")
 
 
+# The run directories (logs, Redis data) of the stacks this process started: they go at the end of
+# a session where every test passed, and stay to be read after a failure.
+RUN_DIRS: list[str] = []
+
+
 def start_stack(flower: bool = True, beat: bool = True, worker_queues=("control", "transfer"), **settings: str) -> LocalStack:
-    return LocalStack(settings_env={"PATH": EMPTY_PATH, **TEST_SETTINGS, **settings}, isolated=True, flower=flower,
-                      beat=beat, worker_queues=worker_queues).start()
+    stack = LocalStack(settings_env={"PATH": EMPTY_PATH, **TEST_SETTINGS, **settings}, isolated=True, flower=flower,
+                       beat=beat, worker_queues=worker_queues)
+    RUN_DIRS.append(str(stack.run_dir))
+    return stack.start()
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    shutil.rmtree(EMPTY_PATH, ignore_errors=True)
+    if session.testsfailed == 0 and exitstatus == 0:
+        for run_dir in RUN_DIRS:
+            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 # The one way tests wait is devstack's `wait_until(check, timeout, what)`: check()'s first truthy answer.
