@@ -22,9 +22,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 import requests
+from requests_hardened import Config, Manager
+from requests_hardened.ip_filter import InvalidIPAddress
 from standardwebhooks import Webhook
 
 from geoqueue import jobs
@@ -70,6 +73,16 @@ def payload(job: jobs.Job) -> str:
     del data["callback_url"]
     return json.dumps({"type": f"job.{job.state}", "timestamp": datetime.fromtimestamp(job.updated, timezone.utc)
                        .isoformat().replace("+00:00", "Z"), "data": data}, separators=(",", ":"))
+
+
+def posting_session(allow_private: bool) -> requests.Session:
+    """A session that connects to the address it checked: check_destination resolves the host once,
+    and a host whose next answer is an internal address (DNS rebinding) would get the post there;
+    this session resolves once more, refuses a non-public address and connects to that very one."""
+    if allow_private:
+        return requests.Session()
+    return Manager(Config(ip_filter_enable=True, ip_filter_allow_loopback_ips=False, never_redirect=True,
+                          default_timeout=None)).get_session()
 
 
 class Deliverer:
@@ -143,15 +156,21 @@ class Deliverer:
             check_destination(state["url"], self.settings.webhook_allow_private)
             body = payload(job)
             signature = self.signer.sign(state["msg_id"], datetime.fromtimestamp(int(started), timezone.utc), body)
-            response = requests.post(state["url"], data=body.encode(), timeout=self.settings.webhook_timeout,
-                                      allow_redirects=False, headers={
-                                          "content-type": "application/json", "user-agent": "geoqueue-webhooks",
-                                          "webhook-id": state["msg_id"], "webhook-timestamp": str(int(started)),
-                                          "webhook-signature": signature})
+            with posting_session(self.settings.webhook_allow_private) as session:
+                response = session.post(state["url"], data=body.encode(), timeout=self.settings.webhook_timeout,
+                                        allow_redirects=False, headers={
+                                            "content-type": "application/json", "user-agent": "geoqueue-webhooks",
+                                            "webhook-id": state["msg_id"], "webhook-timestamp": str(int(started)),
+                                            "webhook-signature": signature})
             outcome["status"] = response.status_code
             outcome["outcome"] = "delivered" if 200 <= response.status_code < 300 else "failed"
         except CallbackRefused as exc:
             outcome.update(outcome="refused", error=str(exc))
+            retry = False
+        except InvalidIPAddress as exc:
+            host = urlsplit(state["url"]).hostname
+            outcome.update(outcome="refused", error=f"callback_url: {host} resolved to {exc} when connecting, "
+                                                    "not a public address")
             retry = False
         except requests.RequestException as exc:
             outcome.update(outcome="failed", error=type(exc).__name__)

@@ -167,3 +167,43 @@ def test_retries_stop_at_the_end_of_the_window(stack):
         worker.join(10)
         receiver.close()
         client.flushdb()
+
+
+def test_a_host_that_resolves_to_the_fleet_when_posting_gets_no_post(stack, monkeypatch):
+    """DNS rebinding: the callback's host answers a public address when it is checked and the
+    fleet's own loopback when the post connects. The post goes nowhere; the delivery shows it refused."""
+    import socket
+    from urllib.parse import urlsplit
+
+    import redis
+
+    from geoqueue import jobs
+    from workers.settings import Settings
+    from workers.webhooks import Deliverer
+
+    receiver = Receiver(stack.webhook_secret)
+    resolve, answers = socket.getaddrinfo, []
+
+    def rebinding(host, *args, **kwargs):
+        if host != "rebind.example":
+            return resolve(host, *args, **kwargs)
+        answers.append("93.184.216.34" if not answers else "127.0.0.1")
+        return resolve(answers[-1], *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    client = redis.Redis.from_url(stack.redis_url.rsplit("/", 1)[0] + "/13", decode_responses=True)
+    client.flushdb()
+    try:
+        deliverer = Deliverer(client, Settings(webhook_secret=stack.webhook_secret, webhook_allow_private=False))
+        ledger = jobs.Ledger(client)
+        url = f"http://rebind.example:{urlsplit(receiver.url).port}/hooks/geoqueue"
+        ledger.create("rebound", "immersity.batch", {}, callback_url=url)
+        ledger.transition("rebound", jobs.SUCCEEDED, result={})
+        deliverer.schedule("rebound", jobs.SUCCEEDED, time.time())
+        outcome = deliverer.attempt("rebound")
+        assert answers[0] == "93.184.216.34"                      # what the check saw
+        assert outcome["outcome"] == "refused" and "127.0.0.1" in outcome["error"], outcome
+        assert receiver.seen == []
+    finally:
+        receiver.close()
+        client.flushdb()
