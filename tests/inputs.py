@@ -18,6 +18,14 @@ INTRINSICS = {"fx": 60.0, "fy": 60.0, "ox": 32.0, "oy": 24.0}
 CLIENT_INTRINSICS = (120.0, 120.0, 32.0, 24.0)
 
 
+def noise_jpeg(seed: int, size: tuple[int, int] = (64, 48), quality: int = 90) -> bytes:
+    """A JPEG of random pixels: incompressible, so its size is what a photo of that size weighs."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="JPEG", quality=quality)
+    return out.getvalue()
+
+
 def put_images(store, count: int, prefix: str | None = None, size=(160, 120)) -> list[S3Ref]:
     """`count` distinct JPEGs under a fresh (or the given) prefix."""
     prefix = prefix or f"t/{uuid.uuid4().hex[:8]}/"

@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-import random
 import time
 import zipfile
 
@@ -12,6 +11,7 @@ import pytest
 import requests
 from PIL import Image
 
+from tests.inputs import noise_jpeg
 from vendors.dronemapper import DroneMapperClient, PendingAction, Status, token_expiry
 from vendors.errors import AuthError, InputError, NotFound, RateLimited, TransientError
 from vendors.http import Retries
@@ -39,11 +39,8 @@ def project(client):
     return client.create_project("Survey", "north field")
 
 
-def jpeg(seed: int, size=(256, 192)) -> bytes:
-    noise = random.Random(seed).randbytes(size[0] * size[1] * 3)  # incompressible: a realistic size
-    out = io.BytesIO()
-    Image.frombytes("RGB", size, noise).save(out, format="JPEG", quality=90)
-    return out.getvalue()
+def jpeg(seed: int) -> bytes:
+    return noise_jpeg(seed, (256, 192))
 
 
 def photos(count: int, first: int = 1) -> list[tuple[str, io.BytesIO, int]]:

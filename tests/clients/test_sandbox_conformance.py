@@ -2,9 +2,7 @@
 documents send them (plain requests, no geoqueue client), and answered as the documents say."""
 from __future__ import annotations
 
-import io
 import json
-import random
 import time
 import uuid
 
@@ -16,17 +14,12 @@ from PIL import Image
 
 from sandbox.mapillary_world import build_world
 from sandbox.s3 import S3StandIn
+from tests.inputs import noise_jpeg
 
 # A short task clock keeps the quickstart quick; nothing here changes what is answered.
 DRONEMAPPER_FAST = {"upload_to_node_s": 0.05, "queued_s": 0.05, "running_s": 0.3, "orthophoto_px": 256,
                     "dsm_px": 64, "pointcloud_points": 1000}
 COMPLETED, FAILED = 40, 30
-
-
-def jpeg(seed: int) -> bytes:
-    out = io.BytesIO()
-    Image.frombytes("RGB", (64, 48), random.Random(seed).randbytes(64 * 48 * 3)).save(out, format="JPEG")
-    return out.getvalue()
 
 
 # --- DroneMapper: dronemapper-cloud-api.txt ---
@@ -52,7 +45,7 @@ def test_dronemapper_quickstart_runs_as_written(dronemapper, tmp_path):
     project_id = res["id"]
 
     for name, seed in (("DJI_0001.JPG", 1), ("DJI_0002.JPG", 2)):
-        (tmp_path / name).write_bytes(jpeg(seed))
+        (tmp_path / name).write_bytes(noise_jpeg(seed))
     with open(tmp_path / "DJI_0001.JPG", "rb") as first, open(tmp_path / "DJI_0002.JPG", "rb") as second:
         images = [
             ("images", ("DJI_0001.JPG", first, "image/jpg")),
@@ -216,7 +209,7 @@ def test_immersity_python_snippet_writes_the_disparity_through_the_presigned_put
                                aws_access_key_id="sandbox-access-key", aws_secret_access_key="sandbox-secret-key",
                                config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
         storage.create_bucket(Bucket="samples")
-        storage.put_object(Bucket="samples", Key="original.jpg", Body=jpeg(5))
+        storage.put_object(Bucket="samples", Key="original.jpg", Body=noise_jpeg(5))
         ORIGINAL_IMAGE_URL = storage.generate_presigned_url(
             "get_object", Params={"Bucket": "samples", "Key": "original.jpg"}, ExpiresIn=86400)
         put_disparity_presigned_url = storage.generate_presigned_url(

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import time
 import uuid
@@ -18,7 +17,7 @@ from bench.memory import PeakMemory, process_tree
 from geoqueue import InvalidParams, JobFailed
 from geoqueue.s3ref import S3Ref, parse_ref
 from tests.conftest import DRONEMAPPER_FAST, TEST_SETTINGS, wait_until
-from tests.inputs import BUCKET, put_survey
+from tests.inputs import BUCKET, noise_jpeg, put_survey
 from vendors.dronemapper import DroneMapperClient, Status
 from vendors.errors import NotFound
 
@@ -34,12 +33,6 @@ def fast_vendor(sandbox):
 
 def vendor(sandbox) -> DroneMapperClient:
     return DroneMapperClient(f"{sandbox.url}/dronemapper", "sandbox", "sandbox-password", timeout=10)
-
-
-def noise_jpeg(size: tuple[int, int]) -> bytes:
-    out = io.BytesIO()
-    Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3)).save(out, format="JPEG", quality=92)
-    return out.getvalue()
 
 
 def removed_at_vendor(sandbox, project: int, task: int) -> bool:
@@ -68,7 +61,7 @@ def test_a_200_image_survey_streams_with_bounded_worker_memory(queue, store, sta
     sandbox.configure("dronemapper", partial_upload=partial_upload)
     warm_prefix, _ = put_survey(store, 8)  # the worker has its clients and imports before we measure
     queue.wait(queue.submit("dronemapper.process_survey", {"images": warm_prefix}), timeout=90)
-    picture = noise_jpeg((800, 640))
+    picture = noise_jpeg(0, (800, 640), quality=92)
     prefix, digests = put_survey(store, 200, picture)
     survey_bytes = 200 * len(picture)
     assert survey_bytes > 90 * 2 ** 20
