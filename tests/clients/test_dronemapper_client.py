@@ -11,6 +11,7 @@ import pytest
 import requests
 from PIL import Image
 
+from devstack.local_stack import wait_until
 from tests.inputs import noise_jpeg
 from vendors.dronemapper import DroneMapperClient, PendingAction, Status, token_expiry
 from vendors.errors import AuthError, InputError, NotFound, RateLimited, TransientError
@@ -55,14 +56,13 @@ def photos(count: int, first: int = 1) -> list[tuple[str, io.BytesIO, int]]:
 def wait_for(client, project_id, task_id, statuses, timeout=10.0) -> tuple[dict, list[dict]]:
     """Poll like a user would; the final task and every task seen on the way. While an action is
     pending the status is stale (a FAILED task being restarted still says FAILED), so wait it out."""
-    seen, deadline = [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        task = client.get_task(project_id, task_id)
-        seen.append(task)
-        if task["status"] in statuses and task["pending_action"] is None:
-            return task, seen
-        time.sleep(0.05)
-    raise AssertionError(f"task {task_id} stuck at status {seen[-1]['status']}")
+    seen: list[dict] = []
+
+    def settled() -> dict | None:
+        seen.append(client.get_task(project_id, task_id))
+        return seen[-1] if seen[-1]["status"] in statuses and seen[-1]["pending_action"] is None else None
+
+    return wait_until(settled, timeout, f"task {task_id} at one of {sorted(statuses)}", interval=0.05), seen
 
 
 def processed_task(client, project, **kwargs) -> dict:

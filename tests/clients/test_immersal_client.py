@@ -3,13 +3,13 @@ import base64
 import hashlib
 import json
 import pickle
-import time
 
 import numpy as np
 import pytest
 import requests
 from pyproj import Transformer
 
+from devstack.local_stack import wait_until
 from sandbox.immersal import DEFAULT_LOGIN, DEFAULT_PASSWORD, DEFAULT_TOKEN
 from tests.inputs import CLIENT_INTRINSICS, HELSINKI, image_bytes
 from vendors.errors import AuthError, InputError, NotFound, RateLimited, TransientError
@@ -84,16 +84,16 @@ def submit(client, count, *, seed=0, run=0, gps=True, origin=HELSINKI, binary=Tr
 
 def wait_until_finished(client, map_id, timeout=10.0) -> list[str]:
     """The distinct statuses seen while polling /metadataget, in order."""
-    seen = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    seen: list[str] = []
+
+    def finished() -> bool:
         status = client.map_status(map_id)
         if not seen or seen[-1] != status:
             seen.append(status)
-        if status in FINISHED:
-            return seen
-        time.sleep(0.02)
-    raise AssertionError(f"map {map_id} still {seen[-1]} after {timeout}s")
+        return status in FINISHED
+
+    wait_until(finished, timeout, f"map {map_id} finished", interval=0.02)
+    return seen
 
 
 def build_map(client, name="Street1", count=3, **kwargs) -> int:

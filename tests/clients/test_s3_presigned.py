@@ -14,7 +14,6 @@ from botocore.client import Config
 from PIL import Image
 
 from geoqueue.s3ref import S3Ref
-from sandbox.s3 import S3StandIn
 from vendors.errors import InputError
 from vendors.immersity import ImmersityClient
 from workers.settings import Settings
@@ -22,13 +21,6 @@ from workers.storage import ObjectStore
 
 BUCKET = "presign-tests"
 KEY, SECRET = "sandbox-access-key", "sandbox-secret-key"
-
-
-@pytest.fixture(scope="module")
-def s3():
-    server = S3StandIn().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

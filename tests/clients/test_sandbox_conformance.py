@@ -13,7 +13,6 @@ from botocore.client import Config
 from PIL import Image
 
 from sandbox.mapillary_world import build_world
-from sandbox.s3 import S3StandIn
 from tests.inputs import noise_jpeg
 
 # A short task clock keeps the quickstart quick; nothing here changes what is answered.
@@ -202,34 +201,30 @@ def test_immersal_a_revoked_token_answers_auth_and_login_gives_the_new_one(sandb
 
 # --- Immersity AI: immersity-ai-api-getting-started.txt ---
 
-def test_immersity_python_snippet_writes_the_disparity_through_the_presigned_put_url(server):
-    s3 = S3StandIn().start()
-    try:
-        storage = boto3.client("s3", endpoint_url=s3.url, region_name="us-east-1",
-                               aws_access_key_id="sandbox-access-key", aws_secret_access_key="sandbox-secret-key",
-                               config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
-        storage.create_bucket(Bucket="samples")
-        storage.put_object(Bucket="samples", Key="original.jpg", Body=noise_jpeg(5))
-        ORIGINAL_IMAGE_URL = storage.generate_presigned_url(
-            "get_object", Params={"Bucket": "samples", "Key": "original.jpg"}, ExpiresIn=86400)
-        put_disparity_presigned_url = storage.generate_presigned_url(
-            "put_object", Params={"Bucket": "samples", "Key": "disparity.png"}, ExpiresIn=86400)
+def test_immersity_python_snippet_writes_the_disparity_through_the_presigned_put_url(server, s3):
+    storage = boto3.client("s3", endpoint_url=s3.url, region_name="us-east-1",
+                           aws_access_key_id="sandbox-access-key", aws_secret_access_key="sandbox-secret-key",
+                           config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+    storage.create_bucket(Bucket="samples")
+    storage.put_object(Bucket="samples", Key="original.jpg", Body=noise_jpeg(5))
+    ORIGINAL_IMAGE_URL = storage.generate_presigned_url(
+        "get_object", Params={"Bucket": "samples", "Key": "original.jpg"}, ExpiresIn=86400)
+    put_disparity_presigned_url = storage.generate_presigned_url(
+        "put_object", Params={"Bucket": "samples", "Key": "disparity.png"}, ExpiresIn=86400)
 
-        correlation_id = str(uuid.uuid4())
-        token_response = requests.post(
-            f"{server.url}/immersity/auth/realms/immersity/protocol/openid-connect/token",
-            data={"client_id": "sandbox-client", "client_secret": "sandbox-secret",
-                  "grant_type": "client_credentials"}, timeout=10).json()
-        access_token = token_response["access_token"]
-        response = requests.post(
-            f"{server.url}/immersity/api/v1/disparity",
-            headers={"Authorization": f"Bearer {access_token}"},
-            json={"correlationId": correlation_id, "inputImageUrl": ORIGINAL_IMAGE_URL,
-                  "resultPresignedUrl": put_disparity_presigned_url},
-            timeout=5 * 60)
-        assert 200 <= response.status_code < 300, response.text  # "Check if the response code is 2XX"
-        assert response.json()["correlationId"] == correlation_id
-        written = storage.get_object(Bucket="samples", Key="disparity.png")["Body"].read()
-        assert written[:8] == b"\x89PNG\r\n\x1a\n"
-    finally:
-        s3.stop()
+    correlation_id = str(uuid.uuid4())
+    token_response = requests.post(
+        f"{server.url}/immersity/auth/realms/immersity/protocol/openid-connect/token",
+        data={"client_id": "sandbox-client", "client_secret": "sandbox-secret",
+              "grant_type": "client_credentials"}, timeout=10).json()
+    access_token = token_response["access_token"]
+    response = requests.post(
+        f"{server.url}/immersity/api/v1/disparity",
+        headers={"Authorization": f"Bearer {access_token}"},
+        json={"correlationId": correlation_id, "inputImageUrl": ORIGINAL_IMAGE_URL,
+              "resultPresignedUrl": put_disparity_presigned_url},
+        timeout=5 * 60)
+    assert 200 <= response.status_code < 300, response.text  # "Check if the response code is 2XX"
+    assert response.json()["correlationId"] == correlation_id
+    written = storage.get_object(Bucket="samples", Key="disparity.png")["Body"].read()
+    assert written[:8] == b"\x89PNG\r\n\x1a\n"
