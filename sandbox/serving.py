@@ -29,6 +29,9 @@ WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 THREADS = 256
 CONNECTIONS = 2000
 BODY_IN_MEMORY = 64 * 1024 * 1024   # images and uploads stay in memory instead of temporary files
+# The vendors' documents name no largest request; waitress refuses bodies over 1 GiB unless told
+# otherwise, which turned a 2 GiB single-request DroneMapper survey into a 413 no vendor documents.
+MAX_BODY = 1 << 40
 
 
 class _SocketTask(WSGITask):
@@ -61,7 +64,7 @@ class KeepAliveServer:
         self._server = create_server(
             app, map=self._map, host=host, port=port, threads=threads, ident=name,
             connection_limit=CONNECTIONS, asyncore_use_poll=True,   # poll: no 1,024-descriptor ceiling
-            inbuf_overflow=BODY_IN_MEMORY, outbuf_overflow=BODY_IN_MEMORY)
+            inbuf_overflow=BODY_IN_MEMORY, outbuf_overflow=BODY_IN_MEMORY, max_request_body_size=MAX_BODY)
         self._server.channel_class = _Channel
         self.url = f"http://{host}:{self._server.effective_port}"
         self._thread = threading.Thread(target=self.serve_forever, name=name, daemon=True)
