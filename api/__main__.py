@@ -5,8 +5,8 @@ import logging
 
 import uvicorn
 
-from workers import redaction
-from workers.settings import get_settings
+from config import redaction
+from config.settings import get_settings
 
 
 def main() -> None:

@@ -8,8 +8,8 @@ from fastapi.responses import RedirectResponse
 from api import errors, events, jobs_api, pages
 from api.keys import parse
 from api.schemas import submit_components
+from config.settings import Settings, get_settings
 from geoqueue.client import GeoQueue
-from workers.settings import Settings, get_settings
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -16,7 +16,7 @@ from api.schemas import ERRORS, JobPage, JobRecord, submit_request_body
 from geoqueue.catalog import CATALOG
 from geoqueue.client import VENDORS, GeoQueue, UnknownJob, check_vendor
 from geoqueue.jobs import STATES, Job, check_callback_url
-from workers.callbacks import CallbackRefused, check_destination
+from webhooks.destinations import CallbackRefused, check_destination
 
 router = APIRouter(prefix="/v1", responses=ERRORS)
 State = Literal[STATES]  # type: ignore[valid-type]

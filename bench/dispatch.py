@@ -62,8 +62,8 @@ def sender(name: str, url: str):
 
     if name == "plain":
         return Celery("bench-plain", broker=url, backend=url), "celery"
+    from config.settings import Settings
     from workers.celery_app import configure
-    from workers.settings import Settings
 
     app = Celery(f"bench-{name}")
     configure(app, Settings(redis_url=url))

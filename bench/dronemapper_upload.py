@@ -82,8 +82,8 @@ def run_geoqueue(stack: LocalStack, partial: bool) -> tuple[float, tuple[float, 
 
 def doc_upload(sandbox_url: str, settings_env: dict, done) -> None:
     """The vendor doc's example, fed from S3: every image read into memory, then one requests POST."""
-    from workers.settings import Settings
-    from workers.storage import ObjectStore
+    from config.settings import Settings
+    from services.storage import ObjectStore
 
     keys = {k[len("GEOQUEUE_"):].lower(): v for k, v in settings_env.items() if k.startswith("GEOQUEUE_")}
     store = ObjectStore(Settings(**keys))

@@ -36,13 +36,13 @@ sys.path.insert(0, str(ROOT))
 from bench.cpu import CpuMeter  # noqa: E402
 from bench.memory import PeakMemory, process_tree  # noqa: E402
 from bench.options import add_setting_option, settings_from  # noqa: E402
+from config.settings import Settings  # noqa: E402
 from devstack.local_stack import LocalStack  # noqa: E402
 from devstack.samples import scene  # noqa: E402
 from geoqueue import GeoQueue  # noqa: E402
 from geoqueue.s3ref import S3Ref  # noqa: E402
 from tasks.immersal.records import DEFAULT_CHUNK_SIZE  # noqa: E402
 from vendors.immersal import ImmersalClient  # noqa: E402
-from workers.settings import Settings  # noqa: E402
 
 BUCKET = "geoqueue"
 LOGIN, PASSWORD = "sandbox@example.com", "sandbox-password"

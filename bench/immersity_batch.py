@@ -23,11 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cpu import CpuMeter  # noqa: E402
 from bench.memory import process_tree  # noqa: E402
+from config.settings import Settings  # noqa: E402
 from devstack.local_stack import LocalStack  # noqa: E402
 from devstack.samples import scene  # noqa: E402
 from geoqueue import GeoQueue  # noqa: E402
 from geoqueue.s3ref import S3Ref  # noqa: E402
-from workers.settings import Settings  # noqa: E402
 
 
 def put_images(stack: LocalStack, count: int) -> str:

@@ -407,8 +407,8 @@ class LocalStack:
 
     # --- using ---
     def object_store(self):
-        from workers.settings import Settings
-        from workers.storage import ObjectStore
+        from config.settings import Settings
+        from services.storage import ObjectStore
 
         keys = {k[len("GEOQUEUE_"):].lower(): v for k, v in self.env.items() if k.startswith("GEOQUEUE_")}
         return ObjectStore(Settings(**keys))

@@ -9,7 +9,7 @@ PROCESSES = {
     "flower": "python -m workers.flower",
     "metrics": "python -m workers.metrics",
     "api": "python -m api",
-    "webhooks": "python -m workers.webhooks",
+    "webhooks": "python -m webhooks.delivery",
 }
 # The stand-ins (development and tests): the vendors, and S3 in a process of its own, as on the
 # internet they are separate services that do not share one interpreter's lock.

@@ -9,10 +9,10 @@ from celery.signals import worker_before_create_process
 from kombu import Queue
 
 import beat_schedule
+from config.settings import Settings, get_settings
 from geoqueue.redis_url import is_sentinel, sentinel_hosts
 from geoqueue.routes import QUEUES, TASK_ROUTES, TRANSFER, queue_for
 from workers.outage import publish_retry_policy
-from workers.settings import Settings, get_settings
 
 TASK_MODULES = [
     "workers.sweeper", "tasks.immersity.jobs",
@@ -111,7 +111,7 @@ def configure(app: Celery, settings: Settings) -> None:
         # stuck). facts/celery.md warns that with this off the messages of running acks_late tasks
         # may be redelivered and run in parallel; that cannot happen here (workers/broker.py keeps
         # them held, the ack reaches Redis when the task ends) and would repeat no paid call anyway:
-        # every vendor side effect goes through the exactly-once helper (workers/once.py).
+        # every vendor side effect goes through the exactly-once helper (runtime/once.py).
         worker_cancel_long_running_tasks_on_connection_loss=False,
         broker_transport=broker_transport,
         broker_connection_retry_on_startup=True,

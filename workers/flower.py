@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from workers.settings import get_settings
+from config.settings import get_settings
 
 # The password deploy/env.example and deploy/k8s/secret.yaml ship, to be replaced before use.
 EXAMPLE_PASSWORDS = frozenset({"change-me"})

@@ -2,12 +2,12 @@
 
 `format_task` masks secrets in what Flower's pages show of a task's args, kwargs and result
 (defense in depth: tasks carry references, not secrets). A running job's progress arrives in
-custom `task-progress` events and shows in the result column (see workers/context.py).
+custom `task-progress` events and shows in the result column (see runtime/context.py).
 """
 from __future__ import annotations
 
-from workers import redaction
-from workers.settings import get_settings
+from config import redaction
+from config.settings import get_settings
 
 _SECRETS = redaction.secret_values(get_settings())
 

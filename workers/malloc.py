@@ -16,7 +16,7 @@ import os
 
 from celery.signals import worker_init
 
-from workers.settings import get_settings
+from config.settings import get_settings
 
 log = logging.getLogger("geoqueue.worker")
 

@@ -10,12 +10,13 @@ import redis
 from prometheus_client import start_http_server
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
 
+from config.settings import get_settings
 from geoqueue import jobs
 from geoqueue.redis_url import connect
-from workers import liveness, queues
-from workers.liveness import POLLERS
-from workers.settings import get_settings
-from workers.webhooks import DUE_KEY
+from runtime import liveness
+from runtime.liveness import POLLERS
+from webhooks.delivery import DUE_KEY
+from workers import queues
 
 
 class FleetCollector:

@@ -13,16 +13,8 @@ from __future__ import annotations
 import functools
 
 from celery.worker.consumer import Consumer as CeleryConsumer
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
-# Longest pause between two tries: how late, at worst, work resumes after Redis is back.
-RETRY_PAUSE_MAX = 1.0
-
-
-def redis_retry(tolerance: float) -> Retry:
-    """Tries 0.1, 0.2, 0.4, 0.8 s apart, then every second, for at least `tolerance` seconds."""
-    return Retry(ExponentialBackoff(cap=RETRY_PAUSE_MAX, base=0.05), retries=int(tolerance) + 4)
+from config.redis_client import RETRY_PAUSE_MAX
 
 
 def publish_retry_policy(tolerance: float) -> dict[str, float]:

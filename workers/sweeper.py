@@ -14,14 +14,15 @@ from __future__ import annotations
 import logging
 import time
 
+from config.redis_client import get_ledger, get_redis
+from config.settings import get_settings
 from geoqueue import jobs
 from geoqueue.routes import queue_for
-from workers import app, ending, liveness, queues
-from workers.fanout import Fanout
-from workers.guard import JobTask
-from workers.redis_client import get_ledger, get_redis
-from workers.settings import get_settings
-from workers.steps import grace_seconds, is_finished
+from runtime import ending, liveness
+from runtime.fanout import Fanout
+from runtime.guard import JobTask
+from runtime.steps import grace_seconds, is_finished
+from workers import app, queues
 
 log = logging.getLogger("geoqueue.sweeper")
 SUBMISSIONS_PER_SWEEP = 100

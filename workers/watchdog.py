@@ -27,7 +27,7 @@ from celery.concurrency.thread import TaskPool as ThreadsPool
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import task_postrun, task_prerun, worker_ready
 
-from workers.settings import get_settings
+from config.settings import get_settings
 
 log = logging.getLogger("geoqueue.watchdog")
 CHECK_SECONDS = 1.0

@@ -6,12 +6,12 @@ minutes. Both share the token through Redis, so the second client costs no extra
 """
 from __future__ import annotations
 
+from config.redis_client import get_redis
+from config.settings import Settings, get_settings
+from services.token_cache import RedisTokenStore
+from services.vendor_clients import call_retries, vendor_client
 from tasks.dronemapper.records import VENDOR
 from vendors.dronemapper import DroneMapperClient
-from workers.clients import call_retries, vendor_client
-from workers.redis_client import get_redis
-from workers.settings import Settings, get_settings
-from workers.token_cache import RedisTokenStore
 
 POLL_CALL_TIMEOUT = 10.0
 

@@ -3,17 +3,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from config.redis_client import get_ledger
 from geoqueue import jobs
+from runtime import ending
+from runtime.context import JobContext
+from runtime.errors import InvalidInput
+from runtime.once import CutOff, Once
 from tasks.dronemapper.client import client
 from tasks.dronemapper.inputs import check_options
 from tasks.dronemapper.poller import wind_down
 from tasks.dronemapper.records import SURVEY_JOB, Survey, vendor_id
 from vendors.errors import NotFound
-from workers import ending
-from workers.context import JobContext
-from workers.errors import InvalidInput
-from workers.once import CutOff, Once
-from workers.redis_client import get_ledger
 
 
 def survey_job(job_id: str) -> jobs.Job:

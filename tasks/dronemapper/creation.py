@@ -1,4 +1,4 @@
-"""A survey's project and vendor task, each created once (workers/once.py): a marker just before the
+"""A survey's project and vendor task, each created once (runtime/once.py): a marker just before the
 create call, the id just after it. An attempt that finds the marker without an id (its worker died
 in between) looks for what the cut-off call made before creating anything, and a claim keeps two
 jobs from adopting the same project or task."""
@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Callable, Iterable
 
+from runtime.once import Once
 from tasks.dronemapper.records import Survey, log
 from vendors.dronemapper import DroneMapperClient
-from workers.once import Once
 
 CLOCK_SLACK_SECONDS = 300       # the vendor's clock against ours, when finding a task a cut-off call created
 

@@ -6,6 +6,9 @@ import json
 from geoqueue import jobs
 from geoqueue.catalog.dronemapper import DEFAULT_ASSETS
 from geoqueue.s3ref import S3Ref
+from runtime import ending
+from runtime.context import JobContext
+from services.storage import get_store
 from tasks.dronemapper.client import client
 from tasks.dronemapper.inputs import delivery_prefix
 from tasks.dronemapper.poller import sync_console
@@ -13,9 +16,6 @@ from tasks.dronemapper.records import DELIVER, STEP_PHASES, VENDOR, ProcessingFa
 from tasks.dronemapper.streams import ChunkStream
 from vendors.dronemapper import DroneMapperClient, Status
 from vendors.errors import TransientError
-from workers import ending
-from workers.context import JobContext
-from workers.storage import get_store
 
 # What S3 is told each delivered asset is, by its suffix.
 CONTENT_TYPES = {".tif": "image/tiff", ".zip": "application/zip", ".png": "image/png", ".pdf": "application/pdf",

@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
+from config.settings import get_settings
 from geoqueue.s3ref import S3Ref
+from runtime.errors import InvalidInput
+from services.storage import ObjectStore, get_store, output_area
 from vendors.dronemapper import DroneMapperClient
 from vendors.errors import NotFound
-from workers.errors import InvalidInput
-from workers.settings import get_settings
-from workers.storage import ObjectStore, get_store, output_area
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 MIN_IMAGES = 2

@@ -29,14 +29,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from runtime.context import JobContext
+from runtime.entry import PENDING, job_task
+from runtime.fanout import item_task
+from runtime.guard import JobTask
+from services.storage import prefix_ref
 from tasks.dronemapper import control, delivery, poller, survey
 from tasks.dronemapper.records import COMMIT, DELIVER, FINISH, SEND, STEPS, SURVEY_JOB, UPLOAD_TASK
 from workers import app
-from workers.context import JobContext
-from workers.entry import PENDING, job_task
-from workers.fanout import item_task
-from workers.guard import JobTask
-from workers.storage import prefix_ref
 
 
 @job_task(app, SURVEY_JOB)

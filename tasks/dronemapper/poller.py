@@ -20,7 +20,14 @@ from collections import defaultdict
 from functools import partial
 from typing import Any
 
+from config.redis_client import get_ledger, get_redis
 from geoqueue import jobs
+from runtime import liveness
+from runtime.context import JobContext
+from runtime.ending import on_job_end
+from runtime.fanout import Fanout
+from runtime.guard import polled
+from runtime.lease import Lease
 from tasks.dronemapper.client import POLL_REQUESTS, client, poll_client
 from tasks.dronemapper.records import (
     COMMIT,
@@ -38,13 +45,6 @@ from tasks.dronemapper.records import (
 )
 from vendors.dronemapper import DroneMapperClient, PendingAction, Status
 from vendors.errors import NotFound
-from workers import liveness
-from workers.context import JobContext
-from workers.ending import on_job_end
-from workers.fanout import Fanout
-from workers.guard import polled
-from workers.lease import Lease
-from workers.redis_client import get_ledger, get_redis
 
 POLL_LEASE_SECONDS = 60
 # Console lines cost one request per task; status costs one per project. Past this many moving

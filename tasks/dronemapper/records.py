@@ -5,7 +5,7 @@
                                      stop_claimed_at (while the stop call is under way), removed, ...
     gq:job:<id>:dronemapper:images   hash: vendor filename -> {"uri", "size"}
     gq:job:<id>:dronemapper:assets   hash: asset -> {"uri", "bytes"} once delivered
-    gq:job:<id>:once                 the project, task and restart made once (workers/once.py)
+    gq:job:<id>:once                 the project, task and restart made once (runtime/once.py)
     gq:dronemapper:active            set: surveys the poller looks after
     gq:dronemapper:poll              lease: the poll cycle running
     gq:dronemapper:claim:<kind>:<id>@<created_at>   string: the job a project or task belongs to
@@ -17,12 +17,12 @@ import logging
 import time
 from typing import Any
 
+from config.redis_client import get_redis
+from config.settings import get_settings
 from geoqueue import jobs
 from geoqueue.s3ref import S3Ref, parse_ref
-from workers.errors import JobError
-from workers.redis_client import get_redis
-from workers.settings import get_settings
-from workers.steps import StepMachine, is_finished
+from runtime.errors import JobError
+from runtime.steps import StepMachine, is_finished
 
 log = logging.getLogger("geoqueue.dronemapper")
 

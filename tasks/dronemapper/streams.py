@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from geoqueue.s3ref import S3Ref
-from workers.storage import ObjectStore, typed_errors
+from services.storage import ObjectStore, typed_errors
 
 
 class S3Image:

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import time
 
+from config.settings import get_settings
 from geoqueue import jobs
 from geoqueue.s3ref import S3Ref, parse_ref
+from runtime.context import JobContext
+from runtime.errors import JobError
+from runtime.fanout import Fanout
+from services.storage import get_store
 from tasks.dronemapper.client import client, partial_upload_supported
 from tasks.dronemapper.creation import project_for, task_for, task_name
 from tasks.dronemapper.inputs import check_options, check_output, existing_project, find_images
@@ -26,11 +31,6 @@ from tasks.dronemapper.records import (
 )
 from tasks.dronemapper.streams import S3Image
 from vendors.errors import TransientError
-from workers.context import JobContext
-from workers.errors import JobError
-from workers.fanout import Fanout
-from workers.settings import get_settings
-from workers.storage import get_store
 
 
 def start(job: JobContext, images: S3Ref, project: int | None, project_name: str | None, name: str | None,

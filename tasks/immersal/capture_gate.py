@@ -23,16 +23,16 @@ import uuid
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+from config.redis_client import get_redis
+from config.settings import get_settings
 from geoqueue import jobs
+from runtime.context import JobContext
+from runtime.errors import JobError
+from runtime.lease import Lease
 from tasks.immersal.records import STEPS, ImmersalRecords, log
 from tasks.immersal.workspace import workspace_mismatch
 from vendors.errors import TransientError
 from vendors.immersal import ImmersalClient
-from workers.context import JobContext
-from workers.errors import JobError
-from workers.lease import Lease
-from workers.redis_client import get_redis
-from workers.settings import get_settings
 
 GATE_TTL_SECONDS = 15.0    # a dead holder's gate frees after this, by when its last request is served
 WAIT_SECONDS = 10.0        # longer than that the task tries again later (its time limit is near)

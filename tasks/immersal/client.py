@@ -1,13 +1,13 @@
 """The Immersal client, configured from the fleet's settings: one per process and use."""
 from __future__ import annotations
 
+from config.redis_client import get_redis
+from config.settings import Settings, get_settings
+from runtime.errors import NotConfigured
+from services.token_cache import RedisTokenStore
+from services.vendor_clients import call_retries, vendor_client
 from tasks.immersal.records import POLL_CALL_TIMEOUT
 from vendors.immersal import ImmersalClient
-from workers.clients import call_retries, vendor_client
-from workers.errors import NotConfigured
-from workers.redis_client import get_redis
-from workers.settings import Settings, get_settings
-from workers.token_cache import RedisTokenStore
 
 
 def build(s: Settings, timeout: float) -> ImmersalClient:

@@ -9,7 +9,15 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from config.redis_client import get_ledger, get_redis
+from config.settings import get_settings
 from geoqueue import jobs
+from runtime import ending, liveness
+from runtime.context import JobContext, publish_progress
+from runtime.guard import polled
+from runtime.lease import Lease
+from runtime.once import Once
+from services.storage import get_store, output_area
 from tasks.immersal.client import client, poller
 from tasks.immersal.records import (
     ACTIVE_KEY,
@@ -31,14 +39,6 @@ from tasks.immersal.records import (
 )
 from tasks.immersal.workspace import start_on_workspace, tend_workspace, workspace_lease
 from vendors.immersal import FAILED, LOCALIZABLE, ImmersalClient
-from workers import ending, liveness
-from workers.context import JobContext, publish_progress
-from workers.guard import polled
-from workers.lease import Lease
-from workers.once import Once
-from workers.redis_client import get_ledger, get_redis
-from workers.settings import get_settings
-from workers.storage import get_store, output_area
 
 
 def create_map_once(job: JobContext, vendor: ImmersalClient, bank: int | None, call: Callable[[], dict]) -> int:

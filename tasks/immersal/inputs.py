@@ -9,9 +9,9 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 
 from geoqueue.s3ref import S3Ref
+from runtime.errors import InvalidInput
+from services.storage import ObjectStore
 from vendors.immersal import ImmersalClient, ImmersalNotFound
-from workers.errors import InvalidInput
-from workers.storage import ObjectStore
 
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
 POSITION_FIELDS = ("px", "py", "pz")

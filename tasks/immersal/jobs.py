@@ -24,6 +24,11 @@ from __future__ import annotations
 from typing import Any
 
 from geoqueue import jobs
+from runtime.context import JobContext
+from runtime.entry import PENDING, job_task
+from runtime.fanout import item_task
+from runtime.guard import JobTask
+from services.storage import get_store, object_ref, prefix_ref
 from tasks.immersal import construction, submission
 from tasks.immersal import localize as locating
 from tasks.immersal.client import client
@@ -43,11 +48,6 @@ from tasks.immersal.records import (
 )
 from tasks.immersal.workspace import queue_for_workspace, waiting_phase
 from workers import app
-from workers.context import JobContext
-from workers.entry import PENDING, job_task
-from workers.fanout import item_task
-from workers.guard import JobTask
-from workers.storage import get_store, object_ref, prefix_ref
 
 
 def resumed(job: JobContext) -> bool:

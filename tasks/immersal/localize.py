@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from runtime.context import JobContext
+from runtime.errors import JobError
+from services.storage import get_store, object_ref
 from tasks.immersal.client import client, public_maps
 from tasks.immersal.inputs import INTRINSIC_FIELDS, POSITION_FIELDS, check_image_object
 from tasks.immersal.records import MAP_FIELDS
 from vendors.geodesy import map_to_wgs84
 from vendors.immersal import ImmersalNotFound
-from workers.context import JobContext
-from workers.errors import JobError
-from workers.storage import get_store, object_ref
 
 
 def localize_image(job: JobContext, image: str, intrinsics: Any, map_ids: list[int]) -> dict:

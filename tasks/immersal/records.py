@@ -4,7 +4,7 @@
                                    an exact build's cut_off_arrived, cut_off_sent_again (capture_gate.py)
     gq:job:<id>:immersal:chunks    hash: chunk name -> JSON list of manifest rows
     gq:job:<id>:immersal:working   set of chunks being submitted right now
-    gq:job:<id>:once:captures      each image's capture, made once (workers/once.py), by "run:index"
+    gq:job:<id>:once:captures      each image's capture, made once (runtime/once.py), by "run:index"
     gq:job:<id>:once               the map-creating call (/construct, /fuse), made once
     gq:immersal:active             jobs in progress that the poller looks after
     gq:immersal:map-jobs           hash: map id -> the job that created it
@@ -15,11 +15,11 @@ import json
 import logging
 from typing import Iterator
 
+from config.redis_client import get_redis
 from geoqueue import jobs
-from workers.errors import JobError
-from workers.once import Once
-from workers.redis_client import get_redis
-from workers.steps import StepMachine
+from runtime.errors import JobError
+from runtime.once import Once
+from runtime.steps import StepMachine
 
 log = logging.getLogger("geoqueue.immersal")
 

@@ -1,7 +1,7 @@
 """Submitting a map's images: the workspace prepared, chunks of images sent once each, the calls
 cut off without an answer settled, then the construct call.
 
-Exactly once per (run, index): each capture is one of the job's effects (workers/once.py), marked
+Exactly once per (run, index): each capture is one of the job's effects (runtime/once.py), marked
 just before its call and recorded as soon as Immersal answers. A redelivered chunk skips what was
 recorded and never repeats a call that was cut off (worker killed, timeout). Immersal cannot list a
 workspace, but /status counts it: with every other image confirmed, settle learns how many cut-off
@@ -19,8 +19,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from config.settings import get_settings
 from geoqueue import jobs
 from geoqueue.s3ref import S3Ref
+from runtime import ending
+from runtime.context import JobContext
+from runtime.errors import InvalidInput, JobError
+from runtime.fanout import Fanout
+from runtime.once import CutOff, Once
+from runtime.steps import is_finished
+from services.storage import get_store, prefix_ref
 from tasks.immersal.capture_gate import CaptureGate, exact_captures, exact_cut_offs, settle_pending
 from tasks.immersal.client import client
 from tasks.immersal.construction import create_map_once, record_map
@@ -39,14 +47,6 @@ from tasks.immersal.records import (
 )
 from tasks.immersal.workspace import free_workspace, hold_workspace, workspace_lease, workspace_mismatch, workspace_name
 from vendors.immersal import ImmersalClient
-from workers import ending
-from workers.context import JobContext
-from workers.errors import InvalidInput, JobError
-from workers.fanout import Fanout
-from workers.once import CutOff, Once
-from workers.settings import get_settings
-from workers.steps import is_finished
-from workers.storage import get_store, prefix_ref
 
 PROGRESS_SECONDS = 1.0   # a chunk shows the images submitted at most this often; the end of each chunk shows it too
 EXACT_PARALLEL = 2       # an exact build captures one image at a time: one chunk reads its next while another sends

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import time
 
+from config.redis_client import get_ledger, get_redis
+from config.settings import get_settings
 from geoqueue import jobs
+from runtime import ending
+from runtime.context import JobContext
+from runtime.lease import Lease
+from runtime.steps import grace_seconds, is_finished
 from tasks.immersal.records import ACTIVE_KEY, QUEUED, START, STEPS, WORKSPACE_STEPS, ImmersalRecords, WorkspaceLost
-from workers import ending
-from workers.context import JobContext
-from workers.lease import Lease
-from workers.redis_client import get_ledger, get_redis
-from workers.settings import get_settings
-from workers.steps import grace_seconds, is_finished
 
 
 def workspace_name(bank: int) -> str:

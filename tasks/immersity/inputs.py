@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from geoqueue.s3ref import S3Ref
-from workers.errors import InvalidInput
-from workers.storage import get_store
+from runtime.errors import InvalidInput
+from services.storage import get_store
 
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
 

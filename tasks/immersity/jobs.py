@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from config.settings import get_settings
 from geoqueue.s3ref import S3Ref
+from runtime.context import JobContext
+from runtime.ending import on_job_end
+from runtime.entry import PENDING, job_task
+from runtime.errors import InvalidInput
+from runtime.fanout import Fanout, item_task
+from services.storage import get_store, object_ref, prefix_ref
 from tasks.immersity.inputs import check_image
 from tasks.immersity.records import Credits
 from tasks.immersity.workflow import (
@@ -25,13 +32,6 @@ from tasks.immersity.workflow import (
     reserve_credits,
 )
 from workers import app
-from workers.context import JobContext
-from workers.ending import on_job_end
-from workers.entry import PENDING, job_task
-from workers.errors import InvalidInput
-from workers.fanout import Fanout, item_task
-from workers.settings import get_settings
-from workers.storage import get_store, object_ref, prefix_ref
 
 ITEM_TASK = "immersity.item"
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from typing import Callable
 
+from config.redis_client import get_ledger, get_redis
+from config.settings import get_settings
 from geoqueue import jobs
-from workers.budget import CreditBudget
-from workers.redis_client import get_ledger, get_redis
-from workers.settings import get_settings
+from services.budget import CreditBudget
 
 PRICES_KEY = "gq:immersity:prices"
 PRICES_TTL_SECONDS = 600

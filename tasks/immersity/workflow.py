@@ -8,20 +8,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from config.redis_client import get_redis
+from config.settings import Settings, get_settings
 from geoqueue.s3ref import S3Ref
+from runtime import ending
+from runtime.context import JobContext
+from runtime.errors import BudgetExceeded
+from runtime.once import Once
+from services.storage import get_store, output_area
+from services.token_cache import RedisTokenStore
+from services.vendor_clients import call_retries, vendor_client
 from tasks.immersity.inputs import check_image
 from tasks.immersity.records import Credits
 from vendors.errors import TransientError, VendorError
 from vendors.immersity import ImmersityClient
-from workers import ending
-from workers.clients import call_retries, vendor_client
-from workers.context import JobContext
-from workers.errors import BudgetExceeded
-from workers.once import Once
-from workers.redis_client import get_redis
-from workers.settings import Settings, get_settings
-from workers.storage import get_store, output_area
-from workers.token_cache import RedisTokenStore
 
 
 @vendor_client("immersity", "immersity_client_id", "immersity_client_secret")

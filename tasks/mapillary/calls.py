@@ -1,6 +1,6 @@
 """A task's vendor calls in flight at once, at most `limit` of them: the threads of one pool per
-process run them, each thread with its own vendor client (workers/clients.py) and so its own
-connections, kept from one task to the next; the fleet-wide rate limits (workers/rate_limit.py)
+process run them, each thread with its own vendor client (services/vendor_clients.py) and so its own
+connections, kept from one task to the next; the fleet-wide rate limits (services/rate_limit.py)
 hold whatever the number of threads.
 
     calls = Calls(limit=16)

@@ -1,13 +1,13 @@
 """The Mapillary client, configured from the fleet's settings, its Graph and tile calls under fleet-wide limits."""
 from __future__ import annotations
 
+from config.redis_client import get_redis
+from config.settings import Settings, get_settings
+from runtime.errors import NotConfigured
+from services.rate_limit import Budget, FleetRateLimiter, Rate, RateLimitedAdapter
+from services.vendor_clients import call_retries, vendor_client
 from vendors.http import new_session
 from vendors.mapillary import LegacyUploadCredentials, MapillaryClient
-from workers.clients import call_retries, vendor_client
-from workers.errors import NotConfigured
-from workers.rate_limit import Budget, FleetRateLimiter, Rate, RateLimitedAdapter
-from workers.redis_client import get_redis
-from workers.settings import Settings, get_settings
 
 RATE_WAIT_INLINE_S = 10.0              # longer waits for a fleet-wide slot retry the task instead
 TILE_BUDGET_PERIOD_S = 86_400.0

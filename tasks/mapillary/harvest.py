@@ -5,17 +5,17 @@ import io
 import threading
 from typing import Any, Iterator
 
+from config.redis_client import get_redis
+from config.settings import get_settings
+from runtime.context import JobContext
+from runtime.fanout import Fanout
+from services.storage import ObjectStore, get_store
 from tasks.mapillary.calls import Calls
 from tasks.mapillary.client import client
 from tasks.mapillary.datasets import write_datasets
 from tasks.mapillary.inputs import FAILED_SHOWN, MISSING_SHOWN, HarvestPlan
 from tasks.mapillary.records import FINISHED_CHECKPOINT_TTL, HarvestCheckpoints
 from vendors.mapillary import MAX_IDS_PER_BATCH, ExpiredUrl, MapillaryClient, MapillaryNotFound
-from workers.context import JobContext
-from workers.fanout import Fanout
-from workers.redis_client import get_redis
-from workers.settings import get_settings
-from workers.storage import ObjectStore, get_store
 
 
 def harvest_phase(counts: dict[str, int]) -> str:

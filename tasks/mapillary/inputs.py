@@ -8,7 +8,7 @@ from typing import Any
 
 from geoqueue.catalog.mapillary import OWNER_FIELDS
 from geoqueue.s3ref import S3Ref
-from workers.storage import get_store
+from services.storage import get_store
 
 IMAGES_FOLDER = "downloaded_images"    # the toolset's image_downloads_folder
 DEFAULT_QUALITY = "256"

@@ -16,7 +16,7 @@ A harvest is the toolset's four steps (facts/mapillary.md §2) as one job, one t
 
 Everything done is checkpointed in Redis per tile, sequence, batch and image (`HarvestCheckpoints`),
 so a task that runs again after a crash or a retry starts where the last one stopped. Graph and
-tile calls take their slot from fleet-wide limits per token (workers/rate_limit.py).
+tile calls take their slot from fleet-wide limits per token (services/rate_limit.py).
 
 An upload checks every image's EXIF, splits the good ones into sequences (tasks/mapillary/sequences.py)
 and uploads each image once, with the protocol GEOQUEUE_MAPILLARY_UPLOAD_PROTOCOL names:
@@ -28,12 +28,18 @@ and uploads each image once, with the protocol GEOQUEUE_MAPILLARY_UPLOAD_PROTOCO
                              and finish_upload, or the legacy DONE object), each once
 
 Parameters are checked by the job catalog (geoqueue.catalog.mapillary); the runtime's guard
-classifies every failure (workers/guard.py).
+classifies every failure (runtime/guard.py).
 """
 from __future__ import annotations
 
 from typing import Any
 
+from config.redis_client import get_redis
+from config.settings import get_settings
+from runtime.context import JobContext
+from runtime.entry import PENDING, job_task
+from runtime.fanout import Fanout, item_task
+from services.storage import get_store, prefix_ref
 from tasks.mapillary.client import client
 from tasks.mapillary.datasets import write_datasets
 from tasks.mapillary.harvest import (
@@ -49,12 +55,6 @@ from tasks.mapillary.records import HarvestCheckpoints
 from tasks.mapillary.tiles import discover_sequences
 from tasks.mapillary.upload import finish_upload, plan_upload, upload_one_image
 from workers import app
-from workers.context import JobContext
-from workers.entry import PENDING, job_task
-from workers.fanout import Fanout, item_task
-from workers.redis_client import get_redis
-from workers.settings import get_settings
-from workers.storage import get_store, prefix_ref
 
 SEQUENCE_TASK = "mapillary.transfer.sequence"
 UPLOAD_TASK = "mapillary.transfer.upload_image"

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from config.settings import get_settings
+from runtime.context import JobContext
+from runtime.errors import BudgetExceeded
+from services.rate_limit import FleetLimitReached
 from tasks.mapillary.calls import Calls
 from tasks.mapillary.client import client
 from tasks.mapillary.inputs import HarvestPlan
@@ -19,10 +23,6 @@ from vendors.mapillary import (
     tile_bounds,
     tiles_covering_bbox,
 )
-from workers.context import JobContext
-from workers.errors import BudgetExceeded
-from workers.rate_limit import FleetLimitReached
-from workers.settings import get_settings
 
 START_TILES = 4                        # drilling starts at the deepest zoom where this many tiles cover the bbox
 

@@ -6,19 +6,19 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
+from config.redis_client import get_redis
 from geoqueue.s3ref import S3Ref
+from runtime.context import JobContext
+from runtime.errors import InvalidInput
+from runtime.fanout import Fanout
+from runtime.once import CutOff, Once
+from services.storage import ObjectStore, get_store
 from tasks.mapillary.client import RESUMABLE, client, legacy_credentials, upload_protocol
 from tasks.mapillary.exif import EXIF_HEAD_BYTES, Geotag, Rejected, read_geotag
 from tasks.mapillary.inputs import FAILED_SHOWN, MISSING_SHOWN
 from tasks.mapillary.records import UploadRecords
 from tasks.mapillary.sequences import Placed, split_sequences
 from vendors.mapillary import upload_session_key
-from workers.context import JobContext
-from workers.errors import InvalidInput
-from workers.fanout import Fanout
-from workers.once import CutOff, Once
-from workers.redis_client import get_redis
-from workers.storage import ObjectStore, get_store
 
 CHECK_THREADS = 8                      # concurrent S3 reads of image headers while planning an upload
 # A closing is three short requests (offset, manifest, finish_upload). Begun less than this ago it may still

@@ -1,5 +1,5 @@
 """The S3 stand-in checks presigned URLs as S3 does: moto's real server behind sandbox.s3, over
-HTTP on loopback, with URLs presigned by geoqueue's own ObjectStore (workers/storage.py)."""
+HTTP on loopback, with URLs presigned by geoqueue's own ObjectStore (services/storage.py)."""
 from __future__ import annotations
 
 import io
@@ -13,11 +13,11 @@ import requests
 from botocore.client import Config
 from PIL import Image
 
+from config.settings import Settings
 from geoqueue.s3ref import S3Ref
+from services.storage import ObjectStore
 from vendors.errors import InputError
 from vendors.immersity import ImmersityClient
-from workers.settings import Settings
-from workers.storage import ObjectStore
 
 BUCKET = "presign-tests"
 KEY, SECRET = "sandbox-access-key", "sandbox-secret-key"

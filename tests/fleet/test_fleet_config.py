@@ -7,10 +7,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from pydantic import ValidationError
 
+from config.settings import Settings, markdown_table
 from geoqueue.s3ref import BadReference, S3Ref, parse_ref
+from services.storage import ObjectStore
 from workers.celery_app import create_app
-from workers.settings import Settings, markdown_table
-from workers.storage import ObjectStore
 
 
 def test_visibility_timeout_is_set_in_all_three_places_and_bounds_every_limit():

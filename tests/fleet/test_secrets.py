@@ -68,7 +68,7 @@ def test_no_key_name_carries_anything_derived_from_a_secret(queue, store, stack)
 
 
 def test_the_log_redactor_masks_signatures_tokens_and_secrets_in_any_case():
-    from workers.redaction import MASK, redact
+    from config.redaction import MASK, redact
 
     line = ("PUT https://s3/b/k?x-amz-signature=abc123&X-Amz-Credential=AKIA%2Fx Authorization: jwt eyJ.a.b "
             "bearer tok-1 {'client_secret': 'shh'} password=pw1 the-configured-secret")
@@ -82,9 +82,9 @@ def test_the_log_redactor_masks_signatures_tokens_and_secrets_in_any_case():
 
 def test_a_vendor_message_quoting_a_presigned_url_reaches_the_job_error_masked():
     """A vendor may quote the URL it could not write to; the job's error keeps the message, not the signature."""
+    from config.redaction import MASK
+    from runtime.guard import FAIL, verdict
     from vendors.errors import VendorError
-    from workers.guard import FAIL, verdict
-    from workers.redaction import MASK
 
     url = "https://bucket.s3.amazonaws.com/out/a.png?X-Amz-Credential=AKIAX%2F1&X-Amz-Signature=f00d"
     refused = VendorError("Immersity rejected the request", vendor="immersity", status=400,

@@ -12,8 +12,8 @@ import pytest
 @pytest.fixture
 def gate_for(stack, monkeypatch):
     """A capture gate of a fresh workspace (bank) on the stack's Redis, as a worker process would have it."""
+    from config import redis_client, settings
     from tasks.immersal import capture_gate
-    from workers import redis_client, settings
 
     monkeypatch.setenv("GEOQUEUE_REDIS_URL", stack.redis_url)
     settings.get_settings.cache_clear()

@@ -177,7 +177,7 @@ def test_a_task_created_just_before_a_worker_died_is_adopted_not_created_again(q
     job_id = uuid.uuid4().hex
     orphan = vendor(sandbox).create_task(project["id"], partial=True, name=f"geoqueue-{job_id}")
     r = redis.Redis.from_url(stack.redis_url, decode_responses=True)
-    # the marker the exactly-once helper (workers/once.py) sets before the create call
+    # the marker the exactly-once helper (runtime/once.py) sets before the create call
     r.hset(f"gq:job:{job_id}:once", "dronemapper:task", json.dumps({"at": time.time(), "seq": 1}))
     job = queue.wait(queue.submit("dronemapper.process_survey", {"images": prefix, "project": project["id"]},
                                   job_id=job_id), timeout=60)

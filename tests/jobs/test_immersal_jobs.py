@@ -72,7 +72,7 @@ def test_build_map_in_chunks_end_to_end(queue, store, sandbox):
 def test_a_build_of_more_images_than_chunks_moves_on_to_settle_through_its_fan_out(queue, store, stack, sandbox):
     """The job's total counts images (its progress) and the fan-out counts chunks: the fan-out sees its
     last chunk done by its own count, and that chunk's task carries the build on to settle."""
-    from workers.fanout import Fanout
+    from runtime.fanout import Fanout
 
     images, rows = put_site(store, 12, seed=4)
     job = queue.wait(queue.submit("immersal.build_map", {"images": images, "name": "Chunks", "chunk_size": 4}),
@@ -122,7 +122,7 @@ def test_server_errors_and_dropped_connections_still_submit_each_image_once(queu
 
 def build_with_cut_off_calls(queue, store, stack, sandbox, markers: dict[int, dict], arrived: list[int]):
     """An 8-image build whose captures of the images `markers` names were cut off without an answer (the
-    markers a killed worker leaves, workers/once.py), of which those in `arrived` had reached Immersal."""
+    markers a killed worker leaves, runtime/once.py), of which those in `arrived` had reached Immersal."""
     images, rows = put_site(store, 8, seed=9)
     job_id = uuid.uuid4().hex
     r = redis.Redis.from_url(stack.redis_url, decode_responses=True)

@@ -69,7 +69,7 @@ def test_the_record_ttl_is_the_documented_setting():
                               env={"PATH": "", **env}, capture_output=True, text=True)
         return int(read.stdout)
 
-    from workers.settings import Settings
+    from config.settings import Settings
 
     assert ttl(GEOQUEUE_RESULT_EXPIRES="4321") == 4321
     assert ttl() == Settings.model_fields["result_expires"].default  # the producer's default is the fleet's

@@ -22,6 +22,7 @@ from PIL import Image
 from geoqueue import GeoQueue, InvalidParams
 from geoqueue.s3ref import S3Ref, parse_ref
 from sandbox.mapillary_world import EARTH_M_PER_DEG, LONG_SEQUENCE_PLAN, build_world, organization_images_in_bbox
+from services.rate_limit import Budget, FleetLimitReached, FleetRateLimiter, Rate
 from tasks.mapillary.exif import Geotag
 from tasks.mapillary.records import HarvestCheckpoints
 from tasks.mapillary.sequences import Placed, split_sequences
@@ -29,7 +30,6 @@ from tests.conftest import start_stack, wait_until
 from tests.inputs import BUCKET
 from tests.probes import failed_with
 from vendors.mapillary import MAX_IDS_PER_BATCH, upload_session_key
-from workers.rate_limit import Budget, FleetLimitReached, FleetRateLimiter, Rate
 
 WORLD = build_world()
 CITY = WORLD.largest_organization()                       # 8,969 images in 120 sequences

@@ -13,7 +13,8 @@ from vendors.errors import TransientError, VendorError
 @pytest.fixture
 def once_for(stack, monkeypatch):
     """Once for a fresh job, on the stack's Redis, as a worker process would have it."""
-    from workers import once, redis_client, settings
+    from config import redis_client, settings
+    from runtime import once
 
     monkeypatch.setenv("GEOQUEUE_REDIS_URL", stack.redis_url)
     settings.get_settings.cache_clear()
@@ -31,7 +32,7 @@ def cut_off_after(seconds: float):
 
 
 def test_a_call_cut_off_counts_as_in_flight_from_the_cut_not_from_its_start(once_for):
-    from workers.once import EffectInFlight
+    from runtime.once import EffectInFlight
 
     effect, calls = once_for(), []
     with pytest.raises(TransientError):
@@ -46,7 +47,7 @@ def test_a_call_cut_off_counts_as_in_flight_from_the_cut_not_from_its_start(once
 
 @pytest.mark.parametrize("status, called_again", [(500, True), (429, True), (502, False), (504, False)])
 def test_only_the_vendors_own_answer_clears_the_marker(once_for, status, called_again):
-    from workers.once import CutOff
+    from runtime.once import CutOff
 
     effect = once_for()
 

@@ -12,7 +12,7 @@ from devstack.webhook_receiver import Receiver
 from tests.conftest import wait_until
 from tests.http_helpers import api, other_api
 from tests.inputs import prefix_of, put_images
-from workers.callbacks import CallbackRefused, check_destination
+from webhooks.destinations import CallbackRefused, check_destination
 
 
 @pytest.fixture
@@ -137,9 +137,9 @@ def test_retries_stop_at_the_end_of_the_window(stack):
 
     import redis
 
+    from config.settings import Settings
     from geoqueue import jobs
-    from workers.settings import Settings
-    from workers.webhooks import DUE_KEY, Deliverer
+    from webhooks.delivery import DUE_KEY, Deliverer
 
     client = redis.Redis.from_url(stack.redis_url.rsplit("/", 1)[0] + "/12", decode_responses=True)
     client.flushdb()
@@ -177,9 +177,9 @@ def test_a_host_that_resolves_to_the_fleet_when_posting_gets_no_post(stack, monk
 
     import redis
 
+    from config.settings import Settings
     from geoqueue import jobs
-    from workers.settings import Settings
-    from workers.webhooks import Deliverer
+    from webhooks.delivery import Deliverer
 
     receiver = Receiver(stack.webhook_secret)
     resolve, answers = socket.getaddrinfo, []

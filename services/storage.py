@@ -15,10 +15,10 @@ import boto3
 from botocore.client import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from config.settings import SEVEN_DAYS, Settings, get_settings
 from geoqueue.s3ref import BadReference, S3Ref, parse_prefix, parse_ref
+from runtime.errors import InvalidInput
 from vendors.errors import TransientError
-from workers.errors import InvalidInput
-from workers.settings import SEVEN_DAYS, Settings, get_settings
 
 MISSING = ("404", "NoSuchKey", "NotFound")
 PROBLEMS = {"NoSuchBucket": "the bucket does not exist", "NoSuchKey": "it does not exist", "404": "it does not exist",

@@ -1,5 +1,5 @@
 """The typed errors a job ends with. Vendors' errors (vendors/errors.py) are typed the same way;
-the guard (workers/guard.py) turns anything else into InternalError."""
+the guard (runtime/guard.py) turns anything else into InternalError."""
 from __future__ import annotations
 
 from typing import Any

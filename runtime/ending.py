@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
+from config.redis_client import get_ledger, get_redis
 from geoqueue import jobs
-from workers.redis_client import get_ledger, get_redis
 
 log = logging.getLogger("geoqueue.jobs")
 

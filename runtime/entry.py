@@ -3,20 +3,20 @@ is the job id. `@job_task(app, name)` registers `fn(job, **params)`, which retur
 or PENDING when the job goes on in other tasks (a fan-out, a poller).
 
 Delivery is at least once, so a redelivered message is harmless: a finished job returns its
-record, and each vendor side effect is guarded by its own record (workers/once.py).
+record, and each vendor side effect is guarded by its own record (runtime/once.py).
 """
 from __future__ import annotations
 
 from typing import Any, Callable
 
+from config.redis_client import get_ledger
 from geoqueue import jobs
 from geoqueue.catalog import CATALOG
 from geoqueue.params import InvalidParams
-from workers import ending
-from workers.context import JobContext
-from workers.errors import InvalidInput
-from workers.guard import STOPPED, JobTask, fail_job, guarded
-from workers.redis_client import get_ledger
+from runtime import ending
+from runtime.context import JobContext
+from runtime.errors import InvalidInput
+from runtime.guard import STOPPED, JobTask, fail_job, guarded
 
 PENDING = object()  # returned by a job function whose job continues in other tasks
 

@@ -10,11 +10,11 @@ from typing import Any
 
 from celery import current_task
 
+from config.redis_client import get_ledger
 from geoqueue import jobs
 from geoqueue.catalog import CATALOG
 from geoqueue.params import InvalidParams
-from workers.errors import JobStopped
-from workers.redis_client import get_ledger
+from runtime.errors import JobStopped
 
 
 def publish_progress(job_id: str, phase: str, done: int | None, total: int | None) -> None:

@@ -13,9 +13,9 @@ import functools
 import threading
 from typing import Callable, TypeVar
 
+from config.settings import Settings, get_settings
+from runtime.errors import NotConfigured
 from vendors.http import Retries
-from workers.errors import NotConfigured
-from workers.settings import Settings, get_settings
 
 C = TypeVar("C")
 

@@ -22,12 +22,13 @@ import redis
 from celery import Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 
+from config import redaction
+from config.settings import get_settings
 from geoqueue.catalog import CATALOG
+from runtime import ending
+from runtime.errors import InternalError, JobError, JobFailed, JobStopped, TimedOut, error_dict
 from vendors.errors import TransientError, VendorError
 from vendors.http import backoff
-from workers import ending, redaction
-from workers.errors import InternalError, JobError, JobFailed, JobStopped, TimedOut, error_dict
-from workers.settings import get_settings
 
 log = logging.getLogger("geoqueue.jobs")
 

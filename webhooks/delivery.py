@@ -1,4 +1,4 @@
-"""Webhooks when a job ends: `python -m workers.webhooks`, one or more per fleet.
+"""Webhooks when a job ends: `python -m webhooks.delivery`, one or more per fleet.
 
 The ledger's transition script appends every job end to the stream `gq:ended` in the same step
 that ends the job, so no end is lost however a process dies. A deliverer reads the stream in a
@@ -30,10 +30,10 @@ from requests_hardened import Config, Manager
 from requests_hardened.ip_filter import InvalidIPAddress
 from standardwebhooks import Webhook
 
+from config.redis_client import get_redis
+from config.settings import Settings, get_settings
 from geoqueue import jobs
-from workers.callbacks import CallbackRefused, check_destination
-from workers.redis_client import get_redis
-from workers.settings import Settings, get_settings
+from webhooks.destinations import CallbackRefused, check_destination
 
 log = logging.getLogger("geoqueue.webhooks")
 

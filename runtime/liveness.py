@@ -9,9 +9,9 @@ from __future__ import annotations
 import time
 
 from beat_schedule import BEAT_SCHEDULE
+from config.redis_client import get_redis
 from geoqueue import jobs
-from workers.ending import on_job_end
-from workers.redis_client import get_redis
+from runtime.ending import on_job_end
 
 HEARTBEATS_KEY = "gq:heartbeat"
 POLLED_KEY = "gq:polled"

@@ -1,7 +1,7 @@
 """Every setting of the fleet, read from GEOQUEUE_* environment variables.
 
 One module so that an operator can see the whole surface in one place; README's
-settings table is generated from it (`python -m workers.settings`).
+settings table is generated from it (`python -m config.settings`).
 Secrets are SecretStr so they never print in reprs, logs or Flower.
 """
 from __future__ import annotations
@@ -138,7 +138,7 @@ class Settings(BaseSettings):
         # Leaves the task time to record its failure before the hard kill.
         return self.task_time_limit - min(30, max(1, self.task_time_limit // 10))
 
-    # --- HTTP API, job pages and webhooks (api/, workers/webhooks.py) ---
+    # --- HTTP API, job pages and webhooks (api/, webhooks/delivery.py) ---
     api_address: str = Field("0.0.0.0", description="Address the HTTP API (`python -m api`) listens on.")
     api_port: int = Field(8080, description="Port of the HTTP API and its job pages.")
     api_keys: str = Field("", description="API keys, as hashes: `name:scope+scope:sha256hex` entries separated by spaces; scopes `submit` and `read`. `python -m api.keys NAME submit read` makes a key and its entry.")

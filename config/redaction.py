@@ -5,7 +5,7 @@ import logging
 import re
 from typing import Any
 
-from workers.settings import Settings
+from config.settings import Settings
 
 MASK = "***"
 _PATTERNS = [

@@ -4,11 +4,20 @@ from __future__ import annotations
 import functools
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
+from config.settings import get_settings
 from geoqueue.jobs import Ledger
 from geoqueue.redis_url import connect
-from workers.outage import redis_retry
-from workers.settings import get_settings
+
+# Longest pause between two tries: how late, at worst, work resumes after Redis is back.
+RETRY_PAUSE_MAX = 1.0
+
+
+def redis_retry(tolerance: float) -> Retry:
+    """Tries 0.1, 0.2, 0.4, 0.8 s apart, then every second, for at least `tolerance` seconds."""
+    return Retry(ExponentialBackoff(cap=RETRY_PAUSE_MAX, base=0.05), retries=int(tolerance) + 4)
 
 
 @functools.lru_cache(maxsize=1)

@@ -15,13 +15,13 @@ import time
 import uuid
 from typing import Any, Callable
 
+from config.redis_client import get_redis
+from config.settings import get_settings
 from geoqueue import jobs
 from geoqueue.routes import queue_for
-from workers.context import JobContext
-from workers.guard import JobTask, guarded
-from workers.lease import Lease
-from workers.redis_client import get_redis
-from workers.settings import get_settings
+from runtime.context import JobContext
+from runtime.guard import JobTask, guarded
+from runtime.lease import Lease
 
 # Move to ARGV[1] (stamped ARGV[2]) only from one of ARGV[3..].
 _MOVE_STEP = """

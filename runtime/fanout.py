@@ -17,13 +17,13 @@ from typing import Any, Callable
 
 import redis
 
+from config.redis_client import get_ledger, get_redis
 from geoqueue import jobs
 from geoqueue.routes import queue_for
-from workers import ending
-from workers.context import JobContext
-from workers.ending import on_job_end
-from workers.guard import STOPPED, JobTask, fail_job, guarded
-from workers.redis_client import get_ledger, get_redis
+from runtime import ending
+from runtime.context import JobContext
+from runtime.ending import on_job_end
+from runtime.guard import STOPPED, JobTask, fail_job, guarded
 
 ACTIVE_KEY = "gq:fanouts"
 

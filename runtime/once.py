@@ -25,9 +25,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, TypeVar
 
+from config.redis_client import get_redis
 from geoqueue import jobs
 from vendors.errors import TransientError, VendorError
-from workers.redis_client import get_redis
 
 T = TypeVar("T")
 

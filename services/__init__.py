@@ -1,0 +1,1 @@
+"""Services the vendor packages use: object storage, vendor clients, token cache, rate limits, budgets."""
