@@ -12,8 +12,6 @@ from celery import current_task
 
 from config.redis_client import get_ledger
 from geoqueue import jobs
-from geoqueue.catalog import CATALOG
-from geoqueue.params import InvalidParams
 from runtime.errors import JobStopped
 
 
@@ -29,22 +27,14 @@ def publish_progress(job_id: str, phase: str, done: int | None, total: int | Non
                         result=f"progress: {phase}{count}")
 
 
-def checked_params(job: jobs.Job) -> dict[str, Any]:
-    """The job's parameters as the catalog normalizes them (a lone map id becomes a list of one, ...);
-    its entry task checked them already, so a later task of the job sees the same values."""
-    try:
-        return CATALOG[job.name].check(job.params)
-    except InvalidParams:
-        return job.params
-
-
 class JobContext:
     """One job, as the task working for it sees it."""
 
     def __init__(self, job: jobs.Job) -> None:
         self.id = job.id
         self.name = job.name
-        self.params: dict[str, Any] = checked_params(job)
+        # Normalized by the catalog at submit, and again by the job's entry task (runtime/entry.py).
+        self.params: dict[str, Any] = job.params
         self.ledger = get_ledger()
 
     @classmethod

@@ -1,6 +1,11 @@
 """A job's own task: the one a producer sends, named as the job (`immersity.batch`), whose task id
-is the job id. `@job_task(app, name)` registers `fn(job, **params)`, which returns the job's result,
-or PENDING when the job goes on in other tasks (a fan-out, a poller).
+is the job id. `@task(name, kind="job")` (runtime/tasks.py) registers `fn(job, **params)`, which
+returns the job's result, or PENDING when the job goes on in other tasks (a fan-out, a poller).
+
+Parameters are checked and normalized once, at submit, by the catalog. A message can reach the
+broker without `submit` (Flower, `send_task`), so the entry checks them again with the same catalog
+and fails the job loudly when they do not pass; the job's record then holds the normalized
+parameters that every later task of the job reads as they are.
 
 Delivery is at least once, so a redelivered message is harmless: a finished job returns its
 record, and each vendor side effect is guarded by its own record (runtime/once.py).
@@ -16,24 +21,26 @@ from geoqueue.params import InvalidParams
 from runtime import ending
 from runtime.context import JobContext
 from runtime.errors import InvalidInput
-from runtime.guard import STOPPED, JobTask, fail_job, guarded
+from runtime.guard import STOPPED, fail_job, guarded
 
 PENDING = object()  # returned by a job function whose job continues in other tasks
 
 
 def run_job(task, fn: Callable[..., Any], params: dict[str, Any]) -> dict[str, Any]:
     job_id, ledger = task.request.id, get_ledger()
+    try:
+        jobs.check_job_id(job_id)
+        checked, refusal = CATALOG[task.name].check(params), None
+    except InvalidParams as exc:
+        checked, refusal = params, InvalidInput(str(exc), field=exc.field)
     # A job sent straight through Flower or send_task has no record yet.
-    ledger.create(job_id, task.name, params)
+    ledger.create(job_id, task.name, checked)
     ledger.mark_taken(job_id)
     job = ledger.get(job_id)
     if job.finished:
         return {"job_id": job_id, "state": job.state}
-    try:
-        jobs.check_job_id(job_id)
-        checked = CATALOG[task.name].check(params)
-    except InvalidParams as exc:
-        fail_job(job_id, InvalidInput(str(exc), field=exc.field).to_dict())
+    if refusal is not None:
+        fail_job(job_id, refusal.to_dict())
     if job.state == jobs.QUEUED:
         ledger.transition(job_id, jobs.RUNNING, phase="starting")
     result = guarded(task, job_id, lambda: fn(JobContext(job), **checked))
@@ -43,15 +50,11 @@ def run_job(task, fn: Callable[..., Any], params: dict[str, Any]) -> dict[str, A
     return {"job_id": job_id, "state": jobs.SUCCEEDED}
 
 
-def job_task(app, name: str, **options: Any):
-    """Register `fn(job, **params)` as the job named `name` (which the catalog must declare)."""
-    CATALOG[name]  # a job the catalog does not know could never be submitted
+def job_runner(fn: Callable[..., Any], name: str):
+    """The job `name` (which the catalog must declare: a job it does not know could never be submitted)."""
+    CATALOG[name]
 
-    def register(fn: Callable[..., Any]):
-        def run(self, **params: Any) -> dict[str, Any]:
-            return run_job(self, fn, params)
+    def run(self, **params: Any) -> dict[str, Any]:
+        return run_job(self, fn, params)
 
-        run.__name__, run.__doc__ = fn.__name__, fn.__doc__
-        return app.task(bind=True, base=JobTask, name=name, **options)(run)
-
-    return register
+    return run

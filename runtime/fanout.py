@@ -16,6 +16,7 @@ import time
 from typing import Any, Callable
 
 import redis
+from celery import current_app
 
 from config.redis_client import get_ledger, get_redis
 from geoqueue import jobs
@@ -23,7 +24,7 @@ from geoqueue.routes import queue_for
 from runtime import ending
 from runtime.context import JobContext
 from runtime.ending import on_job_end
-from runtime.guard import STOPPED, JobTask, fail_job, guarded
+from runtime.guard import STOPPED, fail_job, guarded
 
 ACTIVE_KEY = "gq:fanouts"
 
@@ -41,9 +42,7 @@ return moved
 
 
 def send_item(job_id: str, item: str, task_name: str) -> None:
-    from workers import app
-
-    app.send_task(task_name, kwargs={"job_id": job_id, "item": item}, queue=queue_for(task_name))
+    current_app.send_task(task_name, kwargs={"job_id": job_id, "item": item}, queue=queue_for(task_name))
 
 
 class Fanout:
@@ -135,10 +134,10 @@ def _close_fanout(job_id: str) -> None:
 ItemWork = Callable[[JobContext, str], dict[str, Any]]
 
 
-def item_task(app, name: str, work: ItemWork, finish: Callable[[JobContext], None], *,
-              progress: Callable[[JobContext], None] | None = None,
-              fails_job: Callable[[str, dict], Exception | dict] | None = None):
-    """Register the task of one item of a fan-out: `work(job, item)` returns the item's outcome
+def item_runner(work: ItemWork, name: str, finish: Callable[[JobContext], None],
+                progress: Callable[[JobContext], None] | None = None,
+                fails_job: Callable[[str, dict], Exception | dict] | None = None):
+    """The task of one item of a fan-out (`@task(name, kind="item", finish=...)`): `work(job, item)` returns the item's outcome
     fields; a typed failure is recorded as the item's outcome (or, with `fails_job(item, error)`,
     fails the whole job at once). Whoever sees every outcome recorded runs `finish(job)`, a
     redelivered message too, so a finisher killed midway is replaced."""
@@ -182,9 +181,7 @@ def item_task(app, name: str, work: ItemWork, finish: Callable[[JobContext], Non
             (progress or _count_progress)(job)
         return complete
 
-    run.__name__ = name.rsplit(".", 1)[-1]
-    run.__doc__ = work.__doc__
-    return app.task(bind=True, base=JobTask, name=name)(run)
+    return run
 
 
 def _count_progress(job: JobContext) -> None:

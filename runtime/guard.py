@@ -44,10 +44,15 @@ def retry_delay(retries: int, hint: float | None = None) -> float:
     return min(backoff(retries, 2.0, most, hint, random.uniform), most)
 
 
+def retry_limit(task: Task) -> int:
+    """How often the task is tried again: its own declaration (`@task(retries=...)`), else the setting."""
+    declared = getattr(task, "retry_limit", None)
+    return get_settings().max_retries if declared is None else declared
+
+
 def retry_or_fail(task: Task, exc: Exception, hint: float | None, failed: Callable[[], Any]) -> Any:
-    if task.request.retries < get_settings().max_retries:
-        raise task.retry(exc=exc, countdown=retry_delay(task.request.retries, hint),
-                         max_retries=get_settings().max_retries)
+    if task.request.retries < retry_limit(task):
+        raise task.retry(exc=exc, countdown=retry_delay(task.request.retries, hint), max_retries=retry_limit(task))
     return failed()
 
 
@@ -77,8 +82,7 @@ def classify(exc: Exception, where: str) -> tuple[str, dict[str, Any] | None, fl
         return STOP, None, None
     if isinstance(exc, SoftTimeLimitExceeded):
         limit = get_settings().soft_time_limit
-        return RETRY, TimedOut(f"{where} ran past its time limit ({limit}s), "
-                               f"{get_settings().max_retries + 1} times").to_dict(), 1.0
+        return RETRY, TimedOut(f"{where} ran past its time limit ({limit}s) on every try").to_dict(), 1.0
     if isinstance(exc, TransientError):
         return RETRY, exc.to_dict(), exc.retry_after
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
@@ -127,6 +131,7 @@ class JobTask(Task):
     name the job, or it is the job's own entry task) fails that job: nothing stays running."""
 
     throws = (JobFailed,)  # recorded already; logged without a traceback
+    retry_limit: int | None = None  # declared per task; None: GEOQUEUE_MAX_RETRIES
 
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
         if isinstance(exc, JobFailed):

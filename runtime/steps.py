@@ -15,12 +15,14 @@ import time
 import uuid
 from typing import Any, Callable
 
+from celery import current_app
+
 from config.redis_client import get_redis
 from config.settings import get_settings
 from geoqueue import jobs
 from geoqueue.routes import queue_for
 from runtime.context import JobContext
-from runtime.guard import JobTask, guarded
+from runtime.guard import guarded
 from runtime.lease import Lease
 
 # Move to ARGV[1] (stamped ARGV[2]) only from one of ARGV[3..].
@@ -73,10 +75,8 @@ class StepMachine:
         return _move_script()(keys=[self.key(job_id)], args=[to, time.time(), *from_steps]) == 1
 
     def send(self, job_id: str, step: str) -> None:
-        from workers import app
-
         name = self.step_tasks[step]
-        app.send_task(name, kwargs={"job_id": job_id}, queue=queue_for(name))
+        current_app.send_task(name, kwargs={"job_id": job_id}, queue=queue_for(name))
 
     def dispatch(self, job_id: str, to: str, *from_steps: str) -> None:
         if self.move(job_id, to, *from_steps):
@@ -91,26 +91,21 @@ class StepMachine:
         self.send(job_id, step)
         return True
 
-    def task(self, app, step: str) -> Callable[[StepWork], Any]:
-        """Register `fn(job, state)` as the task of `step`, run under the guard."""
-        steps = self
 
-        def register(fn: StepWork):
-            def run(self, job_id: str) -> dict:
-                skipped = {"job_id": job_id, "step": step, "skipped": True}
-                if is_finished(job_id) or steps.state(job_id).get("step") != step:
-                    return skipped
-                busy, owner = Lease(get_redis(), f"{steps.key(job_id)}:busy", get_settings().task_time_limit), \
-                    uuid.uuid4().hex
-                if not busy.acquire(owner):
-                    return skipped
-                try:
-                    guarded(self, job_id, lambda: fn(JobContext.load(job_id), steps.state(job_id)))
-                finally:
-                    busy.release(owner)
-                return {"job_id": job_id, "step": step}
+def step_runner(fn: StepWork, name: str, machine: StepMachine, step: str):
+    """The task of `step` (`@task(kind="step", machine=..., step=...)`): `fn(job, state)` under the
+    guard, only while the job is at that step, one run at a time."""
+    def run(self, job_id: str) -> dict:
+        skipped = {"job_id": job_id, "step": step, "skipped": True}
+        if is_finished(job_id) or machine.state(job_id).get("step") != step:
+            return skipped
+        busy, owner = Lease(get_redis(), f"{machine.key(job_id)}:busy", get_settings().task_time_limit), uuid.uuid4().hex
+        if not busy.acquire(owner):
+            return skipped
+        try:
+            guarded(self, job_id, lambda: fn(JobContext.load(job_id), machine.state(job_id)))
+        finally:
+            busy.release(owner)
+        return {"job_id": job_id, "step": step}
 
-            run.__name__, run.__doc__ = fn.__name__, fn.__doc__
-            return app.task(bind=True, base=JobTask, name=steps.step_tasks[step])(run)
-
-        return register
+    return run

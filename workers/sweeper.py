@@ -14,26 +14,26 @@ from __future__ import annotations
 import logging
 import time
 
+from celery import current_app
+
 from config.redis_client import get_ledger, get_redis
 from config.settings import get_settings
 from geoqueue import jobs
 from geoqueue.routes import queue_for
 from runtime import ending, liveness
 from runtime.fanout import Fanout
-from runtime.guard import JobTask
 from runtime.steps import grace_seconds, is_finished
-from workers import app, queues
+from runtime.tasks import task
+from workers import queues
 
 log = logging.getLogger("geoqueue.sweeper")
 SUBMISSIONS_PER_SWEEP = 100
 
 
-@app.task(bind=True, base=JobTask, name="geoqueue.sweep", ignore_result=True)
-def sweep(self) -> dict[str, int]:
-    done = {"resent_items": resend_lost_items(), "sent_jobs": send_lost_submissions(),
+@task("geoqueue.sweep", kind="periodic", ignore_result=True)
+def sweep() -> dict[str, int]:
+    return {"resent_items": resend_lost_items(), "sent_jobs": send_lost_submissions(),
             "polls_sent": poke_pollers(), "released": release_holders()}
-    liveness.ran("geoqueue.sweep")
-    return done
 
 
 def resend_lost_items() -> int:
@@ -61,7 +61,7 @@ def send_lost_submissions() -> int:
             continue
         log.warning("job %s (%s) was recorded %.0f s ago and its message is in no queue: sending it",
                     job.id, job.name, time.time() - job.created)
-        app.send_task(job.name, kwargs=job.params, task_id=job.id, queue=queue_for(job.name))
+        current_app.send_task(job.name, kwargs=job.params, task_id=job.id, queue=queue_for(job.name))
         ledger.mark_sent(job.id)
         sent += 1
     return sent
@@ -75,7 +75,7 @@ def poke_pollers() -> int:
         if stale:
             log.warning("%d %s jobs waiting on the vendor were not looked at for %d s (%s...): sending %s",
                         len(stale), vendor, after, ", ".join(job.id for job in stale[:5]), poller)
-            app.send_task(poller, queue=queue_for(poller))
+            current_app.send_task(poller, queue=queue_for(poller))
             sent += 1
     return sent
 

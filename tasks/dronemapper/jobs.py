@@ -30,16 +30,14 @@ from __future__ import annotations
 from typing import Any
 
 from runtime.context import JobContext
-from runtime.entry import PENDING, job_task
-from runtime.fanout import item_task
-from runtime.guard import JobTask
+from runtime.entry import PENDING
+from runtime.tasks import task
 from services.storage import prefix_ref
 from tasks.dronemapper import control, delivery, poller, survey
 from tasks.dronemapper.records import COMMIT, DELIVER, FINISH, SEND, STEPS, SURVEY_JOB, UPLOAD_TASK
-from workers import app
 
 
-@job_task(app, SURVEY_JOB)
+@task(SURVEY_JOB, kind="job")
 def process_survey(job: JobContext, images: str, project: int | str | None = None, project_name: str | None = None,
                    name: str | None = None, options: dict | list | None = None, assets: list[str] | None = None,
                    output: str | None = None, max_parallel_uploads: int | None = None) -> Any:
@@ -49,33 +47,33 @@ def process_survey(job: JobContext, images: str, project: int | str | None = Non
     return PENDING  # the uploads, the poller and delivery carry it on
 
 
-upload = item_task(app, UPLOAD_TASK, survey.upload_image, survey.uploads_done, fails_job=survey.image_rejected)
-commit = STEPS.task(app, COMMIT)(survey.commit)
-send = STEPS.task(app, SEND)(survey.send)
-deliver = STEPS.task(app, DELIVER)(delivery.deliver)
-finish = STEPS.task(app, FINISH)(delivery.finish)
+upload = task(UPLOAD_TASK, kind="item", finish=survey.uploads_done, fails_job=survey.image_rejected)(survey.upload_image)
+commit = task(kind="step", machine=STEPS, step=COMMIT)(survey.commit)
+send = task(kind="step", machine=STEPS, step=SEND)(survey.send)
+deliver = task(kind="step", machine=STEPS, step=DELIVER)(delivery.deliver)
+finish = task(kind="step", machine=STEPS, step=FINISH)(delivery.finish)
 
 
-@app.task(bind=True, base=JobTask, name="dronemapper.poll", ignore_result=True)
-def poll(self) -> dict:
+@task("dronemapper.poll", kind="periodic", one_at_a_time=poller.POLL_LEASE_SECONDS, ignore_result=True)
+def poll() -> dict:
     """Follow every survey in progress: status, progress and console of processing tasks, steps whose
     message was lost, and vendor tasks of surveys that ended meanwhile."""
-    return poller.poll()
+    return poller.poll_cycle()
 
 
-@job_task(app, "dronemapper.cancel")
+@task("dronemapper.cancel", kind="job")
 def cancel(job: JobContext, job_id: str) -> dict:
     """Cancel a survey: its job ends canceled and its vendor task is canceled (or removed, before processing)."""
     return control.cancel(job, job_id)
 
 
-@job_task(app, "dronemapper.restart")
+@task("dronemapper.restart", kind="job")
 def restart(job: JobContext, job_id: str, options: dict | list | None = None) -> dict:
     """Run a finished survey's vendor task again (with new options if given) and deliver its assets again."""
     return control.restart(job, job_id, options)
 
 
-@job_task(app, "dronemapper.remove")
+@task("dronemapper.remove", kind="job")
 def remove(job: JobContext, job_id: str) -> dict:
     """Remove a survey's vendor task and its assets at the vendor (what was delivered to S3 stays);
     a survey still in progress ends canceled."""

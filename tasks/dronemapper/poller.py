@@ -15,25 +15,22 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections import defaultdict
 from functools import partial
 from typing import Any
 
-from config.redis_client import get_ledger, get_redis
+from config.redis_client import get_ledger
 from geoqueue import jobs
 from runtime import liveness
 from runtime.context import JobContext
 from runtime.ending import on_job_end
 from runtime.fanout import Fanout
 from runtime.guard import polled
-from runtime.lease import Lease
 from tasks.dronemapper.client import POLL_REQUESTS, client, poll_client
 from tasks.dronemapper.records import (
     COMMIT,
     DELIVER,
     FINISH,
-    POLL_LEASE_KEY,
     PROCESSING,
     STEPS,
     UPLOAD,
@@ -53,18 +50,6 @@ CONSOLE_READS_PER_CYCLE = 20
 
 WHERE = "dronemapper poll"
 TaskReads = dict[str, Any]      # "project/task" -> the task, None (gone at the vendor) or the read's exception
-
-
-def poll() -> dict:
-    """One cycle, unless another is running."""
-    lease, owner = Lease(get_redis(), POLL_LEASE_KEY, POLL_LEASE_SECONDS), uuid.uuid4().hex
-    if not lease.acquire(owner):
-        return {"skipped": "another poll cycle is running"}
-    try:
-        return poll_cycle()
-    finally:
-        lease.release(owner)
-        liveness.ran("dronemapper.poll")
 
 
 def poll_cycle() -> dict:

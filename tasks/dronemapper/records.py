@@ -7,7 +7,6 @@
     gq:job:<id>:dronemapper:assets   hash: asset -> {"uri", "bytes"} once delivered
     gq:job:<id>:once                 the project, task and restart made once (runtime/once.py)
     gq:dronemapper:active            set: surveys the poller looks after
-    gq:dronemapper:poll              lease: the poll cycle running
     gq:dronemapper:claim:<kind>:<id>@<created_at>   string: the job a project or task belongs to
 """
 from __future__ import annotations
@@ -41,7 +40,6 @@ STEP_PHASES = {CREATE: "preparing", UPLOAD: "uploading images", SEND: "uploading
 STEPS = StepMachine(VENDOR, STEP_TASKS)
 
 ACTIVE_KEY = "gq:dronemapper:active"
-POLL_LEASE_KEY = "gq:dronemapper:poll"
 
 # Claim the stop (ARGV[1] the action, ARGV[2] now): free, or claimed more than ARGV[3] seconds ago.
 # A stop without a claim time was made, and stays made.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -15,7 +14,6 @@ from geoqueue import jobs
 from runtime import ending, liveness
 from runtime.context import JobContext, publish_progress
 from runtime.guard import polled
-from runtime.lease import Lease
 from runtime.once import Once
 from services.storage import get_store, output_area
 from tasks.immersal.client import client, poller
@@ -26,8 +24,6 @@ from tasks.immersal.records import (
     CONSTRUCT,
     CONSTRUCTION,
     DOWNLOAD,
-    POLL_LOCK_KEY,
-    POLL_LOCK_SECONDS,
     QUEUED,
     SETTLE,
     START,
@@ -78,20 +74,9 @@ def record_map(job: JobContext, map_id: int, summary: dict) -> None:
 
 
 # --- the poller ---
-def poll() -> dict:
+def poll_cycle() -> dict:
     """Look after every job in progress: hand free workspaces on, keep leases alive, re-send steps
     whose message was lost, and check the construction of every map being built. Never sleeps."""
-    lock, owner = Lease(get_redis(), POLL_LOCK_KEY, POLL_LOCK_SECONDS), uuid.uuid4().hex
-    if not lock.acquire(owner):
-        return {"skipped": "another poll is running"}
-    try:
-        return poll_cycle()
-    finally:
-        lock.release(owner)
-        liveness.ran("immersal.poll")
-
-
-def poll_cycle() -> dict:
     constructing, banks, resent = [], set(), 0
     for job_id in sorted(get_redis().smembers(ACTIVE_KEY)):
         job, state = get_ledger().get(job_id), STEPS.state(job_id)

@@ -25,9 +25,8 @@ from typing import Any
 
 from geoqueue import jobs
 from runtime.context import JobContext
-from runtime.entry import PENDING, job_task
-from runtime.fanout import item_task
-from runtime.guard import JobTask
+from runtime.entry import PENDING
+from runtime.tasks import task
 from services.storage import get_store, object_ref, prefix_ref
 from tasks.immersal import construction, submission
 from tasks.immersal import localize as locating
@@ -39,6 +38,7 @@ from tasks.immersal.records import (
     DEFAULT_CHUNK_SIZE,
     DOWNLOAD,
     MANIFEST_NAME,
+    POLL_LOCK_SECONDS,
     QUEUED,
     SETTLE,
     START,
@@ -47,7 +47,6 @@ from tasks.immersal.records import (
     ImmersalRecords,
 )
 from tasks.immersal.workspace import queue_for_workspace, waiting_phase
-from workers import app
 
 
 def resumed(job: JobContext) -> bool:
@@ -65,7 +64,7 @@ def resumed(job: JobContext) -> bool:
     return True
 
 
-@job_task(app, "immersal.build_map")
+@task("immersal.build_map", kind="job")
 def build_map(job: JobContext, images: str, name: str, manifest: str | None = None, bank: int | None = None,
               window_size: int | None = None, options: dict | None = None, extend: list[int] | None = None,
               output: str | None = None, chunk_size: int | None = None, max_parallel: int | None = None,
@@ -90,7 +89,7 @@ def build_map(job: JobContext, images: str, name: str, manifest: str | None = No
     return PENDING
 
 
-@job_task(app, "immersal.stitch")
+@task("immersal.stitch", kind="job")
 def stitch(job: JobContext, name: str, map_ids: list[int], output: str | None = None) -> Any:
     """Fuse finished maps into a new one, tracked and downloaded like a built map."""
     if resumed(job):
@@ -105,7 +104,7 @@ def stitch(job: JobContext, name: str, map_ids: list[int], output: str | None = 
     return PENDING
 
 
-@job_task(app, "immersal.restore")
+@task("immersal.restore", kind="job")
 def restore(job: JobContext, map_id: int, bank: int | None = None, clear: bool | None = None) -> Any:
     """Put a map's images back into its workspace (emptied first unless `clear` is false), to extend the map."""
     if resumed(job):
@@ -115,40 +114,40 @@ def restore(job: JobContext, map_id: int, bank: int | None = None, clear: bool |
     return PENDING
 
 
-@job_task(app, "immersal.localize")
+@task("immersal.localize", kind="job")
 def localize(job: JobContext, image: str, intrinsics: Any, map_ids: list[int]) -> dict:
     """The camera pose of one image in one of up to 8 maps, or localized: false."""
     return locating.localize_image(job, image, intrinsics, map_ids)
 
 
-@job_task(app, "immersal.visual_gps")
+@task("immersal.visual_gps", kind="job")
 def visual_gps(job: JobContext, image: str, intrinsics: Any, map_ids: list[int]) -> dict:
     """Localize, then place the camera on the WGS84 ellipsoid through the map's ECEF transform."""
     pose = locating.localize_image(job, image, intrinsics, map_ids)
     return locating.place_on_earth(job, pose) if pose["localized"] else pose
 
 
-@job_task(app, "immersal.maps_near")
+@task("immersal.maps_near", kind="job")
 def maps_near(job: JobContext, latitude: float, longitude: float, radius: float, bank: int | None = None) -> dict:
     """The maps within `radius` metres of a WGS84 point (/geolist)."""
     return locating.maps_near(latitude, longitude, radius, bank or 0)
 
 
-@job_task(app, "immersal.list_maps")
+@task("immersal.list_maps", kind="job")
 def list_maps(job: JobContext, bank: int | None = None) -> dict:
     """All the account's maps (/list), newest first."""
     return locating.list_maps(bank or 0)
 
 
 # --- the tasks that carry a build on ---
-start = STEPS.task(app, START)(submission.start)
-submit_chunk = item_task(app, CHUNK_TASK, submission.submit_chunk, submission.chunks_done,
-                         progress=submission.show_submission, fails_job=lambda _chunk, error: error)
-settle = STEPS.task(app, SETTLE)(submission.settle)
-download = STEPS.task(app, DOWNLOAD)(construction.download)
+start = task(kind="step", machine=STEPS, step=START)(submission.start)
+submit_chunk = task(CHUNK_TASK, kind="item", finish=submission.chunks_done, progress=submission.show_submission,
+                    fails_job=lambda _chunk, error: error)(submission.submit_chunk)
+settle = task(kind="step", machine=STEPS, step=SETTLE)(submission.settle)
+download = task(kind="step", machine=STEPS, step=DOWNLOAD)(construction.download)
 
 
-@app.task(bind=True, base=JobTask, name="immersal.poll", ignore_result=True)
-def poll(self) -> dict:
+@task("immersal.poll", kind="periodic", one_at_a_time=POLL_LOCK_SECONDS, ignore_result=True)
+def poll() -> dict:
     """Beat, every few seconds: every Immersal job in progress looked after. Never sleeps."""
-    return construction.poll()
+    return construction.poll_cycle()

@@ -33,7 +33,6 @@ MAP_FIELDS = ("id", "name", "status", "size", "bank", "privacy", "latitude", "lo
 
 ACTIVE_KEY = "gq:immersal:active"
 CLAIMS_KEY = "gq:immersal:map-jobs"
-POLL_LOCK_KEY = "gq:immersal:poll-lock"
 
 # Where a job is; each step after QUEUED is run by one task (or, for CONSTRUCTION, by the poller).
 QUEUED, START, SUBMIT, SETTLE, CONSTRUCTION, DOWNLOAD = "queued", "start", "submit", "settle", "construction", "download"

@@ -16,9 +16,10 @@ from config.settings import get_settings
 from geoqueue.s3ref import S3Ref
 from runtime.context import JobContext
 from runtime.ending import on_job_end
-from runtime.entry import PENDING, job_task
+from runtime.entry import PENDING
 from runtime.errors import InvalidInput
-from runtime.fanout import Fanout, item_task
+from runtime.fanout import Fanout
+from runtime.tasks import task
 from services.storage import get_store, object_ref, prefix_ref
 from tasks.immersity.inputs import check_image
 from tasks.immersity.records import Credits
@@ -31,7 +32,6 @@ from tasks.immersity.workflow import (
     process_image,
     reserve_credits,
 )
-from workers import app
 
 ITEM_TASK = "immersity.item"
 
@@ -41,7 +41,7 @@ def release_credits(job_id: str) -> None:
     Credits().budget.release(job_id)
 
 
-@job_task(app, "immersity.disparity")
+@task("immersity.disparity", kind="job")
 def disparity(job: JobContext, image: str, output: str | None = None, options: dict | None = None,
               animation: dict | None = None, animation_output: str | None = None) -> dict[str, Any]:
     """A disparity map for one image (and its animation when `animation` is given)."""
@@ -60,7 +60,7 @@ def disparity(job: JobContext, image: str, output: str | None = None, options: d
     return outcome
 
 
-@job_task(app, "immersity.animation")
+@task("immersity.animation", kind="job")
 def animation(job: JobContext, image: str, disparity: str, output: str | None = None,
               options: dict | None = None) -> dict[str, Any]:
     """An animation from an image and its disparity map."""
@@ -81,7 +81,7 @@ def animation(job: JobContext, image: str, disparity: str, output: str | None = 
             "animation_bytes": done["bytes"]}
 
 
-@job_task(app, "immersity.batch")
+@task("immersity.batch", kind="job")
 def batch(job: JobContext, prefix: str, output_prefix: str | None = None, options: dict | None = None,
           animation: dict | None = None, max_parallel: int | None = None) -> Any:
     """Disparity maps for every object under an S3 prefix, a bounded number at a time."""
@@ -126,4 +126,4 @@ def finish_batch(job: JobContext) -> None:
                   for key, v in failed.items()}})
 
 
-item = item_task(app, ITEM_TASK, batch_image, finish_batch)
+item = task(ITEM_TASK, kind="item", finish=finish_batch)(batch_image)

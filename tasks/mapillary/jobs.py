@@ -37,8 +37,9 @@ from typing import Any
 from config.redis_client import get_redis
 from config.settings import get_settings
 from runtime.context import JobContext
-from runtime.entry import PENDING, job_task
-from runtime.fanout import Fanout, item_task
+from runtime.entry import PENDING
+from runtime.fanout import Fanout
+from runtime.tasks import task
 from services.storage import get_store, prefix_ref
 from tasks.mapillary.client import client
 from tasks.mapillary.datasets import write_datasets
@@ -54,7 +55,6 @@ from tasks.mapillary.inputs import HarvestPlan
 from tasks.mapillary.records import HarvestCheckpoints
 from tasks.mapillary.tiles import discover_sequences
 from tasks.mapillary.upload import finish_upload, plan_upload, upload_one_image
-from workers import app
 
 SEQUENCE_TASK = "mapillary.transfer.sequence"
 UPLOAD_TASK = "mapillary.transfer.upload_image"
@@ -64,7 +64,7 @@ def parallel(max_parallel: int | None) -> int:
     return max_parallel or get_settings().mapillary_max_parallel
 
 
-@job_task(app, "mapillary.harvest")
+@task("mapillary.harvest", kind="job")
 def harvest(job: JobContext, bbox: list[float], destination: str, organization_id: str | int | None = None,
             creator_id: str | int | None = None, fields: list[str] | None = None, quality: str | int | None = None,
             max_parallel: int | None = None) -> Any:
@@ -81,10 +81,10 @@ def harvest(job: JobContext, bbox: list[float], destination: str, organization_i
     return PENDING
 
 
-harvest_sequence = item_task(app, SEQUENCE_TASK, harvest_one_sequence, finish_harvest, progress=show_progress)
+harvest_sequence = task(SEQUENCE_TASK, kind="item", finish=finish_harvest, progress=show_progress)(harvest_one_sequence)
 
 
-@job_task(app, "mapillary.upload_sequence")
+@task("mapillary.upload_sequence", kind="job")
 def upload_sequence(job: JobContext, images: str, organization_id: str | int | None = None,
                     max_parallel: int | None = None) -> Any:
     """Images under a prefix with valid EXIF, split into sequences and uploaded, each image once."""
@@ -97,4 +97,4 @@ def upload_sequence(job: JobContext, images: str, organization_id: str | int | N
     return PENDING
 
 
-upload_image = item_task(app, UPLOAD_TASK, upload_one_image, finish_upload)
+upload_image = task(UPLOAD_TASK, kind="item", finish=finish_upload)(upload_one_image)
