@@ -56,13 +56,17 @@ return 1
 """
 
 
-# Record a result; count it the first time the effect gets one.
+# Record a result; count it the first time the effect gets one (then 1, else 0).
 _RECORD = """
 local before = redis.call('HGET', KEYS[1], ARGV[1])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-if not before or not string.find(before, '"result"', 1, true) then redis.call('INCR', KEYS[2]) end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
+if not before or not string.find(before, '"result"', 1, true) then
+  redis.call('INCR', KEYS[2])
+  return 1
+end
+return 0
 """
 
 
@@ -81,6 +85,7 @@ class CutOff(Exception):
 @dataclass
 class Effect(Generic[T]):
     result: T
+    first: bool = False   # this attempt recorded the result: what it costs is counted now, by this attempt
 
 
 def answered(exc: BaseException) -> bool:
@@ -107,9 +112,10 @@ class Once:
         entries = {name: json.loads(raw) for name, raw in self.redis.hgetall(self.key).items()}
         return {name: entry for name, entry in entries.items() if "result" not in entry}
 
-    def record(self, name: str, result: Any) -> None:
-        self._record(keys=[self.key, f"{self.key}:done"],
-                     args=[name, json.dumps({"result": result}), jobs.RECORD_TTL_SECONDS])
+    def record(self, name: str, result: Any) -> bool:
+        """Record the effect's result; True the first time it has one."""
+        return bool(self._record(keys=[self.key, f"{self.key}:done"],
+                                 args=[name, json.dumps({"result": result}), jobs.RECORD_TTL_SECONDS]))
 
     def in_flight(self, name: str, sent: bool) -> None:
         """A request of the call `name` has left whole (`sent`), or its answer came: cut off in between,
@@ -124,19 +130,18 @@ class Once:
     def forget(self, name: str) -> None:
         self.redis.hdel(self.key, name)
 
-    def run(self, name: str, call: Callable[[], T], lookup: Callable[[float | None], T | None] | None = None, *,
-            look_first: bool = False, in_flight: float = 0.0) -> Effect[T]:
+    def run(self, name: str, call: Callable[[], T], lookup: Callable[[float], T | None] | None = None, *,
+            in_flight: float = 0.0) -> Effect[T]:
         """Make the effect `name` happen once. `lookup(since)` finds the effect made by a call cut off
-        since that time (None: not there); with `look_first` it is asked before any call too. A call
-        cut off counts as in flight for `in_flight` seconds from when it was cut off."""
+        since that time (None: not there). A call cut off counts as in flight for `in_flight` seconds
+        from when it was cut off."""
         entry = self.entry(name)
         if entry and "result" in entry:
             return Effect(entry["result"])
-        if lookup is not None and (entry or look_first):
-            found = lookup(entry["at"] if entry else None)
+        if lookup is not None and entry:
+            found = lookup(entry["at"])
             if found is not None:
-                self.record(name, found)
-                return Effect(found)
+                return Effect(found, first=self.record(name, found))
         if entry:
             since = time.time() - float(entry.get("cut", entry["at"]))
             if since < in_flight:
@@ -155,5 +160,4 @@ class Once:
             else:
                 self._note(keys=[self.key], args=[name, "cut", time.time()])
             raise
-        self.record(name, result)
-        return Effect(result)
+        return Effect(result, first=self.record(name, result))

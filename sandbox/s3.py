@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import hmac
+import json
 import signal
 import sys
 import threading
@@ -39,6 +40,7 @@ from sandbox.serving import KeepAliveServer, WSGIApp
 
 SANDBOX_CREDENTIALS = {"sandbox-access-key": "sandbox-secret-key"}
 MAX_EXPIRES_S = 7 * 24 * 3600  # SigV4's limit
+REQUESTS_PATH = "/_sandbox/requests"   # not S3's: what the stand-in was asked, by method and object
 SIGV4_PARAMS = ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders")
 
 
@@ -62,10 +64,16 @@ class PresignedUrlCheck:
         self.credentials = dict(credentials or SANDBOX_CREDENTIALS)
         self.clock = clock
         self.refused: dict[str, int] = {}   # S3 error code -> count, for whoever wants to look
+        self.requests: dict[str, int] = {}  # "METHOD /bucket/key" -> count, for tests that count S3's work
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         raw_path, _, raw_query = _raw_target(environ)
+        if raw_path == REQUESTS_PATH:
+            return self._tally(start_response)
+        with self._lock:
+            seen = f"{environ['REQUEST_METHOD']} {unquote(raw_path)}"
+            self.requests[seen] = self.requests.get(seen, 0) + 1
         query = parse_qsl(raw_query, keep_blank_values=True)
         names = {name for name, _ in query}
         try:
@@ -82,6 +90,12 @@ class PresignedUrlCheck:
                            [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
             return [body]
         return self.app(environ, start_response)
+
+    def _tally(self, start_response: Callable) -> Iterable[bytes]:
+        with self._lock:
+            body = json.dumps(self.requests).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
 
     # --- SigV4 ---
     def _check_sigv4(self, environ: dict, raw_path: str, query: list[tuple[str, str]]) -> None:

@@ -10,6 +10,7 @@ it may spend before its first call, and lets go of the reservation when it ends.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from config.settings import get_settings
@@ -97,12 +98,21 @@ def batch(job: JobContext, prefix: str, output_prefix: str | None = None, option
     return PENDING
 
 
+@functools.lru_cache(maxsize=64)
+def batch_places(job_id: str, prefix: str, output_prefix: str | None) -> tuple[str, S3Ref]:
+    """A batch's source bucket and output prefix, worked out once per batch in a worker process
+    (every image of it asks)."""
+    outputs = get_store().output(output_prefix, "output_prefix", prefix=True) if output_prefix \
+        else default_outputs(job_id)
+    return prefix_ref(prefix, "prefix").bucket, outputs
+
+
 def batch_image(job: JobContext, item: str) -> dict[str, Any]:
     """One image of a batch: its disparity map (and animation)."""
-    params, store = job.params, get_store()
-    source = S3Ref(prefix_ref(params["prefix"], "prefix").bucket, item)
-    outputs = store.output(params["output_prefix"], "output_prefix", prefix=True) if params.get("output_prefix") \
-        else default_outputs(job.id)
+    params = job.params
+    bucket, outputs = batch_places(job.id, params["prefix"], params.get("output_prefix"))
+    source = S3Ref(bucket, item)
+    check_image(source, "prefix")
     animation = params.get("animation")
     animation_out = output_for(source, outputs, "." + animation.get("animationType", "mp4")) if animation else None
     return process_image(job, source, output_for(source, outputs, ".png"), params.get("options") or {}, animation,
@@ -119,11 +129,11 @@ def finish_batch(job: JobContext) -> None:
         "outputs": {v["image"]: {k: v[k] for k in ("disparity", "animation") if k in v}
                     for v in items.values() if v.get("state") == "succeeded"},
     }
-    names = sorted(S3Ref(prefix_ref(job.params["prefix"], "prefix").bucket, key).uri for key in failed)
+    bucket, _ = batch_places(job.id, job.params["prefix"], job.params.get("output_prefix"))
+    names = sorted(S3Ref(bucket, key).uri for key in failed)
     Fanout().finish(job.id, result, failed and {
         "type": "SomeItemsFailed", "message": f"{len(failed)} of {len(items)} images failed: {', '.join(names[:10])}",
-        "items": {S3Ref(prefix_ref(job.params["prefix"], "prefix").bucket, key).uri: v["error"]
-                  for key, v in failed.items()}})
+        "items": {S3Ref(bucket, key).uri: v["error"] for key, v in failed.items()}})
 
 
 item = task(ITEM_TASK, kind="item", finish=finish_batch)(batch_image)

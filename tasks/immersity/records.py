@@ -3,7 +3,6 @@
     gq:immersity:prices            JSON of /api/v1/prices, cached 10 minutes
     gq:budget:immersity:spent      credits spent by the fleet (with a budget set)
     gq:budget:immersity:reserved   hash job id -> credits a job may still spend
-    gq:job:<id>:charged            set of the calls already counted in a job's credits
 """
 from __future__ import annotations
 
@@ -12,7 +11,6 @@ from typing import Callable
 
 from config.redis_client import get_ledger, get_redis
 from config.settings import get_settings
-from geoqueue import jobs
 from services.budget import CreditBudget
 
 PRICES_KEY = "gq:immersity:prices"
@@ -32,10 +30,8 @@ class Credits:
         self.redis.set(PRICES_KEY, json.dumps(prices), ex=PRICES_TTL_SECONDS)
         return prices
 
-    def charge_once(self, job_id: str, call: str, cost: int) -> bool:
-        """Count a call's cost in the job's credits (and the budget) the first time it is seen."""
-        if not self.redis.sadd(f"{jobs.job_key(job_id)}:charged", call):
-            return False
+    def charge(self, job_id: str, cost: int) -> int:
+        """Count a paid call's cost in the job's credits and the budget."""
         get_ledger().add_credits(job_id, cost)
         self.budget.spend(job_id, cost)
-        return True
+        return cost

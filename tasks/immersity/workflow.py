@@ -18,7 +18,6 @@ from runtime.once import Once
 from services.storage import get_store, output_area
 from services.token_cache import RedisTokenStore
 from services.vendor_clients import call_retries, vendor_client
-from tasks.immersity.inputs import check_image
 from tasks.immersity.records import Credits
 from vendors.errors import TransientError, VendorError
 from vendors.immersity import ImmersityClient
@@ -84,16 +83,14 @@ def paid_call(job: JobContext, operation: str, variant: str, target: S3Ref, call
                             vendor_message=exc.vendor_message, field=exc.field) from exc
         return {"paid": True}
 
-    def already_there(marked_at: float | None) -> dict[str, Any] | None:
-        # Made by this job's cut-off call (paid), or there before this job asked (not ours to pay).
-        return {"paid": marked_at is not None} if store.size(target) else None
+    def made_by_cut_off_call(_since: float) -> dict[str, Any] | None:
+        return {"paid": True} if store.size(target) else None
 
-    effect = Once(job.id).run(f"immersity:{target.uri}", make, already_there, look_first=True,
+    # The charge is counted by the attempt that records the call's result, once: the Once record is the
+    # call's only record. (A worker killed between the two undercounts the job by this call, never twice.)
+    effect = Once(job.id).run(f"immersity:{target.uri}", make, made_by_cut_off_call,
                               in_flight=get_settings().immersity_timeout)
-    credits = 0
-    if effect.result["paid"]:
-        cost = price(operation, variant)
-        credits = cost if Credits().charge_once(job.id, f"immersity:{target.uri}", cost) else 0
+    credits = Credits().charge(job.id, price(operation, variant)) if effect.first else 0
     size = store.size(target)
     if not size:
         # The vendor answered success: calling again would pay again for the same missing object.
@@ -104,8 +101,7 @@ def paid_call(job: JobContext, operation: str, variant: str, target: S3Ref, call
 
 def process_image(job: JobContext, image: S3Ref, disparity_out: S3Ref, options: dict,
                   animation: dict | None, animation_out: S3Ref | None, field: str = "image") -> dict[str, Any]:
-    """Disparity (and animation) for one image, each vendor call made at most once."""
-    check_image(image, field)
+    """Disparity (and animation) for one image (checked by the caller), each vendor call made at most once."""
     store, vendor = get_store(), client()
     outcome: dict[str, Any] = {"image": image.uri, "disparity": disparity_out.uri, "credits": 0}
     done = paid_call(job, "disparity", "mono", disparity_out, lambda: vendor.disparity(

@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 
 import pytest
+import requests
 from PIL import Image
 
 from geoqueue import InvalidParams, JobFailed
@@ -25,6 +26,22 @@ def test_single_image_disparity(queue, store, sandbox):
     assert disparity.format == "PNG" and disparity.size == (200, 150)
     assert job.credits == 10 == job.result["credits"]
     assert sandbox.disparity_calls_for(job.result["disparity"]) == 1
+
+
+def s3_requests(stack, method: str, ref: S3Ref) -> int:
+    """How often the S3 stand-in was asked `method` on this object."""
+    return requests.get(stack.s3_url + "/_sandbox/requests", timeout=10).json().get(f"{method} /{ref.bucket}/{ref.key}", 0)
+
+
+def test_a_disparity_costs_one_head_of_its_image_and_one_of_its_output(stack, queue, store):
+    """The image is checked once (its size, then its first bytes), and the output looked at once, after
+    the call (what it wrote); nothing is looked for before a first call."""
+    [image] = put_images(store, 1)
+    job = queue.wait(queue.submit("immersity.disparity", {"image": image.uri}), timeout=60)
+    output = parse_ref(job.result["disparity"])
+    assert s3_requests(stack, "HEAD", image) == 1
+    assert s3_requests(stack, "GET", image) == 2   # its first bytes, and the vendor's read by a presigned URL
+    assert s3_requests(stack, "HEAD", output) == 1
 
 
 def test_disparity_chained_with_animation(queue, store, sandbox):
