@@ -1,7 +1,7 @@
 """Mapillary harvest: geoqueue's `mapillary.harvest` job vs the toolset's four sequential steps,
 against the same sandbox (every Mapillary request delayed by the added latency) in the same run.
 
-The baseline does what the toolset's scripts do (shared/vendor-docs/mapillary-api-v4-toolset-readme.md):
+The baseline does what the toolset's scripts do (docs/vendors/mapillary.md#the-toolsets-four-steps):
 tiles from z13 drilled into all four children of every tile naming the organization, one image_ids
 call per sequence, metadata in batches of 50 over the whole id list (one id at a time for a batch
 that fails), then one download per image into a local folder, skipping files already there; one

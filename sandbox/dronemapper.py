@@ -1,7 +1,7 @@
-"""DroneMapper stand-in: the REST API of vendor-docs/dronemapper-cloud-api.txt, offline and stateful.
+"""DroneMapper stand-in: the REST API of the vendor's document (docs/vendors/dronemapper.md), offline and stateful.
 
 The vendor's document is the contract; where it is silent, WebODM (which the document copies, see
-facts/webodm.md §0) fills in. What it does:
+docs/vendors/dronemapper.md#dronemapper-is-webodm) fills in. What it does:
 - JWT token-auth (HS256 with `exp`). No credentials: 401, as the document's "Error Status Codes"
   table says; an expired token: 403 {"detail": "Signature has expired."} ("Token Expiration").
 - Projects listed as the document's paginated object {count, next, previous, results}; tasks as a
@@ -54,12 +54,12 @@ class DroneMapperStandIn(AuthRoutes, ProjectRoutes, TaskRoutes, Processing, Asse
             "users": {"sandbox": "sandbox-password"},
             "token_lifetime_s": 6 * 3600.0,       # WebODM's JWT_EXPIRATION_DELTA
             # The document's "Error Status Codes" table: 401 Unauthenticated. WebODM itself answers 403
-            # (SessionAuthentication comes first, facts/webodm.md §1 Auth); set 403 to play that server.
+            # (docs/vendors/dronemapper.md#why-403-not-401); set 403 to play that server.
             "unauthenticated_status": 401,
             "clock_offset_s": 0.0,                # the vendor's clock ahead of ours (tokens die early)
             "page_size": 10,                      # WebODM's PAGE_SIZE; the document names none
             # "always": the document's "Get list of projects" object {count, next, previous, results}.
-            # "when_asked": WebODM's, a bare list unless ?page= is given (facts/webodm.md §1 Projects).
+            # "when_asked": WebODM's bare list unless ?page= (docs/vendors/dronemapper.md#project-list-pagination).
             "projects_pagination": "always",
             # "document": any JSON list of name/value pairs ("Create a task"; the quickstart sends
             # {"name": "null", "value": "null"}). Stricter, neither documented: "webodm" also refuses a
@@ -140,7 +140,7 @@ class DroneMapperStandIn(AuthRoutes, ProjectRoutes, TaskRoutes, Processing, Asse
             # "Orthomosaic TMS layer", "Digital Elevation Model TMS layer"; dtm too, as WebODM serves it.
             (f"{task}/<layer>/tiles.json", "optional", {"get": self._tiles_json}),
             (f"{task}/<layer>/tiles/<int:z>/<int:x>/<int:y>.png", "optional", {"get": self._tile}),
-            # Not in the document: WebODM's routes (facts/webodm.md §1 Processing nodes), served because
+            # Not in the document: WebODM's routes (docs/vendors/dronemapper.md#processing-nodes), served because
             # the fleet reads the option names from them; a DroneMapper without them answers 404.
             ("/api/processingnodes/", "required", {"get": self._processing_nodes}),
             ("/api/processingnodes/options/", "required", {"get": self._node_options}),

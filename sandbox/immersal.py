@@ -1,6 +1,6 @@
 """Immersal stand-in: accounts, workspaces (image banks), map construction, download, localization, ECEF.
 
-Faithful to the vendor's contract (vendor-docs/immersal-rest-api-python-examples.txt, facts §A):
+Faithful to the vendor's contract (docs/vendors/immersal.md):
 every call is a POST whose JSON body carries the token; binary variants send JSON + NUL + image;
 the answer is always HTTP 200 with `"error": "none"` or the vendor's error string ("auth", "job",
 "not found", "map count", "name"). Missing fields read as 0 / false / "" as a C server would.

@@ -9,13 +9,13 @@ Sub-prefixes under /mapillary mirror the real hosts, so a client only swaps base
     /mapillary/rupload/mapillary_public_uploads/{key}   rupload.facebook.com
     /mapillary/s3/{bucket}                             s3-eu-west-1.amazonaws.com (legacy form POST)
 
-Error shapes follow facts/mapillary.md: Graph errors are {"error": {message, type, code, fbtrace_id}},
+Error shapes follow docs/vendors/mapillary.md: Graph errors are {"error": {message, type, code, fbtrace_id}},
 code 190 for a bad token (HTTP status configurable: the real service sometimes answers 500);
 the upload service answers {"backoff": ms, "debug_info": {retriable, type, message}}; S3 answers XML.
-Where the facts give no shape (a missing id, a Graph rate limit) the stand-in follows the
+Where the notes give no shape (a missing id, a Graph rate limit) the stand-in follows the
 Facebook Graph convention: code 100/subcode 33, code 803 for a batch, code 4 for the app limit.
 
-Against the documents (vendor-docs/mapillary-api-v4-toolset-readme.md, mapillary-legacy-upload.txt):
+Against the documents (the toolset's README and the legacy upload notes, in docs/vendors/mapillary.md):
 - thumbnail URLs live for days, as the README's sample CSV URLs do; short lifetimes are a fault
   to inject (`thumbnail_lifetime_s`), for the refresh path;
 - the legacy form upload refuses fields out of order (the document: "maybe a 400"), a wrong acl or
@@ -167,7 +167,7 @@ class MapillaryStandIn(VendorStandIn):
             "drop_upload_next": 0,              # ...for the next N upload POSTs
             "drop_upload_key": "",              # ...to this session key only (empty: any): no other upload takes them
             "legacy_aws_access_key_id": "AKIAI2X3BJAT2W75HILA",
-            # Stricter than mapillary-legacy-upload.txt ("Generating a key" only says what mapillary_tools
+            # Stricter than the legacy upload notes ("Generating a key" only says what mapillary_tools
             # builds, {username}/{uuid4}/{filename}, not that S3 refuses another key): off by default.
             "legacy_key_layout_check": False,
             "legacy_accounts": {"sandbox_uploader": {"permission_hash": "sandbox-permission-hash",

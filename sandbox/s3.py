@@ -1,7 +1,7 @@
 """The S3 stand-in: moto's S3 server behind a layer that checks presigned URLs as S3 does.
 
 moto's server takes any presigned request: a URL presigned for GET used to PUT, an expired URL,
-a forged signature (facts/immersal_immersity_s3.md §C.3). Real S3 refuses each with 403, so a
+a forged signature (docs/s3.md#moto). Real S3 refuses each with 403, so a
 presigning bug would pass every test. This layer recomputes what S3 recomputes, with botocore's
 own signers, before moto sees the request:
 

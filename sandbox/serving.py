@@ -30,7 +30,7 @@ THREADS = 256
 CONNECTIONS = 2000
 BODY_IN_MEMORY = 64 * 1024 * 1024   # images and uploads stay in memory instead of temporary files
 # The vendors' documents name no largest request; waitress refuses bodies over 1 GiB unless told
-# otherwise, which turned a 2 GiB single-request DroneMapper survey into a 413 no vendor documents.
+# otherwise, with a 413 no vendor documents, and a DroneMapper survey sent in one request can be larger.
 MAX_BODY = 1 << 40
 
 

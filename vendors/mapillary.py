@@ -4,7 +4,7 @@
 The three hosts are separate base URLs so the sandbox and the real service are interchangeable:
 graph (graph.mapillary.com), tiles (tiles.mapillary.com) and upload (rupload.facebook.com).
 Every error becomes a typed error once, in `error_from_response`, so the task layer can decide
-about retries from the type alone. The contract is in shared/facts/mapillary.md.
+about retries from the type alone. What it relies on is in docs/vendors/mapillary.md.
 """
 from __future__ import annotations
 

@@ -107,9 +107,9 @@ def configure(app: Celery, settings: Settings) -> None:
         task_time_limit=settings.task_time_limit,
         task_soft_time_limit=settings.soft_time_limit,
         # A Redis restart stops nothing: running tasks go on (True would terminate them, and their
-        # messages then came back only after the visibility timeout: 6 tasks killed, 8 of 10 jobs
-        # stuck). facts/celery.md warns that with this off the messages of running acks_late tasks
-        # may be redelivered and run in parallel; that cannot happen here (workers/broker.py keeps
+        # messages would come back only after the visibility timeout). Celery warns that with this
+        # off the messages of running acks_late tasks may be redelivered and run in parallel
+        # (docs/celery-kombu.md#broker-connection-loss); that cannot happen here (workers/broker.py keeps
         # them held, the ack reaches Redis when the task ends) and would repeat no paid call anyway:
         # every vendor side effect goes through the exactly-once helper (runtime/once.py).
         worker_cancel_long_running_tasks_on_connection_loss=False,

@@ -1,6 +1,6 @@
 """What an image must carry to be uploaded to Mapillary, read from its EXIF with exifread.
 
-The legacy upload notes (vendor-docs/mapillary-legacy-upload.txt) name the fields: GPSLatitude,
+The legacy upload notes (docs/vendors/mapillary.md#exif) name the fields: GPSLatitude,
 GPSLongitude and their refs, and a time from DateTime, DateTimeOriginal (IFD0 or the Exif IFD),
 DateTimeDigitized or GPSDateStamp. We prefer the capture time as mapillary_tools does
 (DateTimeOriginal, then DateTimeDigitized, then the file's DateTime, then the GPS stamp).

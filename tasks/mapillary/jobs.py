@@ -5,7 +5,7 @@
                                 "max_parallel"?: 8}
     mapillary.upload_sequence  {"images": "s3://b/photos/", "organization_id"?: "…", "max_parallel"?: 8}
 
-A harvest is the toolset's four steps (facts/mapillary.md §2) as one job, one task per arrow:
+A harvest: the toolset's four steps (docs/vendors/mapillary.md#the-toolsets-four-steps) as one job, a task per arrow:
 
     harvest               coverage tiles over the bbox, drilled down to z14 only into tiles that hold the
                           owner; the owner's sequences with images in the bbox, `max_parallel` at a time:

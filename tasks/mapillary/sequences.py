@@ -1,4 +1,4 @@
-"""Geotagged images into upload sequences, with mapillary_tools' rules (facts/mapillary.md §3):
+"""Geotagged images into upload sequences, with mapillary_tools' rules (docs/vendors/mapillary.md#sequences):
 sort by capture time, cut where more than 60 s or 100 m separate two images, drop an image
 taken within 0.1 m and 5 degrees of the previous one kept, and keep sequences to 1,000 images
 (staff "never recommend sequences bigger than 1k images")."""

@@ -90,7 +90,7 @@ def close_sequence(job: JobContext, sequence: dict, outcomes: dict[str, dict], p
 
     Nothing can look a closing up: finish_upload answers only a cluster id, no documented endpoint
     tells what became of an upload (images show in the API once processed, hours or days later;
-    facts/mapillary.md §3), and the legacy upload is a form POST that reads nothing back. So a closing
+    docs/vendors/mapillary.md#after-an-upload), and a legacy upload is a form POST reading nothing back. So a closing
     cut off without an answer (its worker died, its connection dropped) is made again, and the
     repeat lands on the same thing: the manifest's session key is its content's md5, so the repeat
     resumes that session and finishes the same file handle, which mapillary_tools retries as safe

@@ -1,4 +1,4 @@
-"""The vendors' own sample requests, from /work/shared/vendor-docs/, sent to the sandbox as the
+"""The vendors' own sample requests (their documents: docs/vendors/), sent to the sandbox as the
 documents send them (plain requests, no geoqueue client), and answered as the documents say."""
 from __future__ import annotations
 
