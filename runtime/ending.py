@@ -1,10 +1,10 @@
 """How a job ends: its record reaches an end state once, and whatever it held is let go.
 
 Each vendor registers what its jobs may hold (a credit reservation, a workspace lease, a poller's
-watch) with `@on_job_end`, and a job that takes something says so with `holds(job_id)`. Every end
-state the fleet records goes through `end_job`, which runs them all. They are cheap and idempotent,
-so the sweeper runs them again for holders that ended elsewhere (a producer's cancel) or whose
-worker died in between.
+watch) with `@on_job_end`, and a job that takes something says so with `hold(job_id)`. Every end
+state the fleet records goes through `end_job`, which runs them all; a producer's cancel, recorded
+outside the fleet, sends the fleet `release(job_id)` (workers/sweeper.py). They are cheap and
+idempotent, so the sweeper runs them again for holders whose worker died in between.
 
     gq:holders    set of job ids that may hold something
 """
@@ -39,7 +39,7 @@ def on_job_end(release: Release | None = None, *, reads_end_state: bool = False)
     return register(release) if release else register
 
 
-def holds(job_id: str) -> None:
+def hold(job_id: str) -> None:
     """The job takes something that must be let go of when it ends."""
     get_redis().sadd(HOLDERS_KEY, job_id)
 

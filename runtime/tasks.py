@@ -6,6 +6,7 @@
                      runs once every item has one (runtime/fanout.py)
     kind="step"      one step of a job's step machine: `fn(job, state)` (runtime/steps.py); the name
                      is the machine's task for that step
+    kind="control"   acts on a job from outside its work (its end recorded elsewhere, ...): `fn(job_id)`
     kind="periodic"  run by beat: `fn()`, one run at a time fleet-wide under a lease when
                      `one_at_a_time=seconds`, its last run noted for liveness (runtime/liveness.py)
 
@@ -46,7 +47,14 @@ def periodic_runner(fn: Callable[[], Any], name: str, one_at_a_time: float | Non
     return run
 
 
-RUNNERS = {"job": entry.job_runner, "item": fanout.item_runner, "step": steps.step_runner, "periodic": periodic_runner}
+def control_runner(fn: Callable[[str], Any], name: str):
+    def run(self, job_id: str) -> Any:
+        return fn(job_id)
+
+    return run
+
+
+RUNNERS = {"job": entry.job_runner, "control": control_runner, "item": fanout.item_runner, "step": steps.step_runner, "periodic": periodic_runner}
 
 
 def task(name: str | None = None, *, kind: str, retries: int | None = None, **how: Any):

@@ -19,7 +19,7 @@ from celery import current_app
 from config.redis_client import get_ledger, get_redis
 from config.settings import get_settings
 from geoqueue import jobs
-from geoqueue.routes import queue_for
+from geoqueue.routes import RELEASE_TASK, queue_for
 from runtime import ending, liveness
 from runtime.fanout import Fanout
 from runtime.steps import grace_seconds, is_finished
@@ -34,6 +34,12 @@ SUBMISSIONS_PER_SWEEP = 100
 def sweep() -> dict[str, int]:
     return {"resent_items": resend_lost_items(), "sent_jobs": send_lost_submissions(),
             "polls_sent": poke_pollers(), "released": release_holders()}
+
+
+@task(RELEASE_TASK, kind="control", ignore_result=True)
+def release(job_id: str) -> None:
+    """A job ended outside the fleet (a producer's cancel): what it held is let go now."""
+    ending.release(job_id)
 
 
 def resend_lost_items() -> int:

@@ -12,7 +12,7 @@ from geoqueue import jobs
 from geoqueue.catalog import CATALOG
 from geoqueue.params import InvalidParams
 from geoqueue.redis_url import DEFAULT_MASTER, connect, is_sentinel
-from geoqueue.routes import queue_for
+from geoqueue.routes import RELEASE_TASK, queue_for
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 # wait() and watch() wake on the job's published events; they also read the record this often in
@@ -170,4 +170,6 @@ class GeoQueue:
         canceled = self.ledger.transition(job_id, jobs.CANCELED, error={"type": "Canceled", "message": "canceled by request"})
         if canceled:
             self.celery.control.revoke(job_id)
+            # What the job held (credit reservations, a workspace) goes now, not at the next sweep.
+            self.celery.send_task(RELEASE_TASK, kwargs={"job_id": job_id}, queue=queue_for(RELEASE_TASK))
         return canceled

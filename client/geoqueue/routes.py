@@ -7,6 +7,10 @@ TRANSFER = "transfer"  # long work: vendor calls that block, uploads, downloads
 
 QUEUES = (CONTROL, TRANSFER)
 
+# The fleet's task that lets go at once of what a job held, sent by whoever ended the job outside
+# the fleet (a producer's cancel).
+RELEASE_TASK = "geoqueue.release"
+
 # Task name pattern -> queue, first match wins. Convention: a vendor's long, I/O-bound steps are
 # named `<vendor>.transfer.<step>`; job entry tasks, pollers and bookkeeping stay on control.
 TASK_ROUTES = {

@@ -69,7 +69,7 @@ def record_map(job: JobContext, map_id: int, summary: dict) -> None:
     STEPS.set(job.id, map_id=map_id, status="pending", summary=json.dumps(summary), step=CONSTRUCTION,
               step_at=time.time())
     job.show(jobs.WAITING, "construction: pending")
-    ending.holds(job.id)
+    ending.hold(job.id)
     r.sadd(ACTIVE_KEY, job.id)
 
 

@@ -37,7 +37,7 @@ def waiting_phase(bank: int) -> str:
 def queue_for_workspace(job: JobContext, bank: int) -> None:
     STEPS.set(job.id, step=QUEUED, step_at=time.time(), bank=bank)
     job.show(jobs.QUEUED, waiting_phase(bank))
-    ending.holds(job.id)
+    ending.hold(job.id)
     workspace_lease(bank).wait(job.id)
     get_redis().sadd(ACTIVE_KEY, job.id)
     hand_over(bank)

@@ -52,7 +52,7 @@ def reserve_credits(job_id: str, images: int, calls: list[tuple[str, str]]) -> i
     """Reserve what the job may spend; refused before any call when the budget cannot cover it."""
     cost = images * sum(price(operation, variant) for operation, variant in calls)
     budget = Credits().budget
-    ending.holds(job_id)
+    ending.hold(job_id)
     granted, spent, reserved = budget.reserve(job_id, cost)
     if not granted:
         raise BudgetExceeded(f"the job needs {cost} credits but the budget of {budget.limit} has "

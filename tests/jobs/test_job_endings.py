@@ -8,6 +8,7 @@ import uuid
 import redis
 from celery import Celery
 
+from devstack.local_stack import wait_until
 from geoqueue.routes import queue_for
 from geoqueue.s3ref import S3Ref
 from tests.inputs import BUCKET, prefix_of, put_images
@@ -86,3 +87,16 @@ def test_a_map_build_from_a_bucket_that_does_not_exist_fails_naming_images(queue
     error = failed_with(queue, job_id, "InvalidInput", "images")
     assert "bucket does not exist" in error["message"]
     assert not any(path in sandbox.counters("immersal") for path in ("/clear", "/capture", "/construct"))
+
+
+def test_a_producers_cancel_lets_go_of_what_the_job_held_at_once(queue, store, stack, sandbox):
+    """The credits a batch reserved go back the moment its producer cancels it, not at the next sweep
+    (a minute later): another job may need them."""
+    refs = put_images(store, 4)
+    sandbox.configure("immersity", processing_delay_s=2.0)
+    job_id = queue.submit("immersity.batch", {"prefix": prefix_of(refs), "max_parallel": 1})
+    r = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    wait_until(lambda: r.hexists("gq:budget:immersity:reserved", job_id), 30, "the batch's reservation")
+    assert queue.cancel(job_id)
+    wait_until(lambda: not r.hexists("gq:budget:immersity:reserved", job_id)
+               and not r.sismember("gq:holders", job_id), 5, "the reservation let go")
