@@ -58,7 +58,7 @@ class JobStopped(Exception):
     """The job ended elsewhere (canceled, failed by another task) while this task worked for it."""
 
 
-class JobFailed(Exception):
+class FailureRecorded(Exception):
     """Raised after the ledger recorded the failure, so Celery and Flower show FAILURE too."""
 
 

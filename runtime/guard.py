@@ -24,11 +24,11 @@ from celery.exceptions import Retry, SoftTimeLimitExceeded
 
 from config import redaction
 from config.settings import get_settings
+from geoqueue.backoff import backoff
 from geoqueue.catalog import CATALOG
 from runtime import ending
-from runtime.errors import InternalError, JobError, JobFailed, JobStopped, TimedOut, error_dict
+from runtime.errors import FailureRecorded, InternalError, JobError, JobStopped, TimedOut, error_dict
 from vendors.errors import TransientError, VendorError
-from vendors.http import backoff
 
 log = logging.getLogger("geoqueue.jobs")
 
@@ -57,10 +57,10 @@ def retry_or_fail(task: Task, exc: Exception, hint: float | None, failed: Callab
 
 
 def fail_job(job_id: str, error: dict[str, Any]) -> None:
-    """The job fails with `error`; raises JobFailed so Celery and Flower show the task failed too."""
+    """The job fails with `error`; raises FailureRecorded so Celery and Flower show the task failed too."""
     ending.fail(job_id, error)
     log.info("job %s failed: %s: %s", job_id, error.get("type"), error.get("message"))
-    raise JobFailed(f"{error.get('type')}: {error.get('message')}")
+    raise FailureRecorded(f"{error.get('type')}: {error.get('message')}")
 
 
 RETRY, FAIL, STOP = "retry", "fail", "stop"
@@ -130,11 +130,11 @@ class JobTask(Task):
     """Base of every geoqueue task. An exception that escapes a task working for a job (its kwargs
     name the job, or it is the job's own entry task) fails that job: nothing stays running."""
 
-    throws = (JobFailed,)  # recorded already; logged without a traceback
+    throws = (FailureRecorded,)  # recorded already; logged without a traceback
     retry_limit: int | None = None  # declared per task; None: GEOQUEUE_MAX_RETRIES
 
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
-        if isinstance(exc, JobFailed):
+        if isinstance(exc, FailureRecorded):
             return
         job_id = (kwargs or {}).get("job_id") if self.name not in CATALOG else task_id
         if not isinstance(job_id, str):

@@ -40,6 +40,3 @@ class CreditBudget:
 
     def release(self, job_id: str) -> None:
         self.redis.hdel(self.reserved_key, job_id)
-
-    def spent(self) -> int:
-        return int(self.redis.get(self.spent_key) or 0)

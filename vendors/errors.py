@@ -9,8 +9,6 @@ GATEWAY_CUT_OFF = frozenset({502, 504})
 class VendorError(Exception):
     """A vendor call that did not succeed. `vendor_message` keeps the vendor's own words."""
 
-    retryable = False
-
     def __init__(self, message: str, *, vendor: str = "", status: int | None = None,
                  vendor_message: str | None = None, field: str | None = None) -> None:
         super().__init__(message)
@@ -67,8 +65,6 @@ class Conflict(VendorError):
 
 class TransientError(VendorError):
     """5xx, 429, timeouts, dropped connections: worth another try after `retry_after` seconds."""
-
-    retryable = True
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)

@@ -17,6 +17,7 @@ from typing import Any, Callable, TypeVar
 
 import requests
 
+from geoqueue.backoff import backoff
 from vendors.errors import RateLimited, TransientError
 
 USER_AGENT = "geoqueue/0.1"
@@ -39,21 +40,6 @@ def retry_after_seconds(response: requests.Response) -> float | None:
     except ValueError:
         parsed = email.utils.parsedate_to_datetime(value)
         return max(0.0, parsed.timestamp() - time.time()) if parsed else None
-
-
-def backoff(attempt: int, base: float, cap: float, hint: float | None, draw: Callable[[float, float], float]) -> float:
-    """Seconds before try `attempt + 1`: full jitter over base * 2**attempt (capped), never shorter
-    than the vendor's Retry-After.
-
-    >>> backoff(0, 0.5, 20, None, lambda low, high: high)
-    0.5
-    >>> backoff(10, 0.5, 20, None, lambda low, high: high)
-    20
-    >>> backoff(3, 0.5, 20, 7.0, lambda low, high: low)
-    7.0
-    """
-    delay = draw(0.0, min(cap, base * 2 ** attempt))
-    return max(delay, hint) if hint is not None else delay
 
 
 def may_retry(error: TransientError, idempotent: bool) -> bool:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import signal
 import socket
 import time
@@ -33,6 +32,7 @@ from standardwebhooks import Webhook
 from config.redis_client import get_redis
 from config.settings import Settings, get_settings
 from geoqueue import jobs
+from geoqueue.backoff import backoff, equal_jitter
 from webhooks.destinations import CallbackRefused, check_destination
 
 log = logging.getLogger("geoqueue.webhooks")
@@ -55,15 +55,14 @@ def state_key(job_id: str) -> str:
     return f"gq:webhook:{job_id}"
 
 
-def backoff(attempts: int, settings: Settings) -> float:
+def retry_delay(attempts: int, settings: Settings) -> float:
     """Seconds before the next attempt after `attempts` failures: doubling, with jitter, capped.
 
     >>> s = Settings(webhook_backoff_initial=5, webhook_backoff_max=60)
-    >>> all(2.5 <= backoff(1, s) <= 5 for _ in range(100)), backoff(20, s) <= 60
+    >>> all(2.5 <= retry_delay(1, s) <= 5 for _ in range(100)), retry_delay(20, s) <= 60
     (True, True)
     """
-    ceiling = min(settings.webhook_backoff_max, settings.webhook_backoff_initial * 2 ** (attempts - 1))
-    return random.uniform(ceiling / 2, ceiling)
+    return backoff(attempts - 1, settings.webhook_backoff_initial, settings.webhook_backoff_max, None, equal_jitter)
 
 
 def payload(job: jobs.Job) -> str:
@@ -176,7 +175,7 @@ class Deliverer:
             outcome.update(outcome="failed", error=type(exc).__name__)
         outcome["ms"] = round((time.time() - started) * 1000, 1)
         if outcome["outcome"] == "failed" and retry:
-            next_at = time.time() + backoff(number, self.settings)
+            next_at = time.time() + retry_delay(number, self.settings)
             if next_at <= float(state["ended"]) + self.settings.webhook_retry_window:
                 outcome["next_attempt"] = next_at
                 self.redis.zadd(DUE_KEY, {job_id: next_at})

@@ -225,7 +225,7 @@ def test_graph_rate_limit_becomes_rate_limited_with_retry_after(sandbox, client,
     with pytest.raises(MapillaryRateLimited) as caught:
         client.get_image(image_id)
     error = caught.value
-    assert error.status == 429 and error.code == 4 and error.retryable
+    assert error.status == 429 and error.code == 4 and isinstance(error, TransientError)
     assert 0 < error.retry_after <= 30
     # By Facebook convention the same code can come with HTTP 400: still a rate limit, not bad input.
     sandbox.configure("mapillary", rate_limit_http_status=400)
@@ -255,7 +255,7 @@ def test_code_190_on_http_500_is_an_auth_error(sandbox, server, world):
     with pytest.raises(MapillaryAuthError) as caught:
         stranger.get_image(next(iter(world.images)))
     error = caught.value
-    assert isinstance(error, AuthError) and not error.retryable
+    assert isinstance(error, AuthError) and not isinstance(error, TransientError)
     assert error.status == 500 and error.code == 190 and error.fbtrace_id
     with pytest.raises(AuthError):
         stranger.coverage_tile(14, *lonlat_to_tile(*world.center, 14))
@@ -263,7 +263,7 @@ def test_code_190_on_http_500_is_an_auth_error(sandbox, server, world):
     sandbox.configure("mapillary", graph_unavailable_next=1)
     with pytest.raises(MapillaryTransientError) as caught:
         make_client(server).get_image(next(iter(world.images)))
-    assert caught.value.retryable and caught.value.status == 500
+    assert isinstance(caught.value, TransientError) and caught.value.status == 500
 
 
 def test_injected_faults_map_to_transient_errors(sandbox, client, world):

@@ -29,6 +29,7 @@ from tasks.mapillary.sequences import Placed, split_sequences
 from tests.conftest import start_stack, wait_until
 from tests.inputs import BUCKET
 from tests.probes import failed_with
+from vendors.errors import TransientError
 from vendors.mapillary import MAX_IDS_PER_BATCH, upload_session_key
 
 WORLD = build_world()
@@ -317,7 +318,7 @@ def test_fleet_limits_in_redis(stack):
     assert limiter.take(f"{name}:day", daily) == pytest.approx((midnight - now).total_seconds(), abs=2)
     with pytest.raises(FleetLimitReached) as caught:
         limiter.acquire(f"{name}:day", daily, max_wait=5)
-    assert caught.value.retryable and caught.value.retry_after > 5
+    assert isinstance(caught.value, TransientError) and caught.value.retry_after > 5
 
     rate = Rate(10, 1.0, burst=2)          # 2 at once, then one per 1/8 s: never 11 in a second
     assert [limiter.take(f"{name}:rate", rate) for _ in range(2)] == [0.0, 0.0]
