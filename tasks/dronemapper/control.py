@@ -9,7 +9,7 @@ from runtime import ending
 from runtime.context import JobContext
 from runtime.errors import InvalidInput
 from runtime.once import CutOff, Once
-from tasks.dronemapper.client import client
+from tasks.dronemapper.account import client
 from tasks.dronemapper.inputs import check_options
 from tasks.dronemapper.poller import wind_down
 from tasks.dronemapper.records import SURVEY_JOB, Survey, vendor_id

@@ -9,7 +9,7 @@ from geoqueue.s3ref import S3Ref
 from runtime import ending
 from runtime.context import JobContext
 from services.storage import get_store
-from tasks.dronemapper.client import client
+from tasks.dronemapper.account import client
 from tasks.dronemapper.inputs import delivery_prefix
 from tasks.dronemapper.poller import sync_console
 from tasks.dronemapper.records import DELIVER, STEP_PHASES, VENDOR, ProcessingFailed, Survey, vendor_id

@@ -26,7 +26,7 @@ from runtime.context import JobContext
 from runtime.ending import on_job_end
 from runtime.fanout import Fanout
 from runtime.guard import polled
-from tasks.dronemapper.client import POLL_REQUESTS, client, poll_client
+from tasks.dronemapper.account import POLL_REQUESTS, client, poll_client
 from tasks.dronemapper.records import (
     COMMIT,
     DELIVER,

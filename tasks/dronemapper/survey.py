@@ -12,7 +12,7 @@ from runtime.context import JobContext
 from runtime.errors import JobError
 from runtime.fanout import Fanout
 from services.storage import get_store
-from tasks.dronemapper.client import client, partial_upload_supported
+from tasks.dronemapper.account import client, partial_upload_supported
 from tasks.dronemapper.creation import project_for, task_for, task_name
 from tasks.dronemapper.inputs import check_options, check_output, existing_project, find_images
 from tasks.dronemapper.records import (

@@ -16,7 +16,7 @@ from runtime.context import JobContext, publish_progress
 from runtime.guard import polled
 from runtime.once import Once
 from services.storage import get_store, output_area
-from tasks.immersal.client import client, poller
+from tasks.immersal.account import client, poller
 from tasks.immersal.records import (
     ACTIVE_KEY,
     CLAIMS_KEY,

@@ -30,7 +30,7 @@ from runtime.tasks import task
 from services.storage import get_store, object_ref, prefix_ref
 from tasks.immersal import construction, submission
 from tasks.immersal import localize as locating
-from tasks.immersal.client import client
+from tasks.immersal.account import client
 from tasks.immersal.inputs import check_images, check_maps_exist, check_room, read_manifest
 from tasks.immersal.records import (
     CHUNK_TASK,

@@ -6,7 +6,7 @@ from typing import Any
 from runtime.context import JobContext
 from runtime.errors import JobError
 from services.storage import get_store, object_ref
-from tasks.immersal.client import client, public_maps
+from tasks.immersal.account import client, public_maps
 from tasks.immersal.inputs import INTRINSIC_FIELDS, POSITION_FIELDS, check_image_object
 from tasks.immersal.records import MAP_FIELDS
 from vendors.geodesy import map_to_wgs84

@@ -29,8 +29,8 @@ from runtime.fanout import Fanout
 from runtime.once import CutOff, Once
 from runtime.steps import is_finished
 from services.storage import get_store, prefix_ref
+from tasks.immersal.account import client
 from tasks.immersal.capture_gate import CaptureGate, exact_captures, exact_cut_offs, settle_pending
-from tasks.immersal.client import client
 from tasks.immersal.construction import create_map_once, record_map
 from tasks.immersal.records import (
     CHUNK_TASK,

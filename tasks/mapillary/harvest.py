@@ -10,8 +10,8 @@ from config.settings import get_settings
 from runtime.context import JobContext
 from runtime.fanout import Fanout
 from services.storage import ObjectStore, get_store
+from tasks.mapillary.account import client
 from tasks.mapillary.calls import Calls
-from tasks.mapillary.client import client
 from tasks.mapillary.datasets import write_datasets
 from tasks.mapillary.inputs import FAILED_SHOWN, MISSING_SHOWN, HarvestPlan
 from tasks.mapillary.records import FINISHED_CHECKPOINT_TTL, HarvestCheckpoints

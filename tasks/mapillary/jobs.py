@@ -41,7 +41,7 @@ from runtime.entry import PENDING
 from runtime.fanout import Fanout
 from runtime.tasks import task
 from services.storage import get_store, prefix_ref
-from tasks.mapillary.client import client
+from tasks.mapillary.account import client
 from tasks.mapillary.datasets import write_datasets
 from tasks.mapillary.harvest import (
     finish_harvest,

@@ -7,8 +7,8 @@ from config.settings import get_settings
 from runtime.context import JobContext
 from runtime.errors import BudgetExceeded
 from services.rate_limit import FleetLimitReached
+from tasks.mapillary.account import client
 from tasks.mapillary.calls import Calls
-from tasks.mapillary.client import client
 from tasks.mapillary.inputs import HarvestPlan
 from tasks.mapillary.records import HarvestCheckpoints
 from vendors.mapillary import (

@@ -13,7 +13,7 @@ from runtime.errors import InvalidInput
 from runtime.fanout import Fanout
 from runtime.once import CutOff, Once
 from services.storage import ObjectStore, get_store
-from tasks.mapillary.client import RESUMABLE, client, legacy_credentials, upload_protocol
+from tasks.mapillary.account import RESUMABLE, client, legacy_credentials, upload_protocol
 from tasks.mapillary.exif import EXIF_HEAD_BYTES, Geotag, Rejected, read_geotag
 from tasks.mapillary.inputs import FAILED_SHOWN, MISSING_SHOWN
 from tasks.mapillary.records import UploadRecords
