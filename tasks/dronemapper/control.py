@@ -5,10 +5,7 @@ from typing import Any
 
 from config.redis_client import get_ledger
 from geoqueue import jobs
-from runtime import ending
-from runtime.context import JobContext
-from runtime.errors import InvalidInput
-from runtime.once import CutOff, Once
+from runtime import CutOff, InvalidInput, JobContext, Once, ending
 from tasks.dronemapper.account import client
 from tasks.dronemapper.inputs import check_options
 from tasks.dronemapper.poller import wind_down

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Callable, Iterable
 
-from runtime.once import Once
+from runtime import Once
 from tasks.dronemapper.records import Survey, log
 from vendors.dronemapper import DroneMapperClient
 

@@ -6,8 +6,7 @@ import json
 from geoqueue import jobs
 from geoqueue.catalog.dronemapper import DEFAULT_ASSETS
 from geoqueue.s3ref import S3Ref
-from runtime import ending
-from runtime.context import JobContext
+from runtime import JobContext, ending
 from services.storage import get_store
 from tasks.dronemapper.account import client
 from tasks.dronemapper.inputs import delivery_prefix

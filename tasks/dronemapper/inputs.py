@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from config.settings import get_settings
 from geoqueue.s3ref import S3Ref
-from runtime.errors import InvalidInput
+from runtime import InvalidInput
 from services.storage import ObjectStore, get_store, output_area
 from vendors.dronemapper import DroneMapperClient
 from vendors.errors import NotFound

@@ -29,9 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runtime.context import JobContext
-from runtime.entry import PENDING
-from runtime.tasks import task
+from runtime import PENDING, JobContext, task
 from services.storage import prefix_ref
 from tasks.dronemapper import control, delivery, poller, survey
 from tasks.dronemapper.records import COMMIT, DELIVER, FINISH, SEND, STEPS, SURVEY_JOB, UPLOAD_TASK

@@ -21,9 +21,7 @@ from typing import Any
 
 from config.redis_client import get_ledger
 from geoqueue import jobs
-from runtime import liveness
-from runtime.context import JobContext
-from runtime.ending import on_job_end
+from runtime import JobContext, liveness, on_job_end
 from runtime.fanout import Fanout
 from runtime.guard import polled
 from tasks.dronemapper.account import POLL_REQUESTS, client, poll_client

@@ -20,7 +20,7 @@ from config.redis_client import get_redis
 from config.settings import get_settings
 from geoqueue import jobs
 from geoqueue.s3ref import S3Ref, parse_ref
-from runtime.errors import JobError
+from runtime import JobError
 from runtime.steps import StepMachine, is_finished
 
 log = logging.getLogger("geoqueue.dronemapper")

@@ -8,8 +8,7 @@ import time
 from config.settings import get_settings
 from geoqueue import jobs
 from geoqueue.s3ref import S3Ref, parse_ref
-from runtime.context import JobContext
-from runtime.errors import JobError
+from runtime import JobContext, JobError
 from runtime.fanout import Fanout
 from services.storage import get_store
 from tasks.dronemapper.account import client, partial_upload_supported

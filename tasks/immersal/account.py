@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from config.redis_client import get_redis
 from config.settings import Settings, get_settings
-from runtime.errors import NotConfigured
+from runtime import NotConfigured
 from services.token_cache import RedisTokenStore
 from services.vendor_clients import call_retries, vendor_client
 from tasks.immersal.records import POLL_CALL_TIMEOUT

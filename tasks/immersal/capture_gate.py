@@ -26,8 +26,7 @@ from typing import Callable, Iterator
 from config.redis_client import get_redis
 from config.settings import get_settings
 from geoqueue import jobs
-from runtime.context import JobContext
-from runtime.errors import JobError
+from runtime import JobContext, JobError
 from runtime.lease import Lease
 from tasks.immersal.records import STEPS, ImmersalRecords, log
 from tasks.immersal.workspace import workspace_mismatch

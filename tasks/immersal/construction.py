@@ -11,10 +11,9 @@ from typing import Any, Callable
 from config.redis_client import get_ledger, get_redis
 from config.settings import get_settings
 from geoqueue import jobs
-from runtime import ending, liveness
-from runtime.context import JobContext, publish_progress
+from runtime import JobContext, Once, ending, liveness
+from runtime.context import publish_progress
 from runtime.guard import polled
-from runtime.once import Once
 from services.storage import get_store, output_area
 from tasks.immersal.account import client, poller
 from tasks.immersal.records import (

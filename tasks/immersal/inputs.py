@@ -9,7 +9,7 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 
 from geoqueue.s3ref import S3Ref
-from runtime.errors import InvalidInput
+from runtime import InvalidInput
 from services.storage import ObjectStore
 from vendors.immersal import ImmersalClient, ImmersalNotFound
 

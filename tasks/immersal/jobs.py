@@ -24,9 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from geoqueue import jobs
-from runtime.context import JobContext
-from runtime.entry import PENDING
-from runtime.tasks import task
+from runtime import PENDING, JobContext, task
 from services.storage import get_store, object_ref, prefix_ref
 from tasks.immersal import construction, submission
 from tasks.immersal import localize as locating

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runtime.context import JobContext
-from runtime.errors import JobError
+from runtime import JobContext, JobError
 from services.storage import get_store, object_ref
 from tasks.immersal.account import client, public_maps
 from tasks.immersal.inputs import INTRINSIC_FIELDS, POSITION_FIELDS, check_image_object

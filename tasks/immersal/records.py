@@ -17,8 +17,7 @@ from typing import Iterator
 
 from config.redis_client import get_redis
 from geoqueue import jobs
-from runtime.errors import JobError
-from runtime.once import Once
+from runtime import JobError, Once
 from runtime.steps import StepMachine
 
 log = logging.getLogger("geoqueue.immersal")

@@ -22,11 +22,8 @@ from typing import Any
 from config.settings import get_settings
 from geoqueue import jobs
 from geoqueue.s3ref import S3Ref
-from runtime import ending
-from runtime.context import JobContext
-from runtime.errors import InvalidInput, JobError
+from runtime import CutOff, InvalidInput, JobContext, JobError, Once, ending
 from runtime.fanout import Fanout
-from runtime.once import CutOff, Once
 from runtime.steps import is_finished
 from services.storage import get_store, prefix_ref
 from tasks.immersal.account import client

@@ -8,8 +8,7 @@ import time
 from config.redis_client import get_ledger, get_redis
 from config.settings import get_settings
 from geoqueue import jobs
-from runtime import ending
-from runtime.context import JobContext
+from runtime import JobContext, ending
 from runtime.lease import Lease
 from runtime.steps import grace_seconds, is_finished
 from tasks.immersal.records import ACTIVE_KEY, QUEUED, START, STEPS, WORKSPACE_STEPS, ImmersalRecords, WorkspaceLost

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from geoqueue.s3ref import S3Ref
-from runtime.errors import InvalidInput
+from runtime import InvalidInput
 from services.storage import get_store
 
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")

@@ -15,12 +15,8 @@ from typing import Any
 
 from config.settings import get_settings
 from geoqueue.s3ref import S3Ref
-from runtime.context import JobContext
-from runtime.ending import on_job_end
-from runtime.entry import PENDING
-from runtime.errors import InvalidInput
+from runtime import PENDING, InvalidInput, JobContext, on_job_end, task
 from runtime.fanout import Fanout
-from runtime.tasks import task
 from services.storage import get_store, object_ref, prefix_ref
 from tasks.immersity.inputs import check_image
 from tasks.immersity.records import Credits

@@ -11,10 +11,7 @@ from typing import Any
 from config.redis_client import get_redis
 from config.settings import Settings, get_settings
 from geoqueue.s3ref import S3Ref
-from runtime import ending
-from runtime.context import JobContext
-from runtime.errors import BudgetExceeded
-from runtime.once import Once
+from runtime import BudgetExceeded, JobContext, Once, ending
 from services.storage import get_store, output_area
 from services.token_cache import RedisTokenStore
 from services.vendor_clients import call_retries, vendor_client

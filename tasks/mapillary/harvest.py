@@ -7,7 +7,7 @@ from typing import Any, Iterator
 
 from config.redis_client import get_redis
 from config.settings import get_settings
-from runtime.context import JobContext
+from runtime import JobContext
 from runtime.fanout import Fanout
 from services.storage import ObjectStore, get_store
 from tasks.mapillary.account import client

@@ -36,10 +36,8 @@ from typing import Any
 
 from config.redis_client import get_redis
 from config.settings import get_settings
-from runtime.context import JobContext
-from runtime.entry import PENDING
+from runtime import PENDING, JobContext, task
 from runtime.fanout import Fanout
-from runtime.tasks import task
 from services.storage import get_store, prefix_ref
 from tasks.mapillary.account import client
 from tasks.mapillary.datasets import write_datasets

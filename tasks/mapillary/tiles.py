@@ -4,8 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from config.settings import get_settings
-from runtime.context import JobContext
-from runtime.errors import BudgetExceeded
+from runtime import BudgetExceeded, JobContext
 from services.rate_limit import FleetLimitReached
 from tasks.mapillary.account import client
 from tasks.mapillary.calls import Calls

@@ -8,10 +8,8 @@ from typing import Any
 
 from config.redis_client import get_redis
 from geoqueue.s3ref import S3Ref
-from runtime.context import JobContext
-from runtime.errors import InvalidInput
+from runtime import CutOff, InvalidInput, JobContext, Once
 from runtime.fanout import Fanout
-from runtime.once import CutOff, Once
 from services.storage import ObjectStore, get_store
 from tasks.mapillary.account import RESUMABLE, client, legacy_credentials, upload_protocol
 from tasks.mapillary.exif import EXIF_HEAD_BYTES, Geotag, Rejected, read_geotag
