@@ -40,7 +40,10 @@ from devstack.local_stack import LocalStack  # noqa: E402
 from geoqueue import GeoQueue  # noqa: E402
 from geoqueue.s3ref import parse_ref  # noqa: E402
 from sandbox.mapillary_world import LONG_SEQUENCE_PLAN, build_world  # noqa: E402
-from vendors.mapillary import MAX_IDS_PER_BATCH, MapillaryClient, MapillaryNotFound, child_tiles, tiles_covering_bbox  # noqa: E402
+from vendors.mapillary.client import MapillaryClient  # noqa: E402
+from vendors.mapillary.errors import MapillaryNotFound  # noqa: E402
+from vendors.mapillary.graph import MAX_IDS_PER_BATCH  # noqa: E402
+from vendors.mapillary.tiles import child_tiles, tiles_covering_bbox  # noqa: E402
 
 TOOLSET_MIN_ZOOM, TOOLSET_MAX_ZOOM = 13, 14        # the toolset's settings.py
 TOOLSET_FIELDS = ("sequence", "captured_at", "compass_angle", "thumb_256_url", "width")

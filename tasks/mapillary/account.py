@@ -7,7 +7,8 @@ from runtime import NotConfigured
 from services.rate_limit import Budget, FleetRateLimiter, Rate, RateLimitedAdapter
 from services.vendor_clients import call_retries, vendor_client
 from vendors.http import new_session
-from vendors.mapillary import LegacyUploadCredentials, MapillaryClient
+from vendors.mapillary.client import MapillaryClient
+from vendors.mapillary.legacy_upload import LegacyUploadCredentials
 
 RATE_WAIT_INLINE_S = 10.0              # longer waits for a fleet-wide slot retry the task instead
 TILE_BUDGET_PERIOD_S = 86_400.0

@@ -12,7 +12,7 @@ from geoqueue.s3ref import S3Ref
 from services.storage import ObjectStore
 from tasks.mapillary.inputs import HarvestPlan
 from tasks.mapillary.records import HarvestCheckpoints
-from vendors.mapillary import MAX_IDS_PER_BATCH
+from vendors.mapillary.graph import MAX_IDS_PER_BATCH
 
 SEQUENCE_DATASET, IMAGE_DATASET, METADATA_DATASET = "seq_dataset.csv", "img_dataset.csv", "img_meta_dataset.csv"
 

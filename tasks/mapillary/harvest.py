@@ -15,7 +15,9 @@ from tasks.mapillary.calls import Calls
 from tasks.mapillary.datasets import write_datasets
 from tasks.mapillary.inputs import FAILED_SHOWN, MISSING_SHOWN, HarvestPlan
 from tasks.mapillary.records import FINISHED_CHECKPOINT_TTL, HarvestCheckpoints
-from vendors.mapillary import MAX_IDS_PER_BATCH, ExpiredUrl, MapillaryClient, MapillaryNotFound
+from vendors.mapillary.client import MapillaryClient
+from vendors.mapillary.errors import ExpiredUrl, MapillaryNotFound
+from vendors.mapillary.graph import MAX_IDS_PER_BATCH
 
 
 def harvest_phase(counts: dict[str, int]) -> str:

@@ -10,11 +10,11 @@ from tasks.mapillary.account import client
 from tasks.mapillary.calls import Calls
 from tasks.mapillary.inputs import HarvestPlan
 from tasks.mapillary.records import HarvestCheckpoints
-from vendors.mapillary import (
+from vendors.mapillary.client import MapillaryClient
+from vendors.mapillary.tiles import (
     IMAGE_ZOOM,
     SEQUENCE_MIN_ZOOM,
     CoverageTile,
-    MapillaryClient,
     bbox_intersects,
     child_tiles,
     in_bbox,

@@ -16,7 +16,7 @@ from tasks.mapillary.exif import EXIF_HEAD_BYTES, Geotag, Rejected, read_geotag
 from tasks.mapillary.inputs import FAILED_SHOWN, MISSING_SHOWN
 from tasks.mapillary.records import UploadRecords
 from tasks.mapillary.sequences import Placed, split_sequences
-from vendors.mapillary import upload_session_key
+from vendors.mapillary.resumable_upload import upload_session_key
 
 CHECK_THREADS = 8                      # concurrent S3 reads of image headers while planning an upload
 # A closing is three short requests (offset, manifest, finish_upload). Begun less than this ago it may still

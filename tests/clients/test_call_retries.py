@@ -19,7 +19,7 @@ from vendors.dronemapper import DroneMapperClient
 from vendors.errors import RateLimited, TransientError
 from vendors.http import Retries
 from vendors.immersal import ImmersalClient
-from vendors.mapillary import MapillaryClient
+from vendors.mapillary.client import MapillaryClient
 
 FAST = Retries(attempts=6, total_seconds=30, base_seconds=0.01, cap_seconds=0.1)
 

@@ -17,22 +17,19 @@ from sandbox.mapillary import SANDBOX_CLIENT_TOKEN, SANDBOX_USER_TOKEN
 from sandbox.mapillary_world import build_world, organization_images_in_bbox
 from vendors.errors import AuthError, InputError, NotFound, RateLimited, TransientError
 from vendors.http import Retries
-from vendors.mapillary import (
+from vendors.mapillary.client import MapillaryClient
+from vendors.mapillary.errors import (
     ExpiredUrl,
-    LegacyUploadCredentials,
     MapillaryAuthError,
-    MapillaryClient,
     MapillaryInputError,
     MapillaryNotFound,
     MapillaryRateLimited,
     MapillaryTransientError,
     legacy_error_from_response,
-    lonlat_to_tile,
-    tile_bounds,
-    tile_local_to_lonlat,
-    tiles_covering_bbox,
-    upload_session_key,
 )
+from vendors.mapillary.legacy_upload import LegacyUploadCredentials
+from vendors.mapillary.resumable_upload import upload_session_key
+from vendors.mapillary.tiles import lonlat_to_tile, tile_bounds, tile_local_to_lonlat, tiles_covering_bbox
 
 # These tests look at how one answer is classified; tests/clients/test_call_retries.py, at the retries.
 ONE_TRY = Retries(attempts=1)

@@ -30,7 +30,8 @@ from tests.conftest import start_stack, wait_until
 from tests.inputs import BUCKET
 from tests.probes import failed_with
 from vendors.errors import TransientError
-from vendors.mapillary import MAX_IDS_PER_BATCH, upload_session_key
+from vendors.mapillary.graph import MAX_IDS_PER_BATCH
+from vendors.mapillary.resumable_upload import upload_session_key
 
 WORLD = build_world()
 CITY = WORLD.largest_organization()                       # 8,969 images in 120 sequences
