@@ -10,10 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from geoqueue.s3ref import S3Ref
 from runtime import InvalidInput
+from services.images import looks_like_image
 from services.storage import ObjectStore
 from vendors.immersal import ImmersalClient, ImmersalNotFound
 
-IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
 POSITION_FIELDS = ("px", "py", "pz")
 ROTATION_FIELDS = tuple(f"r{i}{j}" for i in range(3) for j in range(3))
 INTRINSIC_FIELDS = ("fx", "fy", "ox", "oy")
@@ -31,14 +31,6 @@ class RowError(ValueError):
 
 
 # --- checking inputs, before any vendor call ---
-
-
-def check_image_object(store: ObjectStore, ref: S3Ref, field: str) -> None:
-    size = store.size(ref, field)
-    if not size:
-        raise InvalidInput(f"{field}: {ref} {'does not exist' if size is None else 'is empty'}", field=field)
-    if not store.head_bytes(ref, 8).startswith(IMAGE_MAGIC):
-        raise InvalidInput(f"{field}: {ref} is not a PNG or JPEG image", field=field)
 
 
 def problems_message(what: str, problems: list[str]) -> str:
@@ -194,7 +186,7 @@ def check_images(store: ObjectStore, prefix: S3Ref, manifest: S3Ref, rows: list[
     with ThreadPoolExecutor(CHECK_THREADS) as pool:
         heads = pool.map(lambda key: store.head_bytes(S3Ref(prefix.bucket, key), 8), present)
         problems += [f"{S3Ref(prefix.bucket, key)} is not a PNG or JPEG image"
-                     for key, head in zip(present, heads) if not head.startswith(IMAGE_MAGIC)]
+                     for key, head in zip(present, heads) if not looks_like_image(head)]
     if problems:
         raise InvalidInput(problems_message(f"images under {prefix}", problems), field="images")
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 from typing import Any
 
 from runtime import JobContext, JobError
+from services.images import check_image, check_whole_image
 from services.storage import get_store, object_ref
 from tasks.immersal.account import client, public_maps
-from tasks.immersal.inputs import INTRINSIC_FIELDS, POSITION_FIELDS, check_image_object
+from tasks.immersal.inputs import INTRINSIC_FIELDS, POSITION_FIELDS
 from tasks.immersal.records import MAP_FIELDS
 from vendors.geodesy import map_to_wgs84
 from vendors.immersal import ImmersalNotFound
@@ -15,9 +16,11 @@ from vendors.immersal import ImmersalNotFound
 def localize_image(job: JobContext, image: str, intrinsics: Any, map_ids: list[int]) -> dict:
     ref, store = object_ref(image, "image"), get_store()
     camera = [float(intrinsics[k]) for k in INTRINSIC_FIELDS] if isinstance(intrinsics, dict) else intrinsics
-    check_image_object(store, ref, "image")
+    check_image(store, ref, "image")
+    data = store.read(ref, "image")
+    check_whole_image(data, ref, "image")
     job.progress("localizing")
-    answer = public_maps().localize(store.read(ref, "image"), map_ids, camera)
+    answer = public_maps().localize(data, map_ids, camera)
     if not answer.get("success"):
         return {"localized": False, "image": ref.uri, "map_ids": map_ids,
                 "message": f"not localized: {ref} matched none of the maps {map_ids}"}

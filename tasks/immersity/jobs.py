@@ -17,8 +17,8 @@ from config.settings import get_settings
 from geoqueue.s3ref import S3Ref
 from runtime import PENDING, InvalidInput, JobContext, on_job_end, task
 from runtime.fanout import Fanout
+from services.images import check_image
 from services.storage import get_store, object_ref, prefix_ref
-from tasks.immersity.inputs import check_image
 from tasks.immersity.records import Credits
 from tasks.immersity.workflow import (
     calls_per_image,
@@ -49,7 +49,7 @@ def disparity(job: JobContext, image: str, output: str | None = None, options: d
         suffix = "." + animation.get("animationType", "mp4")
         anim_out = (store.output(animation_output, "animation_output") if animation_output
                     else output_for(source, default_outputs(job.id), suffix))
-    check_image(source, "image")
+    check_image(get_store(), source, "image")
     reserve_credits(job.id, 1, calls_per_image(animation))
     job.progress("disparity", 0, 1)
     outcome = process_image(job, source, out, options or {}, animation, anim_out)
@@ -65,8 +65,8 @@ def animation(job: JobContext, image: str, disparity: str, output: str | None = 
     options = options or {}
     kind = options.get("animationType", "mp4")
     out = store.output(output, "output") if output else output_for(source, default_outputs(job.id), f".{kind}")
-    check_image(source, "image")
-    check_image(depth, "disparity")
+    check_image(get_store(), source, "image")
+    check_image(get_store(), depth, "disparity")
     reserve_credits(job.id, 1, [("animation", kind)])
     job.progress("animation", 0, 1)
     vendor = client()
@@ -108,7 +108,7 @@ def batch_image(job: JobContext, item: str) -> dict[str, Any]:
     params = job.params
     bucket, outputs = batch_places(job.id, params["prefix"], params.get("output_prefix"))
     source = S3Ref(bucket, item)
-    check_image(source, "prefix")
+    check_image(get_store(), source, "prefix")
     animation = params.get("animation")
     animation_out = output_for(source, outputs, "." + animation.get("animationType", "mp4")) if animation else None
     return process_image(job, source, output_for(source, outputs, ".png"), params.get("options") or {}, animation,

@@ -345,6 +345,19 @@ def reference_wgs84(position, ecef13) -> tuple[float, float, float]:
     return latitude, longitude, altitude
 
 
+def test_a_truncated_jpeg_is_refused_as_no_whole_image_not_answered_not_localized(queue, store, sandbox):
+    """A query cut short would reach the vendor as a picture of nothing it knows ("not localized"):
+    it is refused, naming the image, and nothing is sent."""
+    picture = scene(4243, 64, 48)
+    assert picture.startswith(b"\xff\xd8\xff") and picture.rstrip(b"\x00").endswith(b"\xff\xd9")
+    cut = S3Ref(BUCKET, f"queries/{uuid.uuid4().hex[:8]}-cut.jpg")
+    store.write(cut, picture[: len(picture) * 2 // 3])
+    job_id = queue.submit("immersal.localize", {"image": cut.uri, "intrinsics": INTRINSICS, "map_ids": [1]})
+    error = failed_with(queue, job_id, "InvalidInput", "image")
+    assert cut.uri in error["message"] and "not a whole JPEG image" in error["message"]
+    assert "/localize" not in sandbox.counters("immersal")
+
+
 def test_localize_visual_gps_and_map_lists(queue, store, sandbox):
     images, rows = put_site(store, 6, gps=True, seed=3)
     built = queue.wait(queue.submit("immersal.build_map", {"images": images, "name": "Senate"}), timeout=60)
