@@ -11,8 +11,9 @@ from typing import Any
 from celery import current_task
 
 from config.redis_client import get_ledger
-from geoqueue import jobs
 from geoqueue.catalog import CATALOG
+from geoqueue.job_record import TERMINAL, Job
+from geoqueue.ledger_keys import job_key
 from geoqueue.params import InvalidParams
 from runtime.errors import JobStopped
 
@@ -29,7 +30,7 @@ def publish_progress(job_id: str, phase: str, done: int | None, total: int | Non
                         result=f"progress: {phase}{count}")
 
 
-def checked_params(job: jobs.Job) -> dict[str, Any]:
+def checked_params(job: Job) -> dict[str, Any]:
     """The job's parameters as the catalog normalizes them (a lone map id becomes a list of one, ...);
     its entry task checked them already, so a later task of the job sees the same values."""
     try:
@@ -41,7 +42,7 @@ def checked_params(job: jobs.Job) -> dict[str, Any]:
 class JobContext:
     """One job, as the task working for it sees it."""
 
-    def __init__(self, job: jobs.Job) -> None:
+    def __init__(self, job: Job) -> None:
         self.id = job.id
         self.name = job.name
         self.params: dict[str, Any] = checked_params(job)
@@ -52,14 +53,14 @@ class JobContext:
         return cls(cls._read(job_id))
 
     @staticmethod
-    def _read(job_id: str) -> jobs.Job:
+    def _read(job_id: str) -> Job:
         job = get_ledger().get(job_id)
         if job is None:
             raise JobStopped(f"job {job_id} has no record (expired?)")
         return job
 
     @property
-    def record(self) -> jobs.Job:
+    def record(self) -> Job:
         return self._read(self.id)
 
     def progress(self, phase: str, done: int | None = None, total: int | None = None) -> None:
@@ -79,5 +80,5 @@ class JobContext:
 
     def check_canceled(self) -> None:
         """Stop quietly when the job ended elsewhere (canceled by its producer, failed by another task)."""
-        if self.ledger.redis.hget(jobs.job_key(self.id), "state") in (None, *jobs.TERMINAL):
+        if self.ledger.redis.hget(job_key(self.id), "state") in (None, *TERMINAL):
             raise JobStopped(self.id)

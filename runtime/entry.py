@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from config.redis_client import get_ledger
-from geoqueue import jobs
 from geoqueue.catalog import CATALOG
+from geoqueue.job_record import QUEUED, RUNNING, SUCCEEDED, check_job_id
 from geoqueue.params import InvalidParams
 from runtime import ending
 from runtime.context import JobContext
@@ -30,17 +30,17 @@ def run_job(task, fn: Callable[..., Any], params: dict[str, Any]) -> dict[str, A
     if job.finished:
         return {"job_id": job_id, "state": job.state}
     try:
-        jobs.check_job_id(job_id)
+        check_job_id(job_id)
         checked = CATALOG[task.name].check(params)
     except InvalidParams as exc:
         fail_job(job_id, InvalidInput(str(exc), field=exc.field).to_dict())
-    if job.state == jobs.QUEUED:
-        ledger.transition(job_id, jobs.RUNNING, phase="starting")
+    if job.state == QUEUED:
+        ledger.transition(job_id, RUNNING, phase="starting")
     result = guarded(task, job_id, lambda: fn(JobContext(job), **checked))
     if result is PENDING or result is STOPPED:
         return {"job_id": job_id, "state": ledger.get(job_id).state}
     ending.succeed(job_id, result)
-    return {"job_id": job_id, "state": jobs.SUCCEEDED}
+    return {"job_id": job_id, "state": SUCCEEDED}
 
 
 def job_task(app, name: str, **options: Any):

@@ -8,9 +8,9 @@ import sys
 import time
 from importlib.metadata import entry_points
 
-from geoqueue import jobs
 from geoqueue.catalog import CATALOG
 from geoqueue.client import VENDORS, GeoQueue, UnknownJob
+from geoqueue.job_record import STATES
 from geoqueue.params import InvalidParams
 
 
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format")
 
     listing = sub.add_parser("list", help="recent jobs")
-    listing.add_argument("--state", choices=jobs.STATES)
+    listing.add_argument("--state", choices=STATES)
     listing.add_argument("--vendor", choices=VENDORS)
     listing.add_argument("--limit", type=int, default=20)
     listing.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format")

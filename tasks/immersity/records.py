@@ -12,7 +12,7 @@ from typing import Callable
 
 from config.redis_client import get_ledger, get_redis
 from config.settings import get_settings
-from geoqueue import jobs
+from geoqueue.ledger_keys import job_key
 from services.budget import CreditBudget
 
 PRICES_KEY = "gq:immersity:prices"
@@ -34,7 +34,7 @@ class Credits:
 
     def charge_once(self, job_id: str, call: str, cost: int) -> bool:
         """Count a call's cost in the job's credits (and the budget) the first time it is seen."""
-        if not self.redis.sadd(f"{jobs.job_key(job_id)}:charged", call):
+        if not self.redis.sadd(f"{job_key(job_id)}:charged", call):
             return False
         get_ledger().add_credits(job_id, cost)
         self.budget.spend(job_id, cost)
