@@ -22,7 +22,6 @@ EXPIRING_KEY = "gq:jobs:expiring"
 ENDED_STREAM = "gq:ended"
 ENDED_STREAM_LENGTH = 100_000        # about; a deliverer down for longer than this many job ends loses the oldest
 EVENTS_PATTERN = "gq:events:*"
-COMPANIONS = ("", ":items", ":finished", ":console", ":charged", ":deliveries")
 
 
 def job_key(job_id: str) -> str:
