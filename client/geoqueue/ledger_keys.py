@@ -22,6 +22,16 @@ EXPIRING_KEY = "gq:jobs:expiring"
 ENDED_STREAM = "gq:ended"
 ENDED_STREAM_LENGTH = 100_000        # about; a deliverer down for longer than this many job ends loses the oldest
 EVENTS_PATTERN = "gq:events:*"
+# One job's keys, as suffixes of its record's key: they expire together when the job ends, and the
+# expiry sweep deletes them together (geoqueue/ledger_scripts.py).
+JOB_KEY_SUFFIXES = (
+    "",             # the record
+    ":items",
+    ":finished",
+    ":console",
+    ":charged",     # Immersity's calls already counted in the job's credits (tasks/immersity/records.py)
+    ":deliveries",
+)
 
 
 def job_key(job_id: str) -> str:

@@ -2,12 +2,20 @@
 its event never disagree. Key layout: geoqueue/ledger_keys.py."""
 from __future__ import annotations
 
-from geoqueue.ledger_keys import ENDED_STREAM_LENGTH
+from geoqueue.ledger_keys import ENDED_STREAM_LENGTH, JOB_KEY_SUFFIXES
+
+
+def _lua_table(texts: tuple[str, ...]) -> str:
+    """A Lua list of fixed strings (no quotes or backslashes in them)."""
+    assert not any(set(text) & {"'", "\\"} for text in texts)
+    return "{" + ", ".join(f"'{text}'" for text in texts) + "}"
+
 
 # Shared by every script: the index keys and the event a change publishes. The event carries the
 # record's summary (no params, no result): what a waiting client or a progress bar needs.
 _LUA_COMMON = """
 local TERMINAL = {succeeded=true, failed=true, canceled=true}
+local JOB_KEY_SUFFIXES = """ + _lua_table(JOB_KEY_SUFFIXES) + """
 local function index(vendor, state)
   return 'gq:jobs:vendor:' .. vendor .. ':state:' .. state
 end
@@ -24,7 +32,7 @@ local function forget(member)
   local vendor, state, id = string.match(member, '^([^/]*)/([^/]*)/(.*)$')
   redis.call('ZREM', index(vendor, state), id)
   redis.call('HINCRBY', 'gq:jobs:counts', vendor .. '/' .. state, -1)
-  for _, suffix in ipairs({'', ':items', ':finished', ':console', ':charged', ':deliveries'}) do
+  for _, suffix in ipairs(JOB_KEY_SUFFIXES) do
     redis.call('DEL', 'gq:job:' .. id .. suffix)
   end
   redis.call('ZREM', 'gq:jobs:expiring', member)
@@ -56,7 +64,7 @@ if old ~= new then
     redis.call('PERSIST', KEYS[1])
   end
   if TERMINAL[new] then
-    for _, suffix in ipairs({'', ':items', ':finished', ':console', ':charged', ':deliveries'}) do
+    for _, suffix in ipairs(JOB_KEY_SUFFIXES) do
       redis.call('EXPIRE', KEYS[1] .. suffix, tonumber(ARGV[3]))
     end
     redis.call('ZADD', 'gq:jobs:expiring', now + tonumber(ARGV[3]), vendor .. '/' .. new .. '/' .. id)

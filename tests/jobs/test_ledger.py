@@ -67,6 +67,31 @@ def test_finished_records_expire_with_their_index_entries(ledger):
     assert not ledger.redis.exists(f"{job_key('done')}:deliveries")
 
 
+def test_every_key_of_a_job_expires_with_it_and_late_writes_go_with_the_sweep(ledger):
+    companions = (":items", ":finished", ":console", ":charged", ":deliveries")
+
+    def write_companions(job_id: str) -> list[str]:
+        base = job_key(job_id)
+        ledger.redis.hset(f"{base}:items", "a.jpg", "{}")
+        ledger.redis.sadd(f"{base}:finished", "a.jpg")
+        ledger.redis.rpush(f"{base}:console", "line")
+        ledger.redis.sadd(f"{base}:charged", "call-1")
+        ledger.redis.rpush(f"{base}:deliveries", "{}")
+        return [base] + [base + suffix for suffix in companions]
+
+    ledger.create("ends", "immersity.batch", {})
+    keys = write_companions("ends")
+    ledger.transition("ends", SUCCEEDED, result={})
+    assert all(0 < ledger.redis.ttl(key) <= 2 for key in keys), {key: ledger.redis.ttl(key) for key in keys}
+    ledger.create("late", "immersity.batch", {})
+    ledger.transition("late", FAILED, error={"type": "VendorError", "message": "no"})
+    late = write_companions("late")[1:]  # written after the end: no expiry of their own
+    assert all(ledger.redis.ttl(key) == -1 for key in late)
+    time.sleep(2.2)
+    assert ledger.expire_due() == 2
+    assert not any(ledger.redis.exists(key) for key in keys + late)
+
+
 def test_the_record_ttl_is_the_documented_setting():
     def ttl(**env: str) -> int:
         read = subprocess.run([sys.executable, "-c", "from geoqueue import ledger; print(ledger.RECORD_TTL_SECONDS)"],
