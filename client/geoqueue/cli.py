@@ -15,11 +15,19 @@ from geoqueue.params import InvalidParams
 
 
 def parse_params(pairs: list[str], raw_json: str | None) -> dict:
-    params = json.loads(raw_json) if raw_json else {}
+    """The parameters of `--json` and `--param`; InvalidParams (exit status 2) when they are not an object."""
+    params = {}
+    if raw_json is not None:
+        try:
+            params = json.loads(raw_json)
+        except json.JSONDecodeError as exc:
+            raise InvalidParams(f"params: --json is not JSON ({exc})", field="params") from None
+        if not isinstance(params, dict):
+            raise InvalidParams(f"params: --json must be one JSON object of parameters, got {json.dumps(params)[:80]}", field="params")
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise SystemExit(f"--param takes key=value, got {pair!r}")
+            raise InvalidParams(f"params: --param takes key=value, got {pair!r}", field="params")
         try:
             params[key] = json.loads(value)
         except json.JSONDecodeError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from celery import Celery
 
@@ -13,7 +13,7 @@ from geoqueue.catalog import CATALOG
 from geoqueue.job_record import CANCELED, SUCCEEDED, Job, canonical, check_job_id, new_job_id
 from geoqueue.ledger import CONFLICT, CREATED, Ledger
 from geoqueue.ledger_keys import event_channel
-from geoqueue.params import InvalidParams
+from geoqueue.params import InvalidParams, Whole
 from geoqueue.redis_url import DEFAULT_MASTER, connect, is_sentinel
 from geoqueue.routes import queue_for
 
@@ -54,6 +54,7 @@ class JobConflict(InvalidParams):
     """The job id given names another job already (another name, or other parameters)."""
 
 
+LIST_LIMIT = Whole(minimum=1)
 VENDORS = tuple(sorted({spec.vendor for spec in CATALOG.specs.values()}))
 
 
@@ -88,19 +89,19 @@ class GeoQueue:
         parameters are right (InvalidParams names the field). Submitting an id again with the same
         name and parameters is the same job; with others it is refused (JobConflict).
         `callback_url` receives the job's record, signed, when it ends (see the fleet's webhooks)."""
-        params = dict(params or {})
-        CATALOG[name].check(params)
+        given = {} if params is None else dict(params) if isinstance(params, Mapping) else params
+        CATALOG[name].check(given)
         job_id = new_job_id() if job_id is None else check_job_id(job_id)
         if callback_url is not None:
             check_callback_url(callback_url)
-        created = self.ledger.create(job_id, name, params, callback_url=callback_url)
+        created = self.ledger.create(job_id, name, given, callback_url=callback_url)
         if created == CONFLICT:
             other = self.status(job_id)
             raise JobConflict(f"job_id: {job_id} is already a {other.name} job with other parameters "
                               f"({canonical(other.params)})", field="job_id")
         if created == CREATED or not self.ledger.sent(job_id):
             try:
-                self.celery.send_task(name, kwargs=params, task_id=job_id, queue=queue_for(name))
+                self.celery.send_task(name, kwargs=given, task_id=job_id, queue=queue_for(name))
             except Exception as exc:  # the broker, not the job: the record stays, to be sent again
                 raise SubmitFailed(job_id, exc) from exc
             self.ledger.mark_sent(job_id)
@@ -158,7 +159,8 @@ class GeoQueue:
         return job
 
     def list(self, limit: int = 50, state: str | None = None, vendor: str | None = None) -> list[Job]:
-        """Newest first; an unknown state or vendor is refused (InvalidParams)."""
+        """Newest first; an unknown state or vendor, or a limit below 1, is refused (InvalidParams)."""
+        LIST_LIMIT.check(limit, "limit")
         check_vendor(vendor)
         return list(self.ledger.recent(limit, state=state, vendor=vendor))
 

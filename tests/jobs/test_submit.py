@@ -42,6 +42,17 @@ def test_bad_parameters_are_refused_naming_the_field_and_nothing_is_enqueued(que
     assert enqueued(stack) == before
 
 
+@pytest.mark.parametrize("params, field", [
+    ([1, 2], "params"), (["image"], "params"), ([("image", f"s3://{BUCKET}/a.jpg")], "params"), ([], "params"),
+    ("image", "params"), ({1: "x", "image": f"s3://{BUCKET}/a.jpg"}, "1"),
+])
+def test_parameters_that_are_not_an_object_of_names_are_refused(queue, stack, params, field):
+    before = enqueued(stack)
+    refused = refusal(queue, "immersity.disparity", params)
+    assert refused.field == field, str(refused)
+    assert enqueued(stack) == before
+
+
 @pytest.mark.parametrize("job_id", ["a/b", "../../x-escape/pwn", "..", "", "x" * 65, "tab\there", "é"])
 def test_job_ids_outside_the_safe_alphabet_are_refused(queue, job_id):
     refused = refusal(queue, "immersity.disparity", {"image": f"s3://{BUCKET}/a.jpg"}, job_id=job_id)
