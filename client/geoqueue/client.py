@@ -86,22 +86,25 @@ class GeoQueue:
     def submit(self, name: str, params: dict[str, Any] | None = None, job_id: str | None = None,
                callback_url: str | None = None) -> str:
         """Enqueue a job by its name; returns the job id. Nothing is enqueued unless the job and its
-        parameters are right (InvalidParams names the field). Submitting an id again with the same
-        name and parameters is the same job; with others it is refused (JobConflict).
+        parameters are right (InvalidParams names the field). The job records and sends its parameters
+        as the catalog normalizes them. Submitting an id again with the same name and (normalized)
+        parameters is the same job; with others it is refused (JobConflict).
         `callback_url` receives the job's record, signed, when it ends (see the fleet's webhooks)."""
         given = {} if params is None else dict(params) if isinstance(params, Mapping) else params
-        CATALOG[name].check(given)
+        checked = CATALOG[name].check(given)
         job_id = new_job_id() if job_id is None else check_job_id(job_id)
         if callback_url is not None:
             check_callback_url(callback_url)
-        created = self.ledger.create(job_id, name, given, callback_url=callback_url)
+        # The catalog's normalized parameters (a lone map id as a list of one, ...) are what the job
+        # is: recorded, compared on a submit again, and sent, so workers receive them as checked.
+        created = self.ledger.create(job_id, name, checked, callback_url=callback_url)
         if created == CONFLICT:
             other = self.status(job_id)
             raise JobConflict(f"job_id: {job_id} is already a {other.name} job with other parameters "
                               f"({canonical(other.params)})", field="job_id")
         if created == CREATED or not self.ledger.sent(job_id):
             try:
-                self.celery.send_task(name, kwargs=given, task_id=job_id, queue=queue_for(name))
+                self.celery.send_task(name, kwargs=checked, task_id=job_id, queue=queue_for(name))
             except Exception as exc:  # the broker, not the job: the record stays, to be sent again
                 raise SubmitFailed(job_id, exc) from exc
             self.ledger.mark_sent(job_id)
