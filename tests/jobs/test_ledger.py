@@ -33,6 +33,8 @@ NAMES = ["immersity.batch", "immersal.build_map", "dronemapper.process_survey", 
 
 
 def test_lists_read_the_index_of_their_filters_and_counts_follow_every_transition(ledger):
+    # The records must outlive the test's run: with the fixture's 2 s, a slow machine saw finished ones expire.
+    ledger = Ledger(ledger.redis)
     rng = random.Random(7)
     for n in range(200):
         ledger.create(f"j{n}", rng.choice(NAMES), {"n": n})
