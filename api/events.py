@@ -10,7 +10,8 @@ import redis.asyncio as aioredis
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from geoqueue import jobs
+from geoqueue.job_record import TERMINAL, Job
+from geoqueue.ledger_keys import EVENTS_PATTERN, event_channel
 from geoqueue.redis_url import DEFAULT_MASTER, is_sentinel, sentinel_hosts
 
 
@@ -23,7 +24,7 @@ def connect_async(url: str, master: str | None = None) -> aioredis.Redis:
     return Sentinel(hosts).master_for(master or DEFAULT_MASTER, db=db, password=password, decode_responses=True)
 
 
-def summary(job: jobs.Job) -> dict:
+def summary(job: Job) -> dict:
     return {"id": job.id, "name": job.name, "vendor": job.vendor, "state": job.state, "phase": job.phase,
             "done": job.done, "total": job.total, "credits": job.credits, "updated": job.updated,
             **({"error": job.error} if job.error else {})}
@@ -31,11 +32,11 @@ def summary(job: jobs.Job) -> dict:
 
 async def job_stream(request: Request, job_id: str) -> AsyncIterator[dict]:
     async with request.app.state.aredis.pubsub(ignore_subscribe_messages=True) as pubsub:
-        await pubsub.subscribe(jobs.event_channel(job_id))
+        await pubsub.subscribe(event_channel(job_id))
         job = await run_in_threadpool(request.app.state.queue.status, job_id)
         yield {"event": "state", "id": repr(job.updated), "data": json.dumps(summary(job))}
         state = job.state
-        while state not in jobs.TERMINAL:
+        while state not in TERMINAL:
             message = await pubsub.get_message(timeout=5.0)
             if message is None:
                 if await request.is_disconnected():
@@ -49,7 +50,7 @@ async def job_stream(request: Request, job_id: str) -> AsyncIterator[dict]:
 
 async def all_stream(request: Request) -> AsyncIterator[dict]:
     async with request.app.state.aredis.pubsub(ignore_subscribe_messages=True) as pubsub:
-        await pubsub.psubscribe(jobs.EVENTS_PATTERN)
+        await pubsub.psubscribe(EVENTS_PATTERN)
         while True:
             message = await pubsub.get_message(timeout=5.0)
             if message is None:

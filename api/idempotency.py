@@ -12,7 +12,7 @@ import json
 import redis
 
 from api.errors import ApiError
-from geoqueue.jobs import canonical, new_job_id
+from geoqueue.job_record import canonical, new_job_id
 
 MAX_KEY_LENGTH = 255
 

@@ -13,9 +13,10 @@ from api.errors import ApiError
 from api.keys import ApiKey
 from api.requests_in import json_body
 from api.schemas import ERRORS, JobPage, JobRecord, submit_request_body
+from geoqueue.callback_url import check_callback_url
 from geoqueue.catalog import CATALOG
 from geoqueue.client import VENDORS, GeoQueue, UnknownJob, check_vendor
-from geoqueue.jobs import STATES, Job, check_callback_url
+from geoqueue.job_record import STATES, Job
 from webhooks.destinations import CallbackRefused, check_destination
 
 router = APIRouter(prefix="/v1", responses=ERRORS)

@@ -15,7 +15,7 @@ from api.auth import COOKIE, require
 from api.errors import ApiError
 from api.keys import ApiKey, find
 from geoqueue.client import VENDORS, UnknownJob
-from geoqueue.jobs import STATES
+from geoqueue.job_record import STATES
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))

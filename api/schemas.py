@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from geoqueue.catalog import CATALOG
-from geoqueue.jobs import JOB_ID
+from geoqueue.job_record import JOB_ID
 
 
 def schema_name(job_name: str) -> str:

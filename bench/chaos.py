@@ -48,7 +48,7 @@ from bench.options import add_setting_option, settings_from  # noqa: E402
 from devstack.local_stack import LocalStack  # noqa: E402
 from devstack.samples import drive_photos, immersal_site, scene, survey_photos  # noqa: E402
 from geoqueue import GeoQueue  # noqa: E402
-from geoqueue.jobs import Job  # noqa: E402
+from geoqueue.job_record import Job  # noqa: E402
 from geoqueue.s3ref import S3Ref, parse_ref  # noqa: E402
 from sandbox.mapillary_world import build_world  # noqa: E402
 

@@ -1,6 +1,6 @@
 """The ledger with many job records: time to list failed jobs, time of a metrics scrape and Redis
 memory per job record, today's ledger (one index of every job, walked and filtered; a scrape
-reading every record) against the indexed ledger with counters (geoqueue.jobs), same redis-server.
+reading every record) against the indexed ledger with counters (geoqueue.ledger), same redis-server.
 
 Records are written the way each ledger writes them (the indexed one through its own Lua scripts)
 with the same mix: 97% succeeded, 1% failed, 1% canceled, 1% still open (queued, running, waiting),
@@ -25,11 +25,13 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.redis_server import redis_server
-from geoqueue import jobs
+from geoqueue.job_record import CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED, WAITING
+from geoqueue.ledger import Ledger
+from geoqueue.ledger_keys import job_key
 
 VENDORS = {"immersity": "immersity.batch", "immersal": "immersal.build_map",
            "dronemapper": "dronemapper.process_survey", "mapillary": "mapillary.harvest"}
-OPEN = (jobs.QUEUED, jobs.RUNNING, jobs.WAITING)
+OPEN = (QUEUED, RUNNING, WAITING)
 TTL = 7 * 24 * 3600
 BATCH = 5000
 OLD_INDEX = "gq:jobs"  # today's one index of every job
@@ -43,7 +45,7 @@ def mix(count: int, seed: int = 1) -> list[tuple[str, str, str, float]]:
     out = []
     for n in range(count):
         roll = rng.random()
-        state = jobs.SUCCEEDED if roll < 0.97 else jobs.FAILED if roll < 0.98 else jobs.CANCELED if roll < 0.99 \
+        state = SUCCEEDED if roll < 0.97 else FAILED if roll < 0.98 else CANCELED if roll < 0.99 \
             else rng.choice(OPEN)
         out.append((f"{n:032x}", rng.choice(list(VENDORS)), state, start + n / 10))
     return out
@@ -62,7 +64,7 @@ def record(job_id: str, vendor: str, state: str, created: float) -> dict:
 def load_before(client: redis.Redis, mixed: list) -> None:
     pipe = client.pipeline(transaction=False)
     for n, (job_id, vendor, state, created) in enumerate(mixed):
-        key = jobs.job_key(job_id)
+        key = job_key(job_id)
         pipe.hset(key, mapping=record(job_id, vendor, state, created))
         pipe.zadd(OLD_INDEX, {job_id: created})
         if state not in OPEN:
@@ -81,7 +83,7 @@ def list_before(client: redis.Redis, limit: int, state: str, vendor: str | None 
             break
         start += len(ids)
         for job_id in ids:
-            data = client.hgetall(jobs.job_key(job_id))
+            data = client.hgetall(job_key(job_id))
             if data.get("state") == state and (vendor is None or data.get("vendor") == vendor):
                 found.append(job_id)
                 if len(found) >= limit:
@@ -94,22 +96,22 @@ def scrape_before(client: redis.Redis) -> Counter:
     ids = client.zrange(OLD_INDEX, 0, -1)
     pipe = client.pipeline()
     for job_id in ids:
-        pipe.hmget(jobs.job_key(job_id), "vendor", "state")
+        pipe.hmget(job_key(job_id), "vendor", "state")
     return Counter((v, s) for v, s in pipe.execute() if v and s)
 
 
 # --- the indexed ledger, written through its own scripts ---
 def load_after(client: redis.Redis, mixed: list) -> None:
-    ledger = jobs.Ledger(client, ttl=TTL)
+    ledger = Ledger(client, ttl=TTL)
     pipe = client.pipeline(transaction=False)
     for n, (job_id, vendor, state, created) in enumerate(mixed):
         fields = record(job_id, vendor, state, created)
-        ledger._create(keys=[jobs.job_key(job_id)], client=pipe, args=[
-            job_id, fields["created"], fields["name"], fields["params"], vendor, jobs.QUEUED,
-            *[v for pair in {**fields, "state": jobs.QUEUED, "phase": jobs.QUEUED}.items() for v in pair]])
-        if state != jobs.QUEUED:
+        ledger._create(keys=[job_key(job_id)], client=pipe, args=[
+            job_id, fields["created"], fields["name"], fields["params"], vendor, QUEUED,
+            *[v for pair in {**fields, "state": QUEUED, "phase": QUEUED}.items() for v in pair]])
+        if state != QUEUED:
             extra = {k: fields[k] for k in ("result", "error") if k in fields}
-            ledger._transition(keys=[jobs.job_key(job_id)], client=pipe, args=[
+            ledger._transition(keys=[job_key(job_id)], client=pipe, args=[
                 state, "0", TTL, fields["updated"], job_id, "phase", state,
                 *[v for pair in extra.items() for v in pair], "updated", fields["updated"]])
         if n % BATCH == BATCH - 1:
@@ -133,19 +135,19 @@ def measure(client: redis.Redis, mixed: list, layout: str) -> dict:
     (load_before if layout == "before" else load_after)(client, mixed)
     loaded = time.perf_counter() - started
     memory = (int(client.info("memory")["used_memory"]) - base) / len(mixed)
-    ledger = jobs.Ledger(client)
+    ledger = Ledger(client)
     if layout == "before":
         lists = {
-            "50 failed": lambda: list_before(client, 50, jobs.FAILED),
-            "50 failed of one vendor": lambda: list_before(client, 50, jobs.FAILED, "mapillary"),
-            "every waiting job": lambda: list_before(client, len(mixed), jobs.WAITING),
+            "50 failed": lambda: list_before(client, 50, FAILED),
+            "50 failed of one vendor": lambda: list_before(client, 50, FAILED, "mapillary"),
+            "every waiting job": lambda: list_before(client, len(mixed), WAITING),
         }
         scrape = lambda: scrape_before(client)  # noqa: E731
     else:
         lists = {
-            "50 failed": lambda: [j.id for j in ledger.recent(50, state=jobs.FAILED)],
-            "50 failed of one vendor": lambda: [j.id for j in ledger.recent(50, state=jobs.FAILED, vendor="mapillary")],
-            "every waiting job": lambda: [j.id for j in ledger.recent(len(mixed), state=jobs.WAITING)],
+            "50 failed": lambda: [j.id for j in ledger.recent(50, state=FAILED)],
+            "50 failed of one vendor": lambda: [j.id for j in ledger.recent(50, state=FAILED, vendor="mapillary")],
+            "every waiting job": lambda: [j.id for j in ledger.recent(len(mixed), state=WAITING)],
         }
         scrape = lambda: (ledger.expire_due(), ledger.counts())[1]  # noqa: E731
     out = {"load s": loaded, "bytes per record": memory}

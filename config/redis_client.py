@@ -8,7 +8,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from config.settings import get_settings
-from geoqueue.jobs import Ledger
+from geoqueue.ledger import Ledger
 from geoqueue.redis_url import connect
 
 # Longest pause between two tries: how late, at worst, work resumes after Redis is back.

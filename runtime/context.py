@@ -11,7 +11,8 @@ from typing import Any
 from celery import current_task
 
 from config.redis_client import get_ledger
-from geoqueue import jobs
+from geoqueue.job_record import TERMINAL, Job
+from geoqueue.ledger_keys import job_key
 from runtime.errors import JobStopped
 
 
@@ -30,7 +31,7 @@ def publish_progress(job_id: str, phase: str, done: int | None, total: int | Non
 class JobContext:
     """One job, as the task working for it sees it."""
 
-    def __init__(self, job: jobs.Job) -> None:
+    def __init__(self, job: Job) -> None:
         self.id = job.id
         self.name = job.name
         # Normalized by the catalog at submit, and again by the job's entry task (runtime/entry.py).
@@ -42,14 +43,14 @@ class JobContext:
         return cls(cls._read(job_id))
 
     @staticmethod
-    def _read(job_id: str) -> jobs.Job:
+    def _read(job_id: str) -> Job:
         job = get_ledger().get(job_id)
         if job is None:
             raise JobStopped(f"job {job_id} has no record (expired?)")
         return job
 
     @property
-    def record(self) -> jobs.Job:
+    def record(self) -> Job:
         return self._read(self.id)
 
     def progress(self, phase: str, done: int | None = None, total: int | None = None) -> None:
@@ -69,5 +70,5 @@ class JobContext:
 
     def check_canceled(self) -> None:
         """Stop quietly when the job ended elsewhere (canceled by its producer, failed by another task)."""
-        if self.ledger.redis.hget(jobs.job_key(self.id), "state") in (None, *jobs.TERMINAL):
+        if self.ledger.redis.hget(job_key(self.id), "state") in (None, *TERMINAL):
             raise JobStopped(self.id)

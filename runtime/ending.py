@@ -14,7 +14,7 @@ import logging
 from typing import Any, Callable
 
 from config.redis_client import get_ledger, get_redis
-from geoqueue import jobs
+from geoqueue.job_record import FAILED, SUCCEEDED, TERMINAL
 
 log = logging.getLogger("geoqueue.jobs")
 
@@ -68,7 +68,7 @@ def end_job(job_id: str, state: str, **fields: Any) -> bool:
     """Move the job to an end state (False when it had one already) and let go of what it held:
     what no release decides by the end state before it is recorded, the rest after (and the first
     again: they are idempotent), and then the job holds nothing."""
-    assert state in jobs.TERMINAL, state
+    assert state in TERMINAL, state
     _let_go(job_id, _BEFORE_END)
     changed = get_ledger().transition(job_id, state, **fields)
     release(job_id)
@@ -76,8 +76,8 @@ def end_job(job_id: str, state: str, **fields: Any) -> bool:
 
 
 def succeed(job_id: str, result: Any, **fields: Any) -> bool:
-    return end_job(job_id, jobs.SUCCEEDED, result=result, **fields)
+    return end_job(job_id, SUCCEEDED, result=result, **fields)
 
 
 def fail(job_id: str, error: dict[str, Any], **fields: Any) -> bool:
-    return end_job(job_id, jobs.FAILED, error=error, **fields)
+    return end_job(job_id, FAILED, error=error, **fields)

@@ -15,8 +15,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from config.redis_client import get_ledger
-from geoqueue import jobs
 from geoqueue.catalog import CATALOG
+from geoqueue.job_record import QUEUED, RUNNING, SUCCEEDED, check_job_id
 from geoqueue.params import InvalidParams
 from runtime import ending
 from runtime.context import JobContext
@@ -29,7 +29,7 @@ PENDING = object()  # returned by a job function whose job continues in other ta
 def run_job(task, fn: Callable[..., Any], params: dict[str, Any]) -> dict[str, Any]:
     job_id, ledger = task.request.id, get_ledger()
     try:
-        jobs.check_job_id(job_id)
+        check_job_id(job_id)
         checked, refusal = CATALOG[task.name].check(params), None
     except InvalidParams as exc:
         checked, refusal = params, InvalidInput(str(exc), field=exc.field)
@@ -41,13 +41,13 @@ def run_job(task, fn: Callable[..., Any], params: dict[str, Any]) -> dict[str, A
         return {"job_id": job_id, "state": job.state}
     if refusal is not None:
         fail_job(job_id, refusal.to_dict())
-    if job.state == jobs.QUEUED:
-        ledger.transition(job_id, jobs.RUNNING, phase="starting")
+    if job.state == QUEUED:
+        ledger.transition(job_id, RUNNING, phase="starting")
     result = guarded(task, job_id, lambda: fn(JobContext(job), **checked))
     if result is PENDING or result is STOPPED:
         return {"job_id": job_id, "state": ledger.get(job_id).state}
     ending.succeed(job_id, result)
-    return {"job_id": job_id, "state": jobs.SUCCEEDED}
+    return {"job_id": job_id, "state": SUCCEEDED}
 
 
 def job_runner(fn: Callable[..., Any], name: str):

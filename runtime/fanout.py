@@ -19,7 +19,8 @@ import redis
 from celery import current_app
 
 from config.redis_client import get_ledger, get_redis
-from geoqueue import jobs
+from geoqueue.ledger import Ledger
+from geoqueue.ledger_keys import job_key
 from geoqueue.routes import queue_for
 from runtime import ending
 from runtime.context import JobContext
@@ -46,20 +47,20 @@ def send_item(job_id: str, item: str, task_name: str) -> None:
 
 
 class Fanout:
-    def __init__(self, client: redis.Redis | None = None, ledger: jobs.Ledger | None = None) -> None:
+    def __init__(self, client: redis.Redis | None = None, ledger: Ledger | None = None) -> None:
         self.redis = client or get_redis()
         self.ledger = ledger or get_ledger()
         self._take = self.redis.register_script(_TAKE)
 
     @staticmethod
     def _keys(job_id: str) -> tuple[str, str]:
-        base = jobs.job_key(job_id)
+        base = job_key(job_id)
         return f"{base}:pending", f"{base}:inflight"
 
     def start(self, job_id: str, items: list[str], item_task: str, max_parallel: int) -> None:
         """Queue the items once (a redelivered start queues nothing twice) and dispatch the first."""
         pending, _ = self._keys(job_id)
-        key = jobs.job_key(job_id)
+        key = job_key(job_id)
         if self.redis.hsetnx(key, "item_task", item_task):
             pipe = self.redis.pipeline()
             pipe.hset(key, mapping={"max_parallel": max_parallel, "item_count": len(items)})
@@ -70,11 +71,11 @@ class Fanout:
         self.fill(job_id)
 
     def started(self, job_id: str) -> bool:
-        return bool(self.redis.hexists(jobs.job_key(job_id), "item_task"))
+        return bool(self.redis.hexists(job_key(job_id), "item_task"))
 
     def fill(self, job_id: str) -> list[str]:
         pending, inflight = self._keys(job_id)
-        task_name, max_parallel = self.redis.hmget(jobs.job_key(job_id), "item_task", "max_parallel")
+        task_name, max_parallel = self.redis.hmget(job_key(job_id), "item_task", "max_parallel")
         moved = self._take(keys=[pending, inflight], args=[int(max_parallel or 1), time.time()])
         for item in moved:
             send_item(job_id, item, task_name)
@@ -94,7 +95,7 @@ class Fanout:
     def item_count(self, job_id: str) -> int:
         """How many items the fan-out has: its own count, as the job's total is the job's progress
         (a build counts its images, not its chunks)."""
-        count, total = self.redis.hmget(jobs.job_key(job_id), "item_count", "total")
+        count, total = self.redis.hmget(job_key(job_id), "item_count", "total")
         # A fan-out started before it kept its own count had it in the job's total.
         return int(count if count is not None else total or 0)
 
@@ -120,7 +121,7 @@ class Fanout:
     def redispatch(self, job_id: str, item: str) -> None:
         _, inflight = self._keys(job_id)
         self.redis.zadd(inflight, {item: time.time()})
-        send_item(job_id, item, self.redis.hget(jobs.job_key(job_id), "item_task"))
+        send_item(job_id, item, self.redis.hget(job_key(job_id), "item_task"))
 
     def active_jobs(self) -> list[str]:
         return sorted(self.redis.smembers(ACTIVE_KEY))

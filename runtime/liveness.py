@@ -10,7 +10,7 @@ import time
 
 from beat_schedule import BEAT_SCHEDULE
 from config.redis_client import get_redis
-from geoqueue import jobs
+from geoqueue.job_record import Job
 from runtime.ending import on_job_end
 
 HEARTBEATS_KEY = "gq:heartbeat"
@@ -41,7 +41,7 @@ def forget(job_id: str) -> None:
     get_redis().zrem(POLLED_KEY, job_id)
 
 
-def unpolled(waiting: list[jobs.Job], older_than: float) -> list[jobs.Job]:
+def unpolled(waiting: list[Job], older_than: float) -> list[Job]:
     """Waiting jobs (of vendors with a poller) whose poller has not looked at them for `older_than` s."""
     if not waiting:
         return []

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Generic, TypeVar
 
 from config.redis_client import get_redis
-from geoqueue import jobs
+from geoqueue.ledger import RECORD_TTL_SECONDS
+from geoqueue.ledger_keys import job_key
 from vendors.errors import TransientError, VendorError
 
 T = TypeVar("T")
@@ -98,7 +99,7 @@ class Once:
 
     def __init__(self, job_id: str, scope: str = "") -> None:
         self.redis = get_redis()
-        self.key = f"{jobs.job_key(job_id)}:once" + (f":{scope}" if scope else "")
+        self.key = f"{job_key(job_id)}:once" + (f":{scope}" if scope else "")
         self._mark = self.redis.register_script(_MARK)
         self._record = self.redis.register_script(_RECORD)
         self._note = self.redis.register_script(_NOTE)
@@ -115,7 +116,7 @@ class Once:
     def record(self, name: str, result: Any) -> bool:
         """Record the effect's result; True the first time it has one."""
         return bool(self._record(keys=[self.key, f"{self.key}:done"],
-                                 args=[name, json.dumps({"result": result}), jobs.RECORD_TTL_SECONDS]))
+                                 args=[name, json.dumps({"result": result}), RECORD_TTL_SECONDS]))
 
     def in_flight(self, name: str, sent: bool) -> None:
         """A request of the call `name` has left whole (`sent`), or its answer came: cut off in between,
@@ -150,7 +151,7 @@ class Once:
             if lookup is None:
                 raise CutOff(name, entry)
             self.forget(name)     # looked for and not there, and no longer in flight: call again
-        if self._mark(keys=[self.key, f"{self.key}:seq"], args=[name, time.time(), jobs.RECORD_TTL_SECONDS]):
+        if self._mark(keys=[self.key, f"{self.key}:seq"], args=[name, time.time(), RECORD_TTL_SECONDS]):
             raise EffectInFlight(f"another attempt of {name} began just now", retry_after=1.0)
         try:
             result = call()

@@ -19,7 +19,8 @@ from celery import current_app
 
 from config.redis_client import get_redis
 from config.settings import get_settings
-from geoqueue import jobs
+from geoqueue.job_record import TERMINAL
+from geoqueue.ledger_keys import job_key
 from geoqueue.routes import queue_for
 from runtime.context import JobContext
 from runtime.guard import guarded
@@ -46,7 +47,7 @@ def _move_script():
 
 
 def is_finished(job_id: str) -> bool:
-    return get_redis().hget(jobs.job_key(job_id), "state") in (None, *jobs.TERMINAL)
+    return get_redis().hget(job_key(job_id), "state") in (None, *TERMINAL)
 
 
 def grace_seconds() -> float:
@@ -62,7 +63,7 @@ class StepMachine:
         self.step_tasks = step_tasks
 
     def key(self, job_id: str) -> str:
-        return f"{jobs.job_key(job_id)}:{self.vendor}"
+        return f"{job_key(job_id)}:{self.vendor}"
 
     def state(self, job_id: str) -> dict[str, str]:
         return get_redis().hgetall(self.key(job_id))

@@ -31,8 +31,11 @@ from standardwebhooks import Webhook
 
 from config.redis_client import get_redis
 from config.settings import Settings, get_settings
-from geoqueue import jobs
 from geoqueue.backoff import backoff, equal_jitter
+from geoqueue.callback_url import shown_url
+from geoqueue.job_record import Job
+from geoqueue.ledger import Ledger
+from geoqueue.ledger_keys import ENDED_STREAM
 from webhooks.destinations import CallbackRefused, check_destination
 
 log = logging.getLogger("geoqueue.webhooks")
@@ -65,7 +68,7 @@ def retry_delay(attempts: int, settings: Settings) -> float:
     return backoff(attempts - 1, settings.webhook_backoff_initial, settings.webhook_backoff_max, None, equal_jitter)
 
 
-def payload(job: jobs.Job) -> str:
+def payload(job: Job) -> str:
     """What a receiver gets: the job's record (s3:// references and typed errors only), not where
     it is posted. Standard Webhooks' envelope: type, timestamp, data."""
     data = job.to_dict()
@@ -90,7 +93,7 @@ class Deliverer:
             raise SystemExit("refusing to start the webhook deliverer without GEOQUEUE_WEBHOOK_SECRET (whsec_...)")
         self.redis = client
         self.settings = settings
-        self.ledger = jobs.Ledger(client, ttl=settings.result_expires)
+        self.ledger = Ledger(client, ttl=settings.result_expires)
         self.signer = Webhook(settings.webhook_secret.get_secret_value())
         self.name = name or f"{socket.gethostname()}-{id(self):x}"
         self._take = client.register_script(_TAKE)
@@ -100,7 +103,7 @@ class Deliverer:
         try:
             # From the stream's start: ends recorded while no deliverer ran are delivered too
             # (the stream holds only ends written by a ledger that publishes them).
-            self.redis.xgroup_create(jobs.ENDED_STREAM, GROUP, id="0", mkstream=True)
+            self.redis.xgroup_create(ENDED_STREAM, GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
@@ -108,13 +111,13 @@ class Deliverer:
     def take_ended(self, block_ms: int) -> int:
         """Schedule a delivery for each job end not yet taken; how many entries were read."""
         # [next id, entries] (Redis 6.2), plus the ids of deleted entries (7.0 and later)
-        claimed = self.redis.xautoclaim(jobs.ENDED_STREAM, GROUP, self.name, RECLAIM_IDLE_MS, "0-0", count=100)[1]
-        fresh = self.redis.xreadgroup(GROUP, self.name, {jobs.ENDED_STREAM: ">"}, count=100, block=block_ms or None)
+        claimed = self.redis.xautoclaim(ENDED_STREAM, GROUP, self.name, RECLAIM_IDLE_MS, "0-0", count=100)[1]
+        fresh = self.redis.xreadgroup(GROUP, self.name, {ENDED_STREAM: ">"}, count=100, block=block_ms or None)
         entries = claimed + [entry for _, stream_entries in fresh for entry in stream_entries]
         for entry_id, fields in entries:
             if fields:  # a claimed entry trimmed from the stream comes back empty
                 self.schedule(fields["id"], fields["state"], int(entry_id.split("-")[0]) / 1000)
-            self.redis.xack(jobs.ENDED_STREAM, GROUP, entry_id)
+            self.redis.xack(ENDED_STREAM, GROUP, entry_id)
         return len(entries)
 
     def schedule(self, job_id: str, state: str, ended: float) -> None:
@@ -148,7 +151,7 @@ class Deliverer:
             return None
         number = int(state["attempts"]) + 1
         started = time.time()
-        outcome: dict[str, Any] = {"attempt": number, "at": started, "url": jobs.shown_url(state["url"]),
+        outcome: dict[str, Any] = {"attempt": number, "at": started, "url": shown_url(state["url"]),
                                    "webhook_id": state["msg_id"]}
         retry = True
         try:

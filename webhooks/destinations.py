@@ -7,7 +7,7 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
-from geoqueue.jobs import check_callback_url
+from geoqueue.callback_url import check_callback_url
 
 
 class CallbackRefused(ValueError):

@@ -11,7 +11,8 @@ from prometheus_client import start_http_server
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
 
 from config.settings import get_settings
-from geoqueue import jobs
+from geoqueue.job_record import QUEUED, RUNNING, STATES, WAITING
+from geoqueue.ledger import Ledger
 from geoqueue.redis_url import connect
 from runtime import liveness
 from runtime.liveness import POLLERS
@@ -26,7 +27,7 @@ class FleetCollector:
     def job_counts(self) -> Counter:
         """The ledger's counters, kept by its scripts: one read whatever the number of jobs. Records
         whose time is up are dropped first, so the counts do not include them."""
-        ledger = jobs.Ledger(self.redis)
+        ledger = Ledger(self.redis)
         ledger.expire_due()
         return Counter(ledger.counts())
 
@@ -41,7 +42,7 @@ class FleetCollector:
         counts = self.job_counts()
         family = GaugeMetricFamily("geoqueue_jobs", "Jobs on record by vendor and state", labels=["vendor", "state"])
         for vendor in sorted({v for v, _ in counts}):
-            for state in jobs.STATES:
+            for state in STATES:
                 family.add_metric([vendor, state], counts.get((vendor, state), 0))
         yield family
         due = GaugeMetricFamily("geoqueue_webhooks_due", "Webhook deliveries waiting for their next attempt")
@@ -58,8 +59,8 @@ class FleetCollector:
         yield last
         oldest = GaugeMetricFamily("geoqueue_oldest_job_age_seconds", "Age of the oldest job in a state",
                                    labels=["state"])
-        ledger, now = jobs.Ledger(self.redis), time.time()
-        for state in (jobs.QUEUED, jobs.RUNNING, jobs.WAITING):
+        ledger, now = Ledger(self.redis), time.time()
+        for state in (QUEUED, RUNNING, WAITING):
             found = ledger.oldest(state, limit=1)
             oldest.add_metric([state], now - found[0].created if found else 0.0)
         yield oldest
@@ -67,7 +68,7 @@ class FleetCollector:
                                      "Jobs waiting on a vendor that its poller has not looked at lately",
                                      labels=["vendor"])
         for vendor in POLLERS:
-            waiting = list(ledger.recent(limit=10_000, state=jobs.WAITING, vendor=vendor))
+            waiting = list(ledger.recent(limit=10_000, state=WAITING, vendor=vendor))
             unpolled.add_metric([vendor], len(liveness.unpolled(waiting, get_settings().unpolled_after)))
         yield unpolled
 

@@ -18,7 +18,8 @@ from celery import current_app
 
 from config.redis_client import get_ledger, get_redis
 from config.settings import get_settings
-from geoqueue import jobs
+from geoqueue.job_record import QUEUED, WAITING
+from geoqueue.ledger_keys import job_key
 from geoqueue.routes import RELEASE_TASK, queue_for
 from runtime import ending, liveness
 from runtime.fanout import Fanout
@@ -59,10 +60,10 @@ def resend_lost_items() -> int:
 def send_lost_submissions() -> int:
     ledger, r, grace = get_ledger(), get_redis(), get_settings().submit_grace
     sent = 0
-    for job in ledger.oldest(jobs.QUEUED, limit=SUBMISSIONS_PER_SWEEP):
+    for job in ledger.oldest(QUEUED, limit=SUBMISSIONS_PER_SWEEP):
         if time.time() - job.created < grace:
             break        # oldest first: the rest are younger still
-        sent_at, taken = r.hmget(jobs.job_key(job.id), "sent", "taken")
+        sent_at, taken = r.hmget(job_key(job.id), "sent", "taken")
         if taken or (float(sent_at or 0) > time.time() - grace) or queues.holds_message(r, job.id):
             continue
         log.warning("job %s (%s) was recorded %.0f s ago and its message is in no queue: sending it",
@@ -76,7 +77,7 @@ def send_lost_submissions() -> int:
 def poke_pollers() -> int:
     ledger, after, sent = get_ledger(), get_settings().unpolled_after, 0
     for vendor, poller in liveness.POLLERS.items():
-        waiting = list(ledger.recent(limit=10_000, state=jobs.WAITING, vendor=vendor))
+        waiting = list(ledger.recent(limit=10_000, state=WAITING, vendor=vendor))
         stale = liveness.unpolled(waiting, after)
         if stale:
             log.warning("%d %s jobs waiting on the vendor were not looked at for %d s (%s...): sending %s",

@@ -8,18 +8,26 @@ import sys
 import time
 from importlib.metadata import entry_points
 
-from geoqueue import jobs
 from geoqueue.catalog import CATALOG
 from geoqueue.client import VENDORS, GeoQueue, UnknownJob
+from geoqueue.job_record import STATES
 from geoqueue.params import InvalidParams
 
 
 def parse_params(pairs: list[str], raw_json: str | None) -> dict:
-    params = json.loads(raw_json) if raw_json else {}
+    """The parameters of `--json` and `--param`; InvalidParams (exit status 2) when they are not an object."""
+    params = {}
+    if raw_json is not None:
+        try:
+            params = json.loads(raw_json)
+        except json.JSONDecodeError as exc:
+            raise InvalidParams(f"params: --json is not JSON ({exc})", field="params") from None
+        if not isinstance(params, dict):
+            raise InvalidParams(f"params: --json must be one JSON object of parameters, got {json.dumps(params)[:80]}", field="params")
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise SystemExit(f"--param takes key=value, got {pair!r}")
+            raise InvalidParams(f"params: --param takes key=value, got {pair!r}", field="params")
         try:
             params[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -123,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format")
 
     listing = sub.add_parser("list", help="recent jobs")
-    listing.add_argument("--state", choices=jobs.STATES)
+    listing.add_argument("--state", choices=STATES)
     listing.add_argument("--vendor", choices=VENDORS)
     listing.add_argument("--limit", type=int, default=20)
     listing.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format")

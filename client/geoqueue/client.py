@@ -4,13 +4,16 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from celery import Celery
 
-from geoqueue import jobs
+from geoqueue.callback_url import check_callback_url
 from geoqueue.catalog import CATALOG
-from geoqueue.params import InvalidParams
+from geoqueue.job_record import CANCELED, SUCCEEDED, Job, canonical, check_job_id, new_job_id
+from geoqueue.ledger import CONFLICT, CREATED, Ledger
+from geoqueue.ledger_keys import event_channel
+from geoqueue.params import InvalidParams, Whole
 from geoqueue.redis_url import DEFAULT_MASTER, connect, is_sentinel
 from geoqueue.routes import RELEASE_TASK, queue_for
 
@@ -23,7 +26,7 @@ RECHECK_SECONDS = 15.0
 class JobFailed(Exception):
     """wait() found the job failed or canceled; `.job` holds its record and typed error."""
 
-    def __init__(self, job: jobs.Job) -> None:
+    def __init__(self, job: Job) -> None:
         error = job.error or {}
         super().__init__(f"job {job.id} {job.state}: {error.get('message', '')}".rstrip(": "))
         self.job = job
@@ -51,6 +54,7 @@ class JobConflict(InvalidParams):
     """The job id given names another job already (another name, or other parameters)."""
 
 
+LIST_LIMIT = Whole(minimum=1)
 VENDORS = tuple(sorted({spec.vendor for spec in CATALOG.specs.values()}))
 
 
@@ -71,7 +75,7 @@ class GeoQueue:
         self.redis_url = redis_url or os.environ.get("GEOQUEUE_REDIS_URL", DEFAULT_REDIS_URL)
         master = sentinel_master or os.environ.get("GEOQUEUE_REDIS_SENTINEL_MASTER", DEFAULT_MASTER)
         self.redis = connect(self.redis_url, master, decode_responses=True)
-        self.ledger = jobs.Ledger(self.redis)
+        self.ledger = Ledger(self.redis)
         # Only a sender: it needs the broker, never the workers' code.
         self.celery = Celery("geoqueue-producer", broker=self.redis_url, backend=self.redis_url)
         self.celery.conf.task_serializer = "json"
@@ -82,28 +86,31 @@ class GeoQueue:
     def submit(self, name: str, params: dict[str, Any] | None = None, job_id: str | None = None,
                callback_url: str | None = None) -> str:
         """Enqueue a job by its name; returns the job id. Nothing is enqueued unless the job and its
-        parameters are right (InvalidParams names the field). Submitting an id again with the same
-        name and parameters is the same job; with others it is refused (JobConflict).
+        parameters are right (InvalidParams names the field). The job records and sends its parameters
+        as the catalog normalizes them. Submitting an id again with the same name and (normalized)
+        parameters is the same job; with others it is refused (JobConflict).
         `callback_url` receives the job's record, signed, when it ends (see the fleet's webhooks)."""
-        params = dict(params or {})
-        CATALOG[name].check(params)
-        job_id = jobs.new_job_id() if job_id is None else jobs.check_job_id(job_id)
+        given = {} if params is None else dict(params) if isinstance(params, Mapping) else params
+        checked = CATALOG[name].check(given)
+        job_id = new_job_id() if job_id is None else check_job_id(job_id)
         if callback_url is not None:
-            jobs.check_callback_url(callback_url)
-        created = self.ledger.create(job_id, name, params, callback_url=callback_url)
-        if created == jobs.CONFLICT:
+            check_callback_url(callback_url)
+        # The catalog's normalized parameters (a lone map id as a list of one, ...) are what the job
+        # is: recorded, compared on a submit again, and sent, so workers receive them as checked.
+        created = self.ledger.create(job_id, name, checked, callback_url=callback_url)
+        if created == CONFLICT:
             other = self.status(job_id)
             raise JobConflict(f"job_id: {job_id} is already a {other.name} job with other parameters "
-                              f"({jobs.canonical(other.params)})", field="job_id")
-        if created == jobs.CREATED or not self.ledger.sent(job_id):
+                              f"({canonical(other.params)})", field="job_id")
+        if created == CREATED or not self.ledger.sent(job_id):
             try:
-                self.celery.send_task(name, kwargs=params, task_id=job_id, queue=queue_for(name))
+                self.celery.send_task(name, kwargs=checked, task_id=job_id, queue=queue_for(name))
             except Exception as exc:  # the broker, not the job: the record stays, to be sent again
                 raise SubmitFailed(job_id, exc) from exc
             self.ledger.mark_sent(job_id)
         return job_id
 
-    def status(self, job_id: str) -> jobs.Job:
+    def status(self, job_id: str) -> Job:
         job = self.ledger.get(job_id)
         if job is None:
             raise UnknownJob(job_id)
@@ -117,12 +124,12 @@ class GeoQueue:
     def console(self, job_id: str, start: int = 0) -> list[str]:
         return self.ledger.console(job_id, start)
 
-    def changes(self, job_id: str, timeout: float | None = None, recheck: float = RECHECK_SECONDS) -> Iterator[jobs.Job]:
+    def changes(self, job_id: str, timeout: float | None = None, recheck: float = RECHECK_SECONDS) -> Iterator[Job]:
         """The job now, then again at each change it publishes, until it finishes or `timeout`
         seconds pass. Waiting costs no Redis command: the job's events wake it."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self.redis.pubsub(ignore_subscribe_messages=True) as events:
-            events.subscribe(jobs.event_channel(job_id))
+            events.subscribe(event_channel(job_id))
             job = self.status(job_id)  # read after subscribing, so no change falls in between
             yield job
             while not job.finished:
@@ -142,7 +149,7 @@ class GeoQueue:
                 yield job
 
     def wait(self, job_id: str, timeout: float = 600, poll: float = RECHECK_SECONDS,
-             raise_on_failure: bool = True) -> jobs.Job:
+             raise_on_failure: bool = True) -> Job:
         """The job's record once it has finished. `poll` is only the safety re-read of the record:
         the job's events end the wait as soon as it finishes."""
         job = None
@@ -150,16 +157,17 @@ class GeoQueue:
             pass
         if not job.finished:
             raise WaitTimeout(f"job {job_id} still {job.state} after {timeout:g}s")
-        if raise_on_failure and job.state != jobs.SUCCEEDED:
+        if raise_on_failure and job.state != SUCCEEDED:
             raise JobFailed(job)
         return job
 
-    def list(self, limit: int = 50, state: str | None = None, vendor: str | None = None) -> list[jobs.Job]:
-        """Newest first; an unknown state or vendor is refused (InvalidParams)."""
+    def list(self, limit: int = 50, state: str | None = None, vendor: str | None = None) -> list[Job]:
+        """Newest first; an unknown state or vendor, or a limit below 1, is refused (InvalidParams)."""
+        LIST_LIMIT.check(limit, "limit")
         check_vendor(vendor)
         return list(self.ledger.recent(limit, state=state, vendor=vendor))
 
-    def watch(self, job_id: str, poll: float = RECHECK_SECONDS) -> Iterator[jobs.Job]:
+    def watch(self, job_id: str, poll: float = RECHECK_SECONDS) -> Iterator[Job]:
         """Yields the job each time it changes, until it finishes."""
         return self.changes(job_id, recheck=poll)
 
@@ -167,7 +175,7 @@ class GeoQueue:
         """Cancel a job that has not finished. Running work notices at its next step;
         vendors with a cancel call (DroneMapper) are told by their poller."""
         self.status(job_id)
-        canceled = self.ledger.transition(job_id, jobs.CANCELED, error={"type": "Canceled", "message": "canceled by request"})
+        canceled = self.ledger.transition(job_id, CANCELED, error={"type": "Canceled", "message": "canceled by request"})
         if canceled:
             self.celery.control.revoke(job_id)
             # What the job held (credit reservations, a workspace) goes now, not at the next sweep.

@@ -206,9 +206,9 @@ class Options(Type):
     def check(self, value: Any, field: str) -> dict:
         if not isinstance(value, dict):
             raise _refuse(field, f"an object of {self.what}s", value)
-        unknown = sorted(set(value) - set(self.fields))
+        unknown = sorted(map(str, set(value) - set(self.fields)))
         if unknown:
-            raise InvalidParams(f"{field}: unknown {self.what}(s) {', '.join(map(str, unknown))} "
+            raise InvalidParams(f"{field}: unknown {self.what}(s) {', '.join(unknown)} "
                                 f"(known: {', '.join(self.fields)})", field=f"{field}.{unknown[0]}")
         return {name: self.fields[name].check(item, f"{field}.{name}") for name, item in value.items()}
 
@@ -284,8 +284,8 @@ class JobSpec:
     def check(self, params: Any) -> dict[str, Any]:
         """The parameters if they fit this job; InvalidParams naming every unknown or missing one, or the bad field."""
         if not isinstance(params, dict):
-            raise InvalidParams(f"{self.name}: parameters must be an object, got {params!r}")
-        unknown = sorted(set(params) - set(self.params))
+            raise InvalidParams(f"params: {self.name} takes an object of named parameters, got {params!r}", field="params")
+        unknown = sorted(map(str, set(params) - set(self.params)))
         missing = [name for name, p in self.params.items() if p.required and params.get(name) is None]
         if unknown or missing:
             parts = ([f"unknown parameter(s) {', '.join(unknown)} (known: {', '.join(self.params)})"] if unknown else []) \

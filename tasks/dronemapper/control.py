@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from config.redis_client import get_ledger
-from geoqueue import jobs
+from geoqueue.job_record import CANCELED, WAITING, Job
 from runtime import CutOff, InvalidInput, JobContext, Once, ending
 from tasks.dronemapper.account import client
 from tasks.dronemapper.inputs import check_options
@@ -13,7 +13,7 @@ from tasks.dronemapper.records import SURVEY_JOB, Survey, vendor_id
 from vendors.errors import NotFound
 
 
-def survey_job(job_id: str) -> jobs.Job:
+def survey_job(job_id: str) -> Job:
     target = get_ledger().get(job_id)
     if target is None:
         raise InvalidInput(f"job_id: no job {job_id!r}", field="job_id")
@@ -26,7 +26,7 @@ def cancel(job: JobContext, job_id: str) -> dict:
     target = survey_job(job_id)
     if target.finished and (target.error or {}).get("by") != job.id:  # by this job: a retry stops it again
         raise InvalidInput(f"job_id: job {job_id} has already {target.state}", field="job_id")
-    ending.end_job(job_id, jobs.CANCELED, error={"type": "Canceled", "message": f"canceled by job {job.id}",
+    ending.end_job(job_id, CANCELED, error={"type": "Canceled", "message": f"canceled by job {job.id}",
                                                   "by": job.id})
     return {"job_id": job_id, "canceled": True, "vendor_action": wind_down(job_id)}
 
@@ -49,7 +49,7 @@ def restart(job: JobContext, job_id: str, options: dict | list | None) -> dict:
         pass  # an earlier attempt's restart got no answer: taken as made, never sent twice; the poller shows
     survey.reopen()
     job.ledger.append_console(job_id, [f"[geoqueue] restarted by job {job.id}"])
-    job.ledger.transition(job_id, jobs.WAITING, force=True, phase="processing: restart pending", done=0, total=100,
+    job.ledger.transition(job_id, WAITING, force=True, phase="processing: restart pending", done=0, total=100,
                           error=None, result=None)
     survey.track()  # only now: the poller would retire a survey it finds tracked and still finished
     return {"job_id": job_id, "project": project, "task": vendor_id(state["task"]), "restarted": True,
@@ -63,7 +63,7 @@ def remove(job: JobContext, job_id: str) -> dict[str, Any]:
         raise InvalidInput(f"job_id: job {job_id} has no DroneMapper task", field="job_id")
     survey.set(removed=1)  # the poller leaves a removed task alone
     if not target.finished:
-        ending.end_job(job_id, jobs.CANCELED, error={"type": "Canceled", "message": f"removed by job {job.id}"})
+        ending.end_job(job_id, CANCELED, error={"type": "Canceled", "message": f"removed by job {job.id}"})
     try:
         client().remove(int(state["project"]), state["task"])
     except NotFound:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
-from geoqueue import jobs
 from geoqueue.catalog.dronemapper import DEFAULT_ASSETS
+from geoqueue.job_record import CANCELED
 from geoqueue.s3ref import S3Ref
 from runtime import JobContext, ending
 from services.storage import get_store
@@ -69,7 +69,7 @@ def finish(job: JobContext, state: dict) -> None:
     """FAILED or CANCELED at the vendor: the last console lines, then the job ends the same way."""
     sync_console(client(), Survey(job.id), state)
     if int(state["status"]) == Status.CANCELED:
-        ending.end_job(job.id, jobs.CANCELED, error={
+        ending.end_job(job.id, CANCELED, error={
             "type": "Canceled", "message": f"DroneMapper task {state['task']} was canceled at the vendor"})
         return
     last_error = state.get("last_error") or "no error message"

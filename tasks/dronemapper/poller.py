@@ -20,7 +20,7 @@ from functools import partial
 from typing import Any
 
 from config.redis_client import get_ledger
-from geoqueue import jobs
+from geoqueue.job_record import CANCELED, Job
 from runtime import JobContext, liveness, on_job_end
 from runtime.fanout import Fanout
 from runtime.guard import polled
@@ -180,7 +180,7 @@ def keep_moving(job_id: str, state: dict) -> None:
 
 
 # --- what a survey that ended holds: its vendor task, and its place in the poller's care ---
-def stop_needed(job: jobs.Job, state: dict) -> str | None:
+def stop_needed(job: Job, state: dict) -> str | None:
     """What the vendor task of a finished survey still needs: "remove" for a partial task never
     committed, "cancel" for processing that a cancel stopped on our side; None when nothing is left.
     A stop claimed and not yet made is still needed: its stopper may die before its call."""
@@ -188,7 +188,7 @@ def stop_needed(job: jobs.Job, state: dict) -> str | None:
         return None
     if not state.get("committed"):
         return "remove"
-    return "cancel" if job.state == jobs.CANCELED and state.get("step") == PROCESSING else None
+    return "cancel" if job.state == CANCELED and state.get("step") == PROCESSING else None
 
 
 def stop_at_vendor(job_id: str) -> str | None:

@@ -18,7 +18,8 @@ from typing import Any
 
 from config.redis_client import get_redis
 from config.settings import get_settings
-from geoqueue import jobs
+from geoqueue.ledger import RECORD_TTL_SECONDS
+from geoqueue.ledger_keys import job_key
 from geoqueue.s3ref import S3Ref, parse_ref
 from runtime import JobError
 from runtime.steps import StepMachine, is_finished
@@ -118,7 +119,7 @@ class Survey:
     def append_console(self, lines: list[str], offset: int) -> None:
         """The lines and the offset after them in one MULTI: a crash never appends lines twice."""
         pipe = self.redis.pipeline()
-        pipe.rpush(f"{jobs.job_key(self.job_id)}:console", *lines)  # the ledger's console list
+        pipe.rpush(f"{job_key(self.job_id)}:console", *lines)  # the ledger's console list
         pipe.hset(self.state_key, "console_offset", offset)
         pipe.execute()
 
@@ -128,7 +129,7 @@ class Survey:
         The key holds the creation time too, so an id the vendor hands out again (a reset server,
         a restored database) is a new claim."""
         key = f"gq:dronemapper:claim:{kind}:{created['id']}@{created.get('created_at', '')}"
-        self.redis.set(key, self.job_id, nx=True, ex=jobs.RECORD_TTL_SECONDS)
+        self.redis.set(key, self.job_id, nx=True, ex=RECORD_TTL_SECONDS)
         return self.redis.get(key) == self.job_id
 
     def claim_stop(self, action: str) -> bool:
@@ -162,7 +163,7 @@ class Survey:
             self.track()  # a restart came in between: keep following it
             return
         for key in (self.state_key, self.images_key, self.assets_key):
-            self.redis.expire(key, jobs.RECORD_TTL_SECONDS)
+            self.redis.expire(key, RECORD_TTL_SECONDS)
 
     def reopen(self) -> None:
         """Follow the restarted vendor task from its start: a fresh console offset (the vendor's

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from config.settings import get_settings
-from geoqueue import jobs
+from geoqueue.job_record import RUNNING, WAITING
 from geoqueue.s3ref import S3Ref, parse_ref
 from runtime import JobContext, JobError
 from runtime.fanout import Fanout
@@ -68,7 +68,7 @@ def start(job: JobContext, images: S3Ref, project: int | None, project_name: str
     task_for(job.id, vendor, project, title, lambda: vendor.create_task(project, partial=True, name=title,
                                                                         options=options or {}))
     job.check_canceled()
-    job.show(jobs.RUNNING, STEP_PHASES[UPLOAD], done=0, total=len(photos))
+    job.show(RUNNING, STEP_PHASES[UPLOAD], done=0, total=len(photos))
     STEPS.move(job.id, UPLOAD, CREATE)
     start_uploads(job, parallel)
 
@@ -146,5 +146,5 @@ def begin_processing(job: JobContext) -> None:
     """The vendor has every image and processes them: from now on the poller follows the task."""
     survey = Survey(job.id)
     survey.set(committed=1, since=time.time(), console_offset=0, step=PROCESSING, step_at=time.time())
-    job.show(jobs.WAITING, "processing: queued", done=0, total=100)
+    job.show(WAITING, "processing: queued", done=0, total=100)
     survey.track()

@@ -25,7 +25,7 @@ from typing import Callable, Iterator
 
 from config.redis_client import get_redis
 from config.settings import get_settings
-from geoqueue import jobs
+from geoqueue.ledger import RECORD_TTL_SECONDS
 from runtime import JobContext, JobError
 from runtime.lease import Lease
 from tasks.immersal.records import STEPS, ImmersalRecords, log
@@ -76,7 +76,7 @@ class CaptureGate:
 
     def capturing(self, job_id: str, image: str) -> None:
         """The capture of `image` is about to be made (or looked up): pending until settled."""
-        self.redis.set(self.pending_key, json.dumps({"job": job_id, "image": image}), ex=jobs.RECORD_TTL_SECONDS)
+        self.redis.set(self.pending_key, json.dumps({"job": job_id, "image": image}), ex=RECORD_TTL_SECONDS)
 
     def settled(self) -> None:
         self.redis.delete(self.pending_key)

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from config.redis_client import get_ledger, get_redis
 from config.settings import get_settings
-from geoqueue import jobs
+from geoqueue.job_record import WAITING
 from runtime import JobContext, Once, ending, liveness
 from runtime.context import publish_progress
 from runtime.guard import polled
@@ -67,7 +67,7 @@ def record_map(job: JobContext, map_id: int, summary: dict) -> None:
     r.hsetnx(CLAIMS_KEY, str(map_id), job.id)
     STEPS.set(job.id, map_id=map_id, status="pending", summary=json.dumps(summary), step=CONSTRUCTION,
               step_at=time.time())
-    job.show(jobs.WAITING, "construction: pending")
+    job.show(WAITING, "construction: pending")
     ending.hold(job.id)
     r.sadd(ACTIVE_KEY, job.id)
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from geoqueue import jobs
+from geoqueue import job_record
 from runtime import PENDING, JobContext, task
 from services.storage import get_store, object_ref, prefix_ref
 from tasks.immersal import construction, submission
@@ -54,11 +54,11 @@ def resumed(job: JobContext) -> bool:
     if not step:
         return False
     if step == QUEUED:
-        job.show(jobs.QUEUED, waiting_phase(int(state["bank"])))
+        job.show(job_record.QUEUED, waiting_phase(int(state["bank"])))
     elif step == CONSTRUCTION:
-        job.show(jobs.WAITING, f"construction: {state.get('status', 'pending')}")
+        job.show(job_record.WAITING, f"construction: {state.get('status', 'pending')}")
     else:
-        job.show(jobs.RUNNING, STEP_PHASES.get(step, step))
+        job.show(job_record.RUNNING, STEP_PHASES.get(step, step))
     return True
 
 

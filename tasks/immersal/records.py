@@ -16,7 +16,8 @@ import logging
 from typing import Iterator
 
 from config.redis_client import get_redis
-from geoqueue import jobs
+from geoqueue.ledger import RECORD_TTL_SECONDS
+from geoqueue.ledger_keys import job_key
 from runtime import JobError, Once
 from runtime.steps import StepMachine
 
@@ -63,7 +64,7 @@ class ImmersalRecords:
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
         self.redis = get_redis()
-        base = jobs.job_key(job_id)
+        base = job_key(job_id)
         self.chunks_key, self.working_key = f"{base}:immersal:chunks", f"{base}:immersal:working"
         self.captures = Once(job_id, "captures")
 
@@ -75,7 +76,7 @@ class ImmersalRecords:
         pipe.hset(self.chunks_key, mapping=chunks)
         pipe.hset(STEPS.key(self.job_id), mapping={"images": len(rows), "chunks": len(chunks)})
         for key in (self.chunks_key, STEPS.key(self.job_id)):
-            pipe.expire(key, jobs.RECORD_TTL_SECONDS)
+            pipe.expire(key, RECORD_TTL_SECONDS)
         pipe.execute()
 
     def chunk_names(self) -> list[str]:
@@ -99,4 +100,4 @@ class ImmersalRecords:
         """The job is over: its rows go now, the rest expires with its ledger record."""
         self.redis.delete(self.chunks_key)
         for key in (STEPS.key(self.job_id), self.working_key):
-            self.redis.expire(key, jobs.RECORD_TTL_SECONDS)
+            self.redis.expire(key, RECORD_TTL_SECONDS)

@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from config.settings import get_settings
-from geoqueue import jobs
+from geoqueue.job_record import RUNNING
 from geoqueue.s3ref import S3Ref
 from runtime import CutOff, InvalidInput, JobContext, JobError, Once, ending
 from runtime.fanout import Fanout
@@ -63,7 +63,7 @@ def prepare_and_submit(job: JobContext, bank: int, total: int) -> None:
     records, fanout = ImmersalRecords(job.id), Fanout()
     # Until the fan-out has begun no image is sent, so emptying the workspace again is safe.
     if not fanout.started(job.id):
-        job.show(jobs.RUNNING, STEP_PHASES[START])
+        job.show(RUNNING, STEP_PHASES[START])
         vendor = client()
         vendor.clear(anchor=True, bank=bank)
         for map_id in job.params.get("extend") or []:
@@ -74,7 +74,7 @@ def prepare_and_submit(job: JobContext, bank: int, total: int) -> None:
             raise InvalidInput(f"images: the workspace holds {base} restored images; {total} more exceed "
                                f"its imageMax of {limit}", field="images")
         STEPS.set(job.id, base=base)
-        job.show(jobs.RUNNING, STEP_PHASES[SUBMIT], done=0, total=total)
+        job.show(RUNNING, STEP_PHASES[SUBMIT], done=0, total=total)
         parallel = job.params.get("max_parallel") or (
             EXACT_PARALLEL if exact_captures(job) else get_settings().immersal_max_parallel)
         fanout.start(job.id, records.chunk_names(), CHUNK_TASK, parallel)

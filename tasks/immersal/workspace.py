@@ -7,7 +7,7 @@ import time
 
 from config.redis_client import get_ledger, get_redis
 from config.settings import get_settings
-from geoqueue import jobs
+from geoqueue import job_record
 from runtime import JobContext, ending
 from runtime.lease import Lease
 from runtime.steps import grace_seconds, is_finished
@@ -35,7 +35,7 @@ def waiting_phase(bank: int) -> str:
 
 def queue_for_workspace(job: JobContext, bank: int) -> None:
     STEPS.set(job.id, step=QUEUED, step_at=time.time(), bank=bank)
-    job.show(jobs.QUEUED, waiting_phase(bank))
+    job.show(job_record.QUEUED, waiting_phase(bank))
     ending.hold(job.id)
     workspace_lease(bank).wait(job.id)
     get_redis().sadd(ACTIVE_KEY, job.id)
@@ -71,7 +71,7 @@ def hand_over(bank: int) -> None:
 def start_on_workspace(job_id: str, bank: int) -> None:
     """The job holds the workspace now; it shows so while its start waits for a worker."""
     if STEPS.move(job_id, START, QUEUED):
-        get_ledger().transition(job_id, jobs.QUEUED, phase=f"starting on workspace {workspace_name(bank)}")
+        get_ledger().transition(job_id, job_record.QUEUED, phase=f"starting on workspace {workspace_name(bank)}")
         STEPS.send(job_id, START)
 
 

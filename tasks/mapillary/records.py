@@ -6,9 +6,10 @@ from typing import Any, Callable
 
 import redis
 
-from geoqueue import jobs
+from geoqueue.ledger import RECORD_TTL_SECONDS
+from geoqueue.ledger_keys import job_key
 
-CHECKPOINT_TTL = jobs.RECORD_TTL_SECONDS
+CHECKPOINT_TTL = RECORD_TTL_SECONDS
 FINISHED_CHECKPOINT_TTL = 3600         # kept a little after the job, for a late duplicate finisher
 
 
@@ -40,7 +41,7 @@ class HarvestCheckpoints:
 
     def __init__(self, client: redis.Redis, job_id: str) -> None:
         self.redis = client
-        base = f"{jobs.job_key(job_id)}:mly"
+        base = f"{job_key(job_id)}:mly"
         self.tiles_key, self.ids_key, self.batches_key = f"{base}:tiles", f"{base}:image_ids", f"{base}:batches"
         self.downloaded_key, self.counts_key = f"{base}:downloaded", f"{base}:counts"
         self._record_once = client.register_script(_RECORD_ONCE)
@@ -117,7 +118,7 @@ class UploadRecords:
 
     def __init__(self, client: redis.Redis, job_id: str) -> None:
         self.redis = client
-        base = f"{jobs.job_key(job_id)}:mly"
+        base = f"{job_key(job_id)}:mly"
         self.plan_key, self.images_key = f"{base}:upload", f"{base}:upload_images"
 
     def plan_once(self, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:

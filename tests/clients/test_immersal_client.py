@@ -489,7 +489,7 @@ def test_a_server_error_is_transient(sandbox, client):
 
 def test_a_dropped_connection_is_transient(sandbox, client):
     sandbox.faults("immersal", drop_next=1)
-    with pytest.raises(TransientError) as caught:
+    with pytest.raises(TransientError):
         client.capture(image_bytes(1), run=0, index=0, intrinsics=CLIENT_INTRINSICS)
     assert "capture:0:0:0" not in sandbox.counters("immersal")
 

@@ -6,7 +6,9 @@ import os
 import subprocess
 import sys
 
-from tests.probes import geoqueue
+import pytest
+
+from tests.probes import enqueued, geoqueue
 
 
 def test_status_list_and_items_print_json_with_o_json(stack, queue):
@@ -28,6 +30,32 @@ def test_unknown_states_and_job_ids_are_refused(stack):
     assert bad_state.returncode == 2 and "invalid choice: 'finished'" in bad_state.stderr
     unknown = geoqueue(stack, "items", "no-such-job")
     assert unknown.returncode == 2 and "no job no-such-job" in unknown.stderr and unknown.stdout == ""
+
+
+def refused_in_one_line(run) -> str:
+    """A refusal as the command gives it: exit status 2, one line on stderr, no traceback."""
+    assert run.returncode == 2 and run.stdout == "", (run.returncode, run.stdout, run.stderr)
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    return run.stderr
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--json", '{"image": "s3://geoqueue/a.jpg"'], "--json is not JSON"),
+    (["--json", "[1,2]"], "--json must be one JSON object"),
+    (["--json", "null"], "--json must be one JSON object"),
+    (["--param", "image"], "--param takes key=value"),
+])
+def test_submit_refuses_parameters_that_are_not_an_object(stack, args, says):
+    before = enqueued(stack)
+    stderr = refused_in_one_line(geoqueue(stack, "submit", "immersity.disparity", *args))
+    assert "params" in stderr and says in stderr
+    assert enqueued(stack) == before
+
+
+@pytest.mark.parametrize("limit", ["-5", "0"])
+def test_list_refuses_a_limit_below_one(stack, limit):
+    stderr = refused_in_one_line(geoqueue(stack, "list", "--limit", limit))
+    assert "limit" in stderr and "at least 1" in stderr
 
 
 def test_shell_completion_offers_commands_and_job_names(tmp_path):

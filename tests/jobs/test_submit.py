@@ -2,11 +2,14 @@
 names one job only."""
 from __future__ import annotations
 
+import base64
+import json
 import math
 
 import pytest
 
-from geoqueue import InvalidParams, JobConflict
+from geoqueue import GeoQueue, InvalidParams, JobConflict
+from geoqueue.routes import queue_for
 from tests.inputs import BUCKET, put_images
 from tests.probes import enqueued
 
@@ -40,6 +43,35 @@ def test_bad_parameters_are_refused_naming_the_field_and_nothing_is_enqueued(que
     refused = refusal(queue, name, params)
     assert refused.field == field, str(refused)
     assert enqueued(stack) == before
+
+
+@pytest.mark.parametrize("params, field", [
+    ([1, 2], "params"), (["image"], "params"), ([("image", f"s3://{BUCKET}/a.jpg")], "params"), ([], "params"),
+    ("image", "params"), ({1: "x", "image": f"s3://{BUCKET}/a.jpg"}, "1"),
+])
+def test_parameters_that_are_not_an_object_of_names_are_refused(queue, stack, params, field):
+    before = enqueued(stack)
+    refused = refusal(queue, "immersity.disparity", params)
+    assert refused.field == field, str(refused)
+    assert enqueued(stack) == before
+
+
+def test_submit_records_and_sends_the_parameters_as_the_catalog_normalizes_them(stack):
+    # A database of its own, which no worker reads: the message stays in its queue, to be read back.
+    queue = GeoQueue(stack.redis_url.rsplit("/", 1)[0] + "/14")
+    queue.redis.flushdb()
+    try:
+        params = {"image": f"s3://{BUCKET}/q.jpg", "intrinsics": [1000, 1000, 320, 240], "map_ids": 7}
+        job_id = queue.submit("immersal.localize", params, job_id="normalized-map-ids")
+        assert queue.status(job_id).params == {**params, "map_ids": [7]}
+        [message] = queue.redis.lrange(queue_for("immersal.localize"), 0, -1)
+        _, kwargs, _ = json.loads(base64.b64decode(json.loads(message)["body"]))
+        assert kwargs == {**params, "map_ids": [7]}
+        # the same job, however its parameters were written
+        assert queue.submit("immersal.localize", {**params, "map_ids": [7]}, job_id=job_id) == job_id
+        assert queue.redis.llen(queue_for("immersal.localize")) == 1
+    finally:
+        queue.redis.flushdb()
 
 
 @pytest.mark.parametrize("job_id", ["a/b", "../../x-escape/pwn", "..", "", "x" * 65, "tab\there", "é"])

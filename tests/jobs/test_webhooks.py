@@ -138,7 +138,8 @@ def test_retries_stop_at_the_end_of_the_window(stack):
     import redis
 
     from config.settings import Settings
-    from geoqueue import jobs
+    from geoqueue.job_record import FAILED
+    from geoqueue.ledger import Ledger
     from webhooks.delivery import DUE_KEY, Deliverer
 
     client = redis.Redis.from_url(stack.redis_url.rsplit("/", 1)[0] + "/12", decode_responses=True)
@@ -150,9 +151,9 @@ def test_retries_stop_at_the_end_of_the_window(stack):
     worker = threading.Thread(target=deliverer.run, args=(stopping,))
     worker.start()
     try:
-        ledger = jobs.Ledger(client)
+        ledger = Ledger(client)
         ledger.create("never-ok", "immersity.batch", {}, callback_url=receiver.url)
-        ledger.transition("never-ok", jobs.FAILED, error={"type": "VendorError", "message": "no"})
+        ledger.transition("never-ok", FAILED, error={"type": "VendorError", "message": "no"})
         def given_up() -> list[dict]:
             attempts = ledger.deliveries("never-ok")
             return attempts if attempts and attempts[-1]["outcome"] == "gave up" else []
@@ -178,7 +179,8 @@ def test_a_host_that_resolves_to_the_fleet_when_posting_gets_no_post(stack, monk
     import redis
 
     from config.settings import Settings
-    from geoqueue import jobs
+    from geoqueue.job_record import SUCCEEDED
+    from geoqueue.ledger import Ledger
     from webhooks.delivery import Deliverer
 
     receiver = Receiver(stack.webhook_secret)
@@ -195,11 +197,11 @@ def test_a_host_that_resolves_to_the_fleet_when_posting_gets_no_post(stack, monk
     client.flushdb()
     try:
         deliverer = Deliverer(client, Settings(webhook_secret=stack.webhook_secret, webhook_allow_private=False))
-        ledger = jobs.Ledger(client)
+        ledger = Ledger(client)
         url = f"http://rebind.example:{urlsplit(receiver.url).port}/hooks/geoqueue"
         ledger.create("rebound", "immersity.batch", {}, callback_url=url)
-        ledger.transition("rebound", jobs.SUCCEEDED, result={})
-        deliverer.schedule("rebound", jobs.SUCCEEDED, time.time())
+        ledger.transition("rebound", SUCCEEDED, result={})
+        deliverer.schedule("rebound", SUCCEEDED, time.time())
         outcome = deliverer.attempt("rebound")
         assert answers[0] == "93.184.216.34"                      # what the check saw
         assert outcome["outcome"] == "refused" and "127.0.0.1" in outcome["error"], outcome
