@@ -53,7 +53,7 @@ async def submit(request: Request, response: Response, key: ApiKey = Depends(req
     settings = request.app.state.settings
     body = await json_body(request, settings.api_max_body_bytes)
     name, params, callback_url = body.get("name"), body.get("params", {}), body.get("callback_url")
-    CATALOG[name].check(params)  # before any key is claimed: a refused body claims nothing
+    params = CATALOG[name].check(params)  # before any key is claimed: a refused body claims nothing
     if callback_url is not None:
         check_callback_url(callback_url)
         try:
