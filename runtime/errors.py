@@ -8,9 +8,8 @@ from vendors.errors import rebuild_error
 
 
 class JobError(Exception):
-    """A job cannot succeed; the message names the input or the reason. Never retried."""
-
-    kind = "JobError"
+    """A job cannot succeed; the message names the input or the reason. Never retried. Its type,
+    as the job's record shows it, is the class's name."""
 
     def __init__(self, message: str, field: str | None = None, **details: Any) -> None:
         super().__init__(message)
@@ -18,7 +17,7 @@ class JobError(Exception):
         self.details = details
 
     def to_dict(self) -> dict[str, Any]:
-        data = {"type": self.kind, "message": str(self)}
+        data = {"type": type(self).__name__, "message": str(self)}
         if self.field:
             data["field"] = self.field
         return {**data, **self.details}
@@ -31,27 +30,21 @@ class InvalidInput(JobError):
     """An input the job was given cannot work: a bad value, a missing object or bucket, an output
     outside the fleet's bucket. `field` names the parameter."""
 
-    kind = "InvalidInput"
-
 
 class BudgetExceeded(JobError):
-    kind = "BudgetExceeded"
+    """The job could spend more credits than the fleet's budget has left."""
 
 
 class NotConfigured(JobError):
     """The fleet lacks a setting the job needs (a vendor's credentials)."""
 
-    kind = "NotConfigured"
-
 
 class TimedOut(JobError):
-    kind = "TimedOut"
+    """A task of the job ran past its time limit on every try."""
 
 
 class InternalError(JobError):
     """An exception nobody expected; the traceback is in the worker's log."""
-
-    kind = "InternalError"
 
 
 class JobStopped(Exception):

@@ -54,15 +54,15 @@ return 1
 
 
 class ProcessingFailed(JobError):
-    kind = "ProcessingFailed"
+    """DroneMapper's processing task failed."""
 
 
 class TaskGone(JobError):
-    kind = "TaskGone"
+    """The survey's task no longer exists at DroneMapper."""
 
 
 class ImageRejected(JobError):
-    kind = "ImageRejected"
+    """DroneMapper refused one of the survey's images."""
 
 
 def stop_made(state: dict) -> bool:

@@ -47,11 +47,11 @@ STEPS = StepMachine("immersal", STEP_TASKS)
 
 
 class WorkspaceLost(JobError):
-    kind = "WorkspaceLost"
+    """The job's Immersal workspace was taken from it (its lease expired) while it built there."""
 
 
 class ConstructionFailed(JobError):
-    kind = "ConstructionFailed"
+    """Immersal's construction of the map failed."""
 
 
 def image_key(row: dict) -> str:
