@@ -139,31 +139,32 @@ class Choice(Type):
 
 
 @dataclass(frozen=True)
-class S3Object(Type):
+class S3Location(Type):
+    """An s3:// reference: an object, or with `prefix` a folder."""
+
+    prefix: bool = False
+
     def check(self, value: Any, field: str) -> str:
         try:
-            parse_ref(value, field)
+            parse_ref(value, field, prefix=self.prefix)
         except BadReference as exc:
             raise InvalidParams(str(exc), field=field) from None
         return value
 
     def schema(self) -> dict[str, Any]:
+        if self.prefix:
+            return {"type": "string", "pattern": "^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$",
+                    "description": "a prefix: s3://bucket/folder/ (a trailing '/' is implied)"}
         return {"type": "string", "pattern": "^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.*[^/]$",
                 "description": "an object: s3://bucket/key"}
 
 
-@dataclass(frozen=True)
-class S3Prefix(Type):
-    def check(self, value: Any, field: str) -> str:
-        try:
-            parse_ref(value, field, prefix=True)
-        except BadReference as exc:
-            raise InvalidParams(str(exc), field=field) from None
-        return value
+def S3Object() -> S3Location:  # noqa: N802 (reads as the type it makes, like the other types)
+    return S3Location()
 
-    def schema(self) -> dict[str, Any]:
-        return {"type": "string", "pattern": "^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$",
-                "description": "a prefix: s3://bucket/folder/ (a trailing '/' is implied)"}
+
+def S3Prefix() -> S3Location:  # noqa: N802
+    return S3Location(prefix=True)
 
 
 @dataclass(frozen=True)
