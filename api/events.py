@@ -4,7 +4,7 @@ subscribes before it reads the job, so no change falls between, and ends with th
 from __future__ import annotations
 
 import json
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 from fastapi import Request

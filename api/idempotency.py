@@ -20,7 +20,8 @@ MAX_KEY_LENGTH = 255
 def claim(client: redis.Redis, caller: str, key: str, body: dict, ttl: int) -> tuple[str, bool]:
     """(job id, replayed): the job this key names, made up now on its first use."""
     if not key or len(key) > MAX_KEY_LENGTH:
-        raise ApiError(422, "InvalidParams", f"Idempotency-Key: 1 to {MAX_KEY_LENGTH} characters", field="Idempotency-Key")
+        raise ApiError(422, "InvalidParams", f"Idempotency-Key: 1 to {MAX_KEY_LENGTH} characters",
+                       field="Idempotency-Key")
     slot = "gq:idempotency:" + hashlib.sha256(f"{caller}\n{key}".encode()).hexdigest()
     fingerprint = hashlib.sha256(canonical(body).encode()).hexdigest()
     job_id = body.get("job_id") or new_job_id()

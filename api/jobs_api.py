@@ -47,7 +47,8 @@ def existing(request: Request, job_id: str) -> Job:
 
 @router.post("/jobs", status_code=202, response_model=JobRecord, openapi_extra={"requestBody": submit_request_body()},
              summary="Submit a job", description="The body's schema depends on the job's name: one schema per job, "
-             "made from the job catalog. Parameters are checked before anything is enqueued; a refusal names the field.")
+             "made from the job catalog. Parameters are checked before anything is enqueued; a refusal names the "
+             "field.")
 async def submit(request: Request, response: Response, key: ApiKey = Depends(require("submit")),
                  idempotency_key: Annotated[str | None, Header()] = None) -> dict[str, Any]:
     settings = request.app.state.settings

@@ -42,7 +42,8 @@ def flower_tasks(request: Request, job_id: str) -> list[dict[str, str]]:
     tasks = {job_id: {"uuid": job_id, "name": "(the job's task)", "state": ""}}
     auth = settings.flower_basic_auth.get_secret_value().split(":", 1) if settings.flower_basic_auth else None
     try:
-        found = requests.get(f"{base}/api/tasks", params={"search": job_id, "limit": 200}, auth=tuple(auth) if auth else None,
+        found = requests.get(f"{base}/api/tasks", params={"search": job_id, "limit": 200},
+                             auth=tuple(auth) if auth else None,
                              timeout=3).json()
         for uuid, task in found.items():
             tasks[uuid] = {"uuid": uuid, "name": task.get("name") or "", "state": task.get("state") or ""}

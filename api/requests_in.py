@@ -13,7 +13,8 @@ from api.errors import ApiError
 async def json_body(request: Request, limit: int) -> dict[str, Any]:
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type != "application/json":
-        raise ApiError(415, "UnsupportedMediaType", f"send the job as application/json, not {media_type or 'no content type'}")
+        raise ApiError(415, "UnsupportedMediaType",
+                       f"send the job as application/json, not {media_type or 'no content type'}")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, "TooLarge", f"the body is {declared} bytes; at most {limit} are read")

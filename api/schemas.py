@@ -25,7 +25,8 @@ def submit_schema(job_name: str) -> dict[str, Any]:
             "callback_url": {"type": "string", "format": "uri", "maxLength": 2000,
                              "description": "receives the job's record, signed (Standard Webhooks), when it ends"},
             "job_id": {"type": "string", "pattern": f"^{JOB_ID.pattern}$",
-                       "description": "your own id for the job; the same id with the same name and params is the same job"},
+                       "description": "your own id for the job; the same id with the same name and params is "
+                                      "the same job"},
         },
     }
 

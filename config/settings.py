@@ -7,7 +7,6 @@ Secrets are SecretStr so they never print in reprs, logs or Flower.
 from __future__ import annotations
 
 import functools
-from typing import Optional
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,13 +43,13 @@ class Settings(BaseSettings):
     beat_lock_timeout: int = Field(30, description="Seconds the RedBeat leader lock lives without renewal; a standby beat takes over after it.")
 
     # --- Object storage (S3 or compatible) ---
-    s3_endpoint_url: Optional[str] = Field(None, description="S3 endpoint the workers use; unset means AWS.")
-    s3_public_endpoint_url: Optional[str] = Field(None, description="Endpoint put into presigned URLs handed to vendors; defaults to the endpoint above.")
+    s3_endpoint_url: str | None = Field(None, description="S3 endpoint the workers use; unset means AWS.")
+    s3_public_endpoint_url: str | None = Field(None, description="Endpoint put into presigned URLs handed to vendors; defaults to the endpoint above.")
     s3_region: str = Field("us-east-1", description="Region of the bucket (part of the SigV4 signature).")
     s3_bucket: str = Field("geoqueue", description="The bucket every output goes to.")
     s3_output_prefix: str = Field("", description="Prefix in that bucket under which every output goes; a job's output anywhere else is refused.")
-    s3_access_key_id: Optional[SecretStr] = Field(None, description="Access key; unset means boto3's default credential chain.")
-    s3_secret_access_key: Optional[SecretStr] = Field(None, description="Secret key matching the access key.")
+    s3_access_key_id: SecretStr | None = Field(None, description="Access key; unset means boto3's default credential chain.")
+    s3_secret_access_key: SecretStr | None = Field(None, description="Secret key matching the access key.")
     presign_expires: int = Field(3600, description="Lifetime of presigned URLs (seconds); at most 7 days.")
 
     # --- Immersity AI ---
@@ -59,18 +58,18 @@ class Settings(BaseSettings):
         "https://auth.immersity.ai/auth/realms/immersity/protocol/openid-connect/token",
         description="OAuth2 client-credentials token endpoint.",
     )
-    immersity_client_id: Optional[SecretStr] = Field(None, description="Immersity client id.")
-    immersity_client_secret: Optional[SecretStr] = Field(None, description="Immersity client secret.")
+    immersity_client_id: SecretStr | None = Field(None, description="Immersity client id.")
+    immersity_client_secret: SecretStr | None = Field(None, description="Immersity client secret.")
     immersity_timeout: float = Field(300.0, description="Client timeout of one disparity/animation call (seconds); the vendor blocks until done.")
     immersity_default_price: int = Field(10, description="Credits per call when /api/v1/prices does not name one.")
-    immersity_credit_budget: Optional[int] = Field(None, description="Credits the fleet may spend in all; a job that would exceed it is refused before any call. Unset: no budget.")
+    immersity_credit_budget: int | None = Field(None, description="Credits the fleet may spend in all; a job that would exceed it is refused before any call. Unset: no budget.")
     immersity_max_parallel: int = Field(64, description="Images of one batch job processed at once (each call blocks a transfer thread until the vendor answers).")
 
     # --- Immersal ---
     immersal_url: str = Field("https://api.immersal.com", description="Immersal REST API base URL.")
-    immersal_token: Optional[SecretStr] = Field(None, description="Immersal developer token (or use login and password).")
-    immersal_login: Optional[str] = Field(None, description="Immersal account login, to obtain the token by /login.")
-    immersal_password: Optional[SecretStr] = Field(None, description="Immersal account password.")
+    immersal_token: SecretStr | None = Field(None, description="Immersal developer token (or use login and password).")
+    immersal_login: str | None = Field(None, description="Immersal account login, to obtain the token by /login.")
+    immersal_password: SecretStr | None = Field(None, description="Immersal account password.")
     immersal_account: str = Field("default", description="Alias of the configured Immersal account, used in locks and job records.")
     immersal_max_parallel: int = Field(16, description="Image submissions of one map-building job in flight at once (chunk tasks, each submitting its images one after another).")
     immersal_timeout: float = Field(60.0, description="Client timeout of one Immersal call (seconds).")
@@ -78,8 +77,8 @@ class Settings(BaseSettings):
 
     # --- DroneMapper ---
     dronemapper_url: str = Field("https://dronemapper.io", description="DroneMapper (WebODM-style) API base URL.")
-    dronemapper_username: Optional[str] = Field(None, description="DroneMapper API username.")
-    dronemapper_password: Optional[SecretStr] = Field(None, description="DroneMapper API password.")
+    dronemapper_username: str | None = Field(None, description="DroneMapper API username.")
+    dronemapper_password: SecretStr | None = Field(None, description="DroneMapper API password.")
     dronemapper_max_parallel_uploads: int = Field(4, description="Images of one survey uploaded at once (partial upload flow).")
     dronemapper_timeout: float = Field(120.0, description="Client timeout of one DroneMapper call (seconds).")
 
@@ -87,13 +86,13 @@ class Settings(BaseSettings):
     mapillary_graph_url: str = Field("https://graph.mapillary.com", description="Mapillary Graph API v4 base URL.")
     mapillary_tiles_url: str = Field("https://tiles.mapillary.com", description="Mapillary vector tiles base URL.")
     mapillary_upload_url: str = Field("https://rupload.facebook.com", description="Mapillary resumable upload base URL.")
-    mapillary_legacy_upload_url: Optional[str] = Field(None, description="Legacy (form) upload endpoint, when uploads use the legacy protocol.")
-    mapillary_token: Optional[SecretStr] = Field(None, description="Mapillary access token (OAuth).")
+    mapillary_legacy_upload_url: str | None = Field(None, description="Legacy (form) upload endpoint, when uploads use the legacy protocol.")
+    mapillary_token: SecretStr | None = Field(None, description="Mapillary access token (OAuth).")
     mapillary_account: str = Field("default", description="Alias of the configured Mapillary token, naming its fleet-wide rate limits.")
     mapillary_upload_protocol: str = Field("resumable", description="Upload protocol: resumable (offset-based) or legacy (form upload).")
-    mapillary_username: Optional[str] = Field(None, description="Mapillary username (legacy uploads).")
-    mapillary_permission_hash: Optional[SecretStr] = Field(None, description="Permission hash (legacy uploads).")
-    mapillary_signature_hash: Optional[SecretStr] = Field(None, description="Signature hash (legacy uploads).")
+    mapillary_username: str | None = Field(None, description="Mapillary username (legacy uploads).")
+    mapillary_permission_hash: SecretStr | None = Field(None, description="Permission hash (legacy uploads).")
+    mapillary_signature_hash: SecretStr | None = Field(None, description="Signature hash (legacy uploads).")
     mapillary_entity_per_minute: int = Field(60000, description="Fleet-wide limit of entity (image/sequence) requests per minute per token.")
     mapillary_search_per_minute: int = Field(10000, description="Fleet-wide limit of search requests per minute per token.")
     mapillary_tiles_per_day: int = Field(50000, description="Fleet-wide daily budget of coverage tile requests per token.")
@@ -108,11 +107,11 @@ class Settings(BaseSettings):
     # --- Flower ---
     flower_port: int = Field(5555, description="Port Flower listens on.")
     flower_address: str = Field("0.0.0.0", description="Address Flower listens on.")
-    flower_basic_auth: Optional[SecretStr] = Field(None, description="user:password for Flower's basic auth.")
+    flower_basic_auth: SecretStr | None = Field(None, description="user:password for Flower's basic auth.")
     flower_allow_unauthenticated: bool = Field(False, description="Start Flower without auth (local experiments only).")
 
     @model_validator(mode="after")
-    def _limits_below_visibility_timeout(self) -> "Settings":
+    def _limits_below_visibility_timeout(self) -> Settings:
         # Redis redelivers anything unacked after the visibility timeout, so a task, a retry
         # countdown or a backoff that outlives it would run twice.
         for name in ("task_time_limit", "retry_backoff_max"):
@@ -144,9 +143,9 @@ class Settings(BaseSettings):
     api_keys: str = Field("", description="API keys, as hashes: `name:scope+scope:sha256hex` entries separated by spaces; scopes `submit` and `read`. `python -m api.keys NAME submit read` makes a key and its entry.")
     api_max_body_bytes: int = Field(1_048_576, description="Largest request body the API reads (bytes); larger ones get 413.")
     api_idempotency_ttl: int = Field(86400, description="Seconds an `Idempotency-Key` keeps naming the job it created.")
-    api_flower_url: Optional[str] = Field(None, description="Flower as a browser reaches it, for the job page's links to a job's tasks.")
-    webhook_secret: Optional[SecretStr] = Field(None, description="Standard Webhooks signing secret (`whsec_` + base64); the deliverer refuses to start without it.")
-    webhook_default_url: Optional[str] = Field(None, description="Where a job's end is posted when it was submitted without a callback_url; unset: nowhere.")
+    api_flower_url: str | None = Field(None, description="Flower as a browser reaches it, for the job page's links to a job's tasks.")
+    webhook_secret: SecretStr | None = Field(None, description="Standard Webhooks signing secret (`whsec_` + base64); the deliverer refuses to start without it.")
+    webhook_default_url: str | None = Field(None, description="Where a job's end is posted when it was submitted without a callback_url; unset: nowhere.")
     webhook_retry_window: int = Field(86400, description="Seconds after a job's end during which a failed webhook delivery is retried (at least one attempt is made).")
     webhook_backoff_initial: float = Field(5.0, description="Wait before the second delivery attempt (seconds); doubles at each failure, with jitter.")
     webhook_backoff_max: float = Field(3600.0, description="Longest wait between two delivery attempts (seconds).")

@@ -39,7 +39,7 @@ class JobContext:
         self.ledger = get_ledger()
 
     @classmethod
-    def load(cls, job_id: str) -> "JobContext":
+    def load(cls, job_id: str) -> JobContext:
         return cls(cls._read(job_id))
 
     @staticmethod

@@ -11,7 +11,8 @@ idempotent, so the sweeper runs them again for holders whose worker died in betw
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from config.redis_client import get_ledger, get_redis
 from geoqueue.job_record import FAILED, SUCCEEDED, TERMINAL

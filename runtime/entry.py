@@ -12,7 +12,8 @@ record, and each vendor side effect is guarded by its own record (runtime/once.p
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from config.redis_client import get_ledger
 from geoqueue.catalog import CATALOG

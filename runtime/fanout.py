@@ -13,7 +13,8 @@ re-dispatches items whose message was lost (dispatched long ago, still without a
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import redis
 from celery import current_app
@@ -138,7 +139,8 @@ ItemWork = Callable[[JobContext, str], dict[str, Any]]
 def item_runner(work: ItemWork, name: str, finish: Callable[[JobContext], None],
                 progress: Callable[[JobContext], None] | None = None,
                 fails_job: Callable[[str, dict], Exception | dict] | None = None):
-    """The task of one item of a fan-out (`@task(name, kind="item", finish=...)`): `work(job, item)` returns the item's outcome
+    """The task of one item of a fan-out (`@task(name, kind="item", finish=...)`): `work(job, item)`
+    returns the item's outcome
     fields; a typed failure is recorded as the item's outcome (or, with `fails_job(item, error)`,
     fails the whole job at once). Whoever sees every outcome recorded runs `finish(job)`, a
     redelivered message too, so a finisher killed midway is replaced."""

@@ -33,7 +33,7 @@ def looked_at(job_ids: list[str]) -> None:
     """The poller read these waiting jobs' status at the vendor."""
     if job_ids:
         now = time.time()
-        get_redis().zadd(POLLED_KEY, {job_id: now for job_id in job_ids})
+        get_redis().zadd(POLLED_KEY, dict.fromkeys(job_ids, now))
 
 
 @on_job_end
@@ -47,4 +47,4 @@ def unpolled(waiting: list[Job], older_than: float) -> list[Job]:
         return []
     seen = get_redis().zmscore(POLLED_KEY, [job.id for job in waiting])
     cutoff = time.time() - older_than
-    return [job for job, at in zip(waiting, seen) if (at or job.updated) < cutoff]
+    return [job for job, at in zip(waiting, seen, strict=True) if (at or job.updated) < cutoff]

@@ -13,7 +13,8 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from celery import current_app
 
@@ -100,7 +101,8 @@ def step_runner(fn: StepWork, name: str, machine: StepMachine, step: str):
         skipped = {"job_id": job_id, "step": step, "skipped": True}
         if is_finished(job_id) or machine.state(job_id).get("step") != step:
             return skipped
-        busy, owner = Lease(get_redis(), f"{machine.key(job_id)}:busy", get_settings().task_time_limit), uuid.uuid4().hex
+        busy, owner = Lease(get_redis(), f"{machine.key(job_id)}:busy", get_settings().task_time_limit), \
+            uuid.uuid4().hex
         if not busy.acquire(owner):
             return skipped
         try:

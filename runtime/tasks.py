@@ -17,7 +17,8 @@ they bind to whichever Celery app loads their module, so no task module imports 
 from __future__ import annotations
 
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from celery import shared_task
 
@@ -54,7 +55,8 @@ def control_runner(fn: Callable[[str], Any], name: str):
     return run
 
 
-RUNNERS = {"job": entry.job_runner, "control": control_runner, "item": fanout.item_runner, "step": steps.step_runner, "periodic": periodic_runner}
+RUNNERS = {"job": entry.job_runner, "control": control_runner, "item": fanout.item_runner,
+           "step": steps.step_runner, "periodic": periodic_runner}
 
 
 def task(name: str | None = None, *, kind: str, retries: int | None = None, **how: Any):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Union
 
 import redis
 from requests.adapters import HTTPAdapter
@@ -72,7 +71,7 @@ class Rate:
             raise ValueError(f"a rate needs limit >= 1, period > 0 and 1 <= burst <= limit, got {self}")
 
     @classmethod
-    def per_minute(cls, limit: int) -> "Rate":
+    def per_minute(cls, limit: int) -> Rate:
         """A vendor's per-minute limit, with a second's worth of calls allowed at once."""
         return cls(limit, 60.0, burst=max(1, limit // 60))
 
@@ -97,7 +96,7 @@ class Budget:
             raise ValueError(f"a budget needs limit >= 1 and period > 0, got {self}")
 
 
-Limit = Union[Rate, Budget]
+Limit = Rate | Budget
 
 
 class FleetLimitReached(RateLimited):

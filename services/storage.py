@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Iterator
+from collections.abc import Iterator
 
 import boto3
 from botocore.client import Config
@@ -22,7 +22,8 @@ from vendors.errors import TransientError
 
 MISSING = ("404", "NoSuchKey", "NotFound")
 PROBLEMS = {"NoSuchBucket": "the bucket does not exist", "NoSuchKey": "it does not exist", "404": "it does not exist",
-            "AccessDenied": "access is denied", "403": "access is denied", "InvalidBucketName": "the bucket name is invalid"}
+            "AccessDenied": "access is denied", "403": "access is denied",
+            "InvalidBucketName": "the bucket name is invalid"}
 
 
 def s3_code(exc: ClientError) -> str:

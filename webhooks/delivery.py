@@ -19,7 +19,7 @@ import signal
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -73,7 +73,7 @@ def payload(job: Job) -> str:
     it is posted. Standard Webhooks' envelope: type, timestamp, data."""
     data = job.to_dict()
     del data["callback_url"]
-    return json.dumps({"type": f"job.{job.state}", "timestamp": datetime.fromtimestamp(job.updated, timezone.utc)
+    return json.dumps({"type": f"job.{job.state}", "timestamp": datetime.fromtimestamp(job.updated, UTC)
                        .isoformat().replace("+00:00", "Z"), "data": data}, separators=(",", ":"))
 
 
@@ -157,7 +157,7 @@ class Deliverer:
         try:
             check_destination(state["url"], self.settings.webhook_allow_private)
             body = payload(job)
-            signature = self.signer.sign(state["msg_id"], datetime.fromtimestamp(int(started), timezone.utc), body)
+            signature = self.signer.sign(state["msg_id"], datetime.fromtimestamp(int(started), UTC), body)
             with posting_session(self.settings.webhook_allow_private) as session:
                 response = session.post(state["url"], data=body.encode(), timeout=self.settings.webhook_timeout,
                                         allow_redirects=False, headers={

@@ -45,7 +45,7 @@ log = logging.getLogger("geoqueue.broker")
 # delivery tag -> requeue? (False: ack). Acks and rejects that reached no Redis yet, this process.
 _unsettled: dict[str, bool] = {}
 # QoS of channels lost with their connection, whose messages this process still holds.
-_lost: "weakref.WeakSet[QoS]" = weakref.WeakSet()
+_lost: weakref.WeakSet[QoS] = weakref.WeakSet()
 _shutting_down = False
 
 

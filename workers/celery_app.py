@@ -94,7 +94,8 @@ def configure(app: Celery, settings: Settings) -> None:
         broker_url=settings.redis_url,
         result_backend=settings.redis_url,
         broker_transport_options=transport,
-        result_backend_transport_options={k: v for k, v in transport.items() if k in ("visibility_timeout", "master_name")},
+        result_backend_transport_options={k: v for k, v in transport.items()
+                                          if k in ("visibility_timeout", "master_name")},
         visibility_timeout=vt,
         # JSON only: no pickle from the network, and messages any language can read.
         task_serializer="json", result_serializer="json", accept_content=["json"],

@@ -44,8 +44,9 @@ def main() -> None:
         env["FLOWER_BASIC_AUTH"] = basic_auth
     conf = Path(__file__).with_name("flowerconfig.py")
     # This interpreter, not whatever `celery` PATH finds: the fleet's virtualenv need not be on PATH.
-    argv = [sys.executable, "-m", "celery", "-A", "workers", "flower", f"--conf={conf}", f"--port={settings.flower_port}",
-            f"--address={settings.flower_address}", "--purge_offline_workers=300", "--read_only=True"]
+    argv = [sys.executable, "-m", "celery", "-A", "workers", "flower", f"--conf={conf}",
+            f"--port={settings.flower_port}", f"--address={settings.flower_address}", "--purge_offline_workers=300",
+            "--read_only=True"]
     os.execve(sys.executable, argv, env)
 
 

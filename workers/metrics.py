@@ -1,6 +1,7 @@
 """Prometheus metrics of the fleet that Flower lacks: queue depth per queue, jobs by vendor
-and state (the ledger's counters) and webhooks due, read from Redis at scrape time. `python -m workers.metrics` serves them on
-GEOQUEUE_METRICS_PORT; Flower's own /metrics covers workers and task events."""
+and state (the ledger's counters) and webhooks due, read from Redis at scrape time.
+`python -m workers.metrics` serves them on GEOQUEUE_METRICS_PORT; Flower's own /metrics covers workers
+and task events."""
 from __future__ import annotations
 
 import time
@@ -75,7 +76,8 @@ class FleetCollector:
 
 def main() -> None:
     settings = get_settings()
-    REGISTRY.register(FleetCollector(connect(settings.redis_url, settings.redis_sentinel_master, decode_responses=True)))
+    redis = connect(settings.redis_url, settings.redis_sentinel_master, decode_responses=True)
+    REGISTRY.register(FleetCollector(redis))
     start_http_server(settings.metrics_port, addr=settings.metrics_address)
     while True:
         time.sleep(3600)

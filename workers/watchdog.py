@@ -20,8 +20,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from celery.concurrency.thread import TaskPool as ThreadsPool
 from celery.exceptions import SoftTimeLimitExceeded
@@ -98,7 +98,8 @@ def _start(sender, **_kwargs) -> None:
     if not isinstance(getattr(sender, "pool", None), ThreadsPool):
         return  # prefork enforces the limits itself
     settings = get_settings()
-    hard = min(settings.task_time_limit + settings.longest_call_timeout, settings.visibility_timeout - VISIBILITY_MARGIN)
+    hard = min(settings.task_time_limit + settings.longest_call_timeout,
+               settings.visibility_timeout - VISIBILITY_MARGIN)
     _WATCHDOG = Watchdog(settings.soft_time_limit, hard)
     threading.Thread(target=_WATCHDOG.watch, name="geoqueue-watchdog", daemon=True).start()
     log.info("watchdog on: soft limit %ss, hard limit %ss", _WATCHDOG.soft, _WATCHDOG.hard)

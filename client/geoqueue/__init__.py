@@ -4,5 +4,5 @@ from geoqueue.client import GeoQueue, JobConflict, JobFailed, SubmitFailed, Unkn
 from geoqueue.job_record import CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED, WAITING, Job
 from geoqueue.params import InvalidParams
 
-__all__ = ["GeoQueue", "Job", "JobFailed", "InvalidParams", "JobConflict", "SubmitFailed", "UnknownJob", "WaitTimeout", "CATALOG",
-           "QUEUED", "RUNNING", "WAITING", "SUCCEEDED", "FAILED", "CANCELED"]
+__all__ = ["GeoQueue", "Job", "JobFailed", "InvalidParams", "JobConflict", "SubmitFailed", "UnknownJob", "WaitTimeout",
+           "CATALOG", "QUEUED", "RUNNING", "WAITING", "SUCCEEDED", "FAILED", "CANCELED"]

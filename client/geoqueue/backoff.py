@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import random
-from typing import Callable
+from collections.abc import Callable
 
 
 def backoff(attempt: int, base: float, cap: float, hint: float | None, draw: Callable[[float, float], float]) -> float:

@@ -23,7 +23,8 @@ def parse_params(pairs: list[str], raw_json: str | None) -> dict:
         except json.JSONDecodeError as exc:
             raise InvalidParams(f"params: --json is not JSON ({exc})", field="params") from None
         if not isinstance(params, dict):
-            raise InvalidParams(f"params: --json must be one JSON object of parameters, got {json.dumps(params)[:80]}", field="params")
+            raise InvalidParams(f"params: --json must be one JSON object of parameters, got {json.dumps(params)[:80]}",
+                                field="params")
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
@@ -166,7 +167,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if canceled else 1
         elif args.command == "list":
             found = queue.list(args.limit, state=args.state, vendor=args.vendor)
-            print(json.dumps([job.to_dict() for job in found], indent=2)) if args.output == "json" else print_jobs(found)
+            if args.output == "json":
+                print(json.dumps([job.to_dict() for job in found], indent=2))
+            else:
+                print_jobs(found)
     except UnknownJob as exc:
         print(f"no job {exc.args[0]}", file=sys.stderr)
         return 2

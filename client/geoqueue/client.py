@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from celery import Celery
 
@@ -60,7 +61,8 @@ VENDORS = tuple(sorted({spec.vendor for spec in CATALOG.specs.values()}))
 
 def check_vendor(vendor: str | None) -> None:
     if vendor is not None and vendor not in VENDORS:
-        raise InvalidParams(f"vendor: {vendor!r} is not a vendor; the vendors are: {', '.join(VENDORS)}", field="vendor")
+        raise InvalidParams(f"vendor: {vendor!r} is not a vendor; the vendors are: {', '.join(VENDORS)}",
+                            field="vendor")
 
 
 class GeoQueue:
@@ -152,9 +154,7 @@ class GeoQueue:
              raise_on_failure: bool = True) -> Job:
         """The job's record once it has finished. `poll` is only the safety re-read of the record:
         the job's events end the wait as soon as it finishes."""
-        job = None
-        for job in self.changes(job_id, timeout=timeout, recheck=poll):
-            pass
+        *_, job = self.changes(job_id, timeout=timeout, recheck=poll)   # the last record seen
         if not job.finished:
             raise WaitTimeout(f"job {job_id} still {job.state} after {timeout:g}s")
         if raise_on_failure and job.state != SUCCEEDED:
@@ -175,7 +175,8 @@ class GeoQueue:
         """Cancel a job that has not finished. Running work notices at its next step;
         vendors with a cancel call (DroneMapper) are told by their poller."""
         self.status(job_id)
-        canceled = self.ledger.transition(job_id, CANCELED, error={"type": "Canceled", "message": "canceled by request"})
+        canceled = self.ledger.transition(job_id, CANCELED,
+                                          error={"type": "Canceled", "message": "canceled by request"})
         if canceled:
             self.celery.control.revoke(job_id)
             # What the job held (credit reservations, a workspace) goes now, not at the next sweep.

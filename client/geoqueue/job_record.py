@@ -63,7 +63,7 @@ class Job:
         return self.state in TERMINAL
 
     @classmethod
-    def from_hash(cls, data: dict[str, str]) -> "Job":
+    def from_hash(cls, data: dict[str, str]) -> Job:
         def loads(key: str, default: Any) -> Any:
             return json.loads(data[key]) if data.get(key) else default
 
@@ -76,7 +76,7 @@ class Job:
             credits=int(data.get("credits") or 0), callback_url=data.get("callback_url", ""),
         )
 
-    def with_event(self, event: dict[str, Any]) -> "Job":
+    def with_event(self, event: dict[str, Any]) -> Job:
         """This job as a published event (a summary of the record) says it is now."""
         known = {"state", "phase", "done", "total", "credits", "updated", "error"}
         return replace(self, **{key: value for key, value in event.items() if key in known})

@@ -22,7 +22,7 @@ def upgrade(client: redis.Redis, old_index: str = "gq:jobs", batch: int = 1000) 
             pipe.ttl(job_key(job_id))
         found = pipe.execute()
         pipe = client.pipeline(transaction=False)
-        for (job_id, created), (vendor, state), ttl in zip(ids, found[::2], found[1::2]):
+        for (job_id, created), (vendor, state), ttl in zip(ids, found[::2], found[1::2], strict=True):
             if vendor and state:
                 pipe.zadd(index_key(vendor, state), {job_id: created})
                 pipe.sadd(VENDORS_KEY, vendor)

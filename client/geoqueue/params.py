@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from geoqueue.s3ref import BadReference, parse_ref
 
@@ -73,7 +74,8 @@ class Number(Whole):
     positive: bool = False
 
     def check(self, value: Any, field: str) -> float:
-        if not (_is_number(value) and math.isfinite(value) and self._within(value) and (value > 0 or not self.positive)):
+        fits = _is_number(value) and math.isfinite(value) and self._within(value)
+        if not (fits and (value > 0 or not self.positive)):
             expected = "a positive number" if self.positive else "a finite number"
             raise _refuse(field, f"{expected}{self._bounds()}", value)
         return value
@@ -159,11 +161,11 @@ class S3Location(Type):
                 "description": "an object: s3://bucket/key"}
 
 
-def S3Object() -> S3Location:  # noqa: N802 (reads as the type it makes, like the other types)
+def S3Object() -> S3Location:
     return S3Location()
 
 
-def S3Prefix() -> S3Location:  # noqa: N802
+def S3Prefix() -> S3Location:
     return S3Location(prefix=True)
 
 
@@ -285,12 +287,13 @@ class JobSpec:
     def check(self, params: Any) -> dict[str, Any]:
         """The parameters if they fit this job; InvalidParams naming every unknown or missing one, or the bad field."""
         if not isinstance(params, dict):
-            raise InvalidParams(f"params: {self.name} takes an object of named parameters, got {params!r}", field="params")
+            raise InvalidParams(f"params: {self.name} takes an object of named parameters, got {params!r}",
+                                field="params")
         unknown = sorted(map(str, set(params) - set(self.params)))
         missing = [name for name, p in self.params.items() if p.required and params.get(name) is None]
         if unknown or missing:
-            parts = ([f"unknown parameter(s) {', '.join(unknown)} (known: {', '.join(self.params)})"] if unknown else []) \
-                + ([f"missing parameter(s) {', '.join(missing)}"] if missing else [])
+            parts = [f"unknown parameter(s) {', '.join(unknown)} (known: {', '.join(self.params)})"] if unknown else []
+            parts += [f"missing parameter(s) {', '.join(missing)}"] if missing else []
             raise InvalidParams(f"{self.name}: {'; '.join(parts)}", field=(unknown or missing)[0])
         checked = {name: self.params[name].type.check(value, name) if value is not None else None
                    for name, value in params.items()}

@@ -24,10 +24,10 @@ class S3Ref:
     def name(self) -> str:
         return self.key.rsplit("/", 1)[-1]
 
-    def child(self, name: str) -> "S3Ref":
+    def child(self, name: str) -> S3Ref:
         return S3Ref(self.bucket, f"{self.key.rstrip('/')}/{name}" if self.key else name)
 
-    def within(self, prefix: "S3Ref") -> bool:
+    def within(self, prefix: S3Ref) -> bool:
         """True when this object or prefix lies under `prefix` (a prefix ends in '/' or is the bucket)."""
         return self.bucket == prefix.bucket and self.key.startswith(prefix.key)
 

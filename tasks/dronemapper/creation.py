@@ -4,8 +4,8 @@ in between) looks for what the cut-off call made before creating anything, and a
 jobs from adopting the same project or task."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Callable, Iterable
 
 from runtime import Once
 from tasks.dronemapper.records import Survey, log

@@ -43,7 +43,7 @@ def find_images(store: ObjectStore, prefix: S3Ref) -> dict[str, tuple[S3Ref, int
         raise InvalidInput(problems("empty objects", empty), field="images")
     with ThreadPoolExecutor(CHECK_THREADS) as pool:
         heads = list(pool.map(lambda item: store.head_bytes(item[0], len(JPEG_MAGIC)), objects))
-    not_jpeg = [str(ref) for (ref, _), head in zip(objects, heads) if head != JPEG_MAGIC]
+    not_jpeg = [str(ref) for (ref, _), head in zip(objects, heads, strict=True) if head != JPEG_MAGIC]
     if not_jpeg:
         raise InvalidInput(problems("not JPEG images", not_jpeg), field="images")
     return {ref.name: (ref, size) for ref, size in objects}

@@ -45,7 +45,8 @@ def process_survey(job: JobContext, images: str, project: int | str | None = Non
     return PENDING  # the uploads, the poller and delivery carry it on
 
 
-upload = task(UPLOAD_TASK, kind="item", finish=survey.uploads_done, fails_job=survey.image_rejected)(survey.upload_image)
+upload = task(UPLOAD_TASK, kind="item", finish=survey.uploads_done,
+              fails_job=survey.image_rejected)(survey.upload_image)
 commit = task(kind="step", machine=STEPS, step=COMMIT)(survey.commit)
 send = task(kind="step", machine=STEPS, step=SEND)(survey.send)
 deliver = task(kind="step", machine=STEPS, step=DELIVER)(delivery.deliver)

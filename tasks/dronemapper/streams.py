@@ -1,7 +1,7 @@
 """Streaming between S3 and the vendor, with bounded memory."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from geoqueue.s3ref import S3Ref
 from services.storage import ObjectStore, typed_errors

@@ -20,8 +20,8 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 from config.redis_client import get_redis
 from config.settings import get_settings

@@ -2,11 +2,13 @@
 no worker waits on Immersal), downloaded into S3 checked against Immersal's sha256."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from config.redis_client import get_ledger, get_redis
 from config.settings import get_settings
@@ -56,7 +58,7 @@ def create_map_once(job: JobContext, vendor: ImmersalClient, bank: int | None, c
 
 def vendor_time(value: Any) -> float:
     try:
-        return datetime.strptime(str(value), "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
+        return datetime.strptime(str(value), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp()
     except ValueError:
         return 0.0
 
@@ -117,14 +119,17 @@ def check_constructions(constructing: list[tuple[str, dict]]) -> int:
         except Exception as exc:  # each job of the bank meets it under the guard's rules: next cycle, or it fails
             failure = exc
 
-        def check(job_id: str, state: dict) -> int:
-            if failure is not None:
-                raise failure
-            return follow(job_id, state, listed, vendor)
-
         for job_id, state in group:
-            checked += polled(job_id, lambda: check(job_id, state), "immersal poll") or 0
+            checked += polled(job_id, functools.partial(follow_listed, job_id, state, listed, failure, vendor),
+                              "immersal poll") or 0
     return checked
+
+
+def follow_listed(job_id: str, state: dict, listed: dict, failure: Exception | None, vendor: ImmersalClient) -> int:
+    """One job of a bank whose list of jobs was read (or failed to be, `failure`)."""
+    if failure is not None:
+        raise failure
+    return follow(job_id, state, listed, vendor)
 
 
 def follow(job_id: str, state: dict, listed: dict[int, dict], vendor: ImmersalClient) -> int:

@@ -145,7 +145,8 @@ def parse_gps(raw: dict, problems: list[str]) -> list[float] | None:
     except ValueError:
         problems.append(f"latitude, longitude, altitude must be numbers, got {', '.join(map(repr, cells))}")
         return None
-    if not (all(map(math.isfinite, (latitude, longitude, altitude))) and -90 <= latitude <= 90 and -180 <= longitude <= 180):
+    finite = all(map(math.isfinite, (latitude, longitude, altitude)))
+    if not (finite and -90 <= latitude <= 90 and -180 <= longitude <= 180):
         problems.append("latitude must be within -90..90 and longitude within -180..180 degrees")
         return None
     return [latitude, longitude, altitude]
@@ -186,7 +187,7 @@ def check_images(store: ObjectStore, prefix: S3Ref, manifest: S3Ref, rows: list[
     with ThreadPoolExecutor(CHECK_THREADS) as pool:
         heads = pool.map(lambda key: store.head_bytes(S3Ref(prefix.bucket, key), 8), present)
         problems += [f"{S3Ref(prefix.bucket, key)} is not a PNG or JPEG image"
-                     for key, head in zip(present, heads) if not looks_like_image(head)]
+                     for key, head in zip(present, heads, strict=True) if not looks_like_image(head)]
     if problems:
         raise InvalidInput(problems_message(f"images under {prefix}", problems), field="images")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Iterator
+from collections.abc import Iterator
 
 from config.redis_client import get_redis
 from geoqueue.ledger import RECORD_TTL_SECONDS
@@ -35,7 +35,8 @@ ACTIVE_KEY = "gq:immersal:active"
 CLAIMS_KEY = "gq:immersal:map-jobs"
 
 # Where a job is; each step after QUEUED is run by one task (or, for CONSTRUCTION, by the poller).
-QUEUED, START, SUBMIT, SETTLE, CONSTRUCTION, DOWNLOAD = "queued", "start", "submit", "settle", "construction", "download"
+QUEUED, START, SUBMIT, SETTLE = "queued", "start", "submit", "settle"
+CONSTRUCTION, DOWNLOAD = "construction", "download"
 STEP_TASKS = {START: "immersal.start", SETTLE: "immersal.transfer.settle", DOWNLOAD: "immersal.transfer.download"}
 STEP_PHASES = {START: "preparing workspace", SUBMIT: "submitting images", SETTLE: "constructing map",
                DOWNLOAD: "downloading map"}

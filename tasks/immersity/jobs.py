@@ -1,8 +1,10 @@
 """Immersity AI jobs: a disparity map for one image, a batch over an S3 prefix, animations.
 
     immersity.disparity  {"image": "s3://b/k.jpg", "output"?: "s3://b/out.png", "options"?: {...}, "animation"?: {...}}
-    immersity.batch      {"prefix": "s3://b/photos/", "output_prefix"?: "s3://b/out/", "options"?, "animation"?, "max_parallel"?}
-    immersity.animation  {"image": "s3://b/k.jpg", "disparity": "s3://b/k.png", "output"?: "s3://b/k.mp4", "options"?: {...}}
+    immersity.batch      {"prefix": "s3://b/photos/", "output_prefix"?: "s3://b/out/", "options"?, "animation"?,
+                          "max_parallel"?}
+    immersity.animation  {"image": "s3://b/k.jpg", "disparity": "s3://b/k.png", "output"?: "s3://b/k.mp4",
+                          "options"?: {...}}
 
 A batch fans out one `immersity.item` per image, `max_parallel` at a time; each image's outcome is
 recorded once, and the job fails naming the images that failed. Every job reserves the credits

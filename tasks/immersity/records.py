@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import json
-from typing import Callable
+from collections.abc import Callable
 
 from config.redis_client import get_ledger, get_redis
 from config.settings import get_settings

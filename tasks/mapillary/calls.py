@@ -16,8 +16,9 @@ import os
 import queue
 import threading
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 # Threads are made as calls need them and kept; the bound that matters is each task's `limit`.
 POOL_THREADS = 2048

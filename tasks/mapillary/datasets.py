@@ -6,7 +6,8 @@ import io
 import json
 import math
 import tempfile
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from geoqueue.s3ref import S3Ref
 from services.storage import ObjectStore

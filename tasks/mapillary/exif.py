@@ -12,7 +12,7 @@ import io
 import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import exifread
@@ -113,7 +113,7 @@ def _capture_time(tags: dict[str, Any]) -> float:
 def _parse_time(value: Any, subsec: Any, name: str) -> float:
     match = EXIF_TIME.match(str(value).strip())
     try:
-        moment = datetime(*map(int, match.groups()), tzinfo=timezone.utc)
+        moment = datetime(*map(int, match.groups()), tzinfo=UTC)
     except (AttributeError, ValueError):
         raise Rejected(f"capture time {value!r} in {name} is not YYYY:MM:DD HH:MM:SS") from None
     digits = str(subsec or "").strip()
@@ -124,7 +124,7 @@ def _parse_time(value: Any, subsec: Any, name: str) -> float:
 def _gps_time(date: Any, stamp: Any) -> float:
     match = EXIF_DATE.match(str(date).strip())
     try:
-        day = datetime(*map(int, match.groups()), tzinfo=timezone.utc)
+        day = datetime(*map(int, match.groups()), tzinfo=UTC)
         hours, minutes, seconds = (float(part) for part in stamp)
     except (AttributeError, ValueError, TypeError):
         raise Rejected(f"GPS date {date!r} and time {stamp!r} (Exif.GPSInfo.GPSDateStamp) are not readable") from None

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import io
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from config.redis_client import get_redis
 from config.settings import get_settings

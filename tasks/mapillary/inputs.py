@@ -34,7 +34,7 @@ class HarvestPlan:
     fields: tuple[str, ...]
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "HarvestPlan":
+    def from_params(cls, params: dict[str, Any]) -> HarvestPlan:
         """The plan of a harvest whose parameters the catalog accepted (exactly one owner, a bbox
         inside web mercator, known fields and quality)."""
         owner = next(f for f in OWNER_FIELDS if params.get(f) is not None)

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import redis
 
@@ -82,7 +83,7 @@ class HarvestCheckpoints:
         if not image_ids:
             return set()
         flags = self.redis.smismember(self.downloaded_key, image_ids)
-        return {image_id for image_id, present in zip(image_ids, flags) if present}
+        return {image_id for image_id, present in zip(image_ids, flags, strict=True) if present}
 
     def mark_downloaded(self, image_id: str) -> None:
         self._record(self.downloaded_key, image_id, None, images_downloaded=1)

@@ -5,8 +5,8 @@ taken within 0.1 m and 5 degrees of the previous one kept, and keep sequences to
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from tasks.mapillary.exif import Geotag
 

@@ -1,7 +1,7 @@
 """Harvest: the owner's sequences, from coverage tiles drilled down only where the owner has imagery."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from config.settings import get_settings
 from runtime import BudgetExceeded, JobContext
@@ -58,7 +58,7 @@ def fetch_tile(vendor: MapillaryClient, tile: tuple[int, int, int]) -> CoverageT
         return vendor.coverage_tile(*tile)
     except FleetLimitReached as exc:
         if (exc.retry_after or 0) > get_settings().retry_backoff_max:
-            renews = datetime.now(timezone.utc) + timedelta(seconds=exc.retry_after)
+            renews = datetime.now(UTC) + timedelta(seconds=exc.retry_after)
             raise BudgetExceeded(f"the daily budget of {get_settings().mapillary_tiles_per_day} coverage tiles for "
                                  f"this token is spent; it renews at {renews:%Y-%m-%d %H:%M} UTC") from exc
         raise

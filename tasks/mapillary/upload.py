@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from config.redis_client import get_redis
@@ -44,8 +44,9 @@ def make_upload_plan(job: JobContext, prefix: S3Ref, protocol: str) -> dict[str,
     job.progress(f"checking EXIF of {len(objects)} images")
     with ThreadPoolExecutor(CHECK_THREADS) as pool:
         checked = list(pool.map(lambda found: check_image(store, *found), objects))
-    rejected = {ref.uri: reason for (ref, _), reason in zip(objects, checked) if isinstance(reason, str)}
-    placed = [Placed(ref.key, geotag) for (ref, _), geotag in zip(objects, checked) if isinstance(geotag, Geotag)]
+    rejected = {ref.uri: reason for (ref, _), reason in zip(objects, checked, strict=True) if isinstance(reason, str)}
+    placed = [Placed(ref.key, geotag) for (ref, _), geotag in zip(objects, checked, strict=True)
+              if isinstance(geotag, Geotag)]
     if not placed:
         raise InvalidInput(f"images: no image under {prefix} can be uploaded", field="images",
                            rejected=dict(list(rejected.items())[:MISSING_SHOWN]))
@@ -113,7 +114,7 @@ def close_sequence(job: JobContext, sequence: dict, outcomes: dict[str, dict], p
 
 
 def iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
 
 
 def finish_upload(job: JobContext) -> None:
@@ -123,7 +124,8 @@ def finish_upload(job: JobContext) -> None:
     sequences, failed = [], {}
     for sequence in plan["sequences"]:
         keys = [key for key, _ in sequence["images"]]
-        errors = {S3Ref(plan["bucket"], k).uri: outcomes[k]["error"] for k in keys if outcomes[k]["state"] != "succeeded"}
+        errors = {S3Ref(plan["bucket"], k).uri: outcomes[k]["error"] for k in keys
+                  if outcomes[k]["state"] != "succeeded"}
         summary = {"uuid": sequence["uuid"], "images": len(keys), "first_image": S3Ref(plan["bucket"], keys[0]).uri,
                    "captured_from": iso(sequence["captured"][0]), "captured_to": iso(sequence["captured"][1])}
         if errors:

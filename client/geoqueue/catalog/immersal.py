@@ -45,7 +45,8 @@ class Intrinsics(Type):
         checked = self.FORM.check(value, field)
         fx, fy = (checked["fx"], checked["fy"]) if isinstance(checked, dict) else checked[:2]
         if fx <= 0 or fy <= 0:
-            raise InvalidParams(f"{field}: fx and fy must be positive focal lengths in pixels, got {value!r}", field=field)
+            raise InvalidParams(f"{field}: fx and fy must be positive focal lengths in pixels, got {value!r}",
+                                field=field)
         return checked
 
     def schema(self) -> dict[str, Any]:
@@ -70,7 +71,8 @@ JOBS = (
         "output": Param(S3Object(), "where the map's .bytes go"),
         "chunk_size": Param(Whole(1, MAX_CHUNK_SIZE), "images per submission task, default 8"),
         "max_parallel": Param(Whole(1, MAX_PARALLEL),
-                              "submission tasks at once (default GEOQUEUE_IMMERSAL_MAX_PARALLEL; 2 for an exact build)"),
+                              "submission tasks at once (default GEOQUEUE_IMMERSAL_MAX_PARALLEL; 2 for an exact "
+                              "build)"),
         "exact_captures": Param(Flag(), "one capture in flight at a time, none ever sent twice "
                                         "(default GEOQUEUE_IMMERSAL_EXACT_CAPTURES)"),
     }),

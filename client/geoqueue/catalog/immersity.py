@@ -34,12 +34,14 @@ JOBS = (
         "animation": Param(ANIMATION_OPTIONS, "animation options: also makes an animation from the map"),
         "animation_output": Param(S3Object(), "where the animation goes"),
     }),
-    JobSpec("immersity.batch", "Disparity maps (and animations) for every image under a prefix, a bounded number at a time.", {
+    JobSpec("immersity.batch",
+            "Disparity maps (and animations) for every image under a prefix, a bounded number at a time.", {
         "prefix": Param(S3Prefix(), "the images", required=True),
         "output_prefix": Param(S3Prefix(), "where the outputs go (default: the fleet's bucket)"),
         "options": Param(DISPARITY_OPTIONS, "disparity options"),
         "animation": Param(ANIMATION_OPTIONS, "animation options: also makes an animation per image"),
-        "max_parallel": Param(Whole(1, MAX_PARALLEL), "images in flight at once (default GEOQUEUE_IMMERSITY_MAX_PARALLEL)"),
+        "max_parallel": Param(Whole(1, MAX_PARALLEL),
+                              "images in flight at once (default GEOQUEUE_IMMERSITY_MAX_PARALLEL)"),
     }),
     JobSpec("immersity.animation", "An animation from an image and its disparity map.", {
         "image": Param(S3Object(), "the image", required=True),
