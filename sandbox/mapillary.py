@@ -127,14 +127,18 @@ class MapillaryStandIn(AuthGuards, GraphRoutes, SearchRoutes, TileRoutes, CdnRou
 
     # --- routes ---
     def register(self, bp: Blueprint) -> None:
-        bp.add_url_rule("/graph", "graph_root", self._get_batch, methods=["GET"])
-        bp.add_url_rule("/graph/", "graph_root_slash", self._get_batch, methods=["GET"])
-        bp.add_url_rule("/graph/me", "graph_me", self._me, methods=["GET"])
-        bp.add_url_rule("/graph/images", "graph_images", self._search_images, methods=["GET"])
-        bp.add_url_rule("/graph/image_ids", "graph_image_ids", self._get_image_ids, methods=["GET"])
-        bp.add_url_rule("/graph/finish_upload", "graph_finish_upload", self._finish_upload, methods=["POST"])
-        bp.add_url_rule("/graph/<node_id>", "graph_node", self._get_node, methods=["GET"])
-        bp.add_url_rule("/tiles/maps/vtp/<tileset>/2/<int:z>/<int:x>/<int:y>", "tile", self._tile, methods=["GET"])
+        # Graph and tiles answer a path with or without a trailing slash, as the real hosts do: the
+        # official Python SDK asks for `/{image_id}/?fields=` and `.../2/{z}/{x}/{y}/?access_token=`.
+        either_slash = {"strict_slashes": False}
+        bp.add_url_rule("/graph/", "graph_root", self._get_batch, methods=["GET"], **either_slash)
+        bp.add_url_rule("/graph/me/", "graph_me", self._me, methods=["GET"], **either_slash)
+        bp.add_url_rule("/graph/images/", "graph_images", self._search_images, methods=["GET"], **either_slash)
+        bp.add_url_rule("/graph/image_ids/", "graph_image_ids", self._get_image_ids, methods=["GET"], **either_slash)
+        bp.add_url_rule("/graph/finish_upload/", "graph_finish_upload", self._finish_upload, methods=["POST"],
+                        **either_slash)
+        bp.add_url_rule("/graph/<node_id>/", "graph_node", self._get_node, methods=["GET"], **either_slash)
+        bp.add_url_rule("/tiles/maps/vtp/<tileset>/2/<int:z>/<int:x>/<int:y>/", "tile", self._tile, methods=["GET"],
+                        **either_slash)
         bp.add_url_rule("/cdn/m1/v/t6/<opaque>", "cdn", self._cdn, methods=["GET"])
         bp.add_url_rule(f"/rupload/{UPLOAD_PATH}/<key>", "upload_offset", self._upload_offset, methods=["GET"])
         bp.add_url_rule(f"/rupload/{UPLOAD_PATH}/<key>", "upload", self._upload, methods=["POST"])
