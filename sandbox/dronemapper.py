@@ -32,7 +32,8 @@ from __future__ import annotations
 import random
 import secrets
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 

@@ -1,7 +1,8 @@
 """DroneMapper stand-in: assets (downloads, raw paths, all.zip) and map tiles of a completed task."""
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from flask import Response
 from zipstream import ZIP_STORED, ZipStream
@@ -113,7 +114,7 @@ def _cut_after(chunks: Iterator[bytes], limit: int) -> Iterator[bytes]:
             break
 
 
-def stored_zip(members: list[tuple[str, Any]]) -> "SizedZip":
+def stored_zip(members: list[tuple[str, Any]]) -> SizedZip:
     """A zip of (name, member) pairs, uncompressed and streamed, its size known before any member
     is made: what WebODM serves for all.zip (zipstream-ng, sized)."""
     stream = ZipStream(compress_type=ZIP_STORED, sized=True)

@@ -5,7 +5,7 @@ import json
 import random
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sandbox.dronemapper_api import _as_bool
 from sandbox.dronemapper_options import ODM_STAGES
@@ -156,7 +156,7 @@ def _show_progress(task: Task, run: Run, running: float) -> None:
 
 def _console_script(task: Task, total: int) -> list[str]:
     """Console output of a whole run, ODM-like: the images, then each stage of the pipeline."""
-    lines = [f"[INFO]    Initializing ODM 3.5.4 - {datetime.now(timezone.utc):%a %b %d %H:%M:%S %Y}",
+    lines = [f"[INFO]    Initializing ODM 3.5.4 - {datetime.now(UTC):%a %b %d %H:%M:%S %Y}",
              "[INFO]    ==============", f"[INFO]    Processing node: {NODE['hostname']}:{NODE['port']}",
              f"[INFO]    Options: {json.dumps(task.options)}"]
     for name in list(task.images)[: max(1, total // 4)]:
@@ -167,4 +167,4 @@ def _console_script(task: Task, total: int) -> list[str]:
         name = ODM_STAGES[stage % len(ODM_STAGES)]
         lines += [f"[INFO]    Running {name} stage", f"[INFO]    Finished {name} stage"]
         stage += 1
-    return lines[: total - 1] + ["[INFO]    ODM app finished - " + f"{datetime.now(timezone.utc):%a %b %d %H:%M:%S %Y}"]
+    return lines[: total - 1] + ["[INFO]    ODM app finished - " + f"{datetime.now(UTC):%a %b %d %H:%M:%S %Y}"]

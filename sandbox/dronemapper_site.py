@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -26,7 +27,7 @@ class Site:
         self.origin = (round(easting - self.extent_m / 2, 2), round(northing + self.extent_m / 2, 2))
 
     @classmethod
-    def of(cls, task: Task, options: dict[str, Any]) -> "Site":
+    def of(cls, task: Task, options: dict[str, Any]) -> Site:
         chosen = {o["name"]: o["value"] for o in task.options}
         try:  # options are taken as sent (see option_checks): a value ODM would refuse reads as the default
             gsd_cm = float(chosen.get("orthophoto-resolution", 5.0))
@@ -82,7 +83,7 @@ class Site:
 
         return geotiff.GeoTiff(w, h, 1, "float32", self.origin, self.extent_m / w, self.epsg, pixels, nodata=-9999)
 
-    def point_cloud(self) -> "PointCloud":
+    def point_cloud(self) -> PointCloud:
         return PointCloud(self, int(self.options["pointcloud_points"]))
 
     def bounds(self) -> list[float]:

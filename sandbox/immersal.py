@@ -29,7 +29,8 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from flask import Blueprint, Response, request
 

@@ -28,4 +28,4 @@ class LocalizeRoutes:
                 if img.readable and img.sha256 == digest:
                     pose = dict(zip(("px", "py", "pz"), img.position))
                     return _answer(success=True, map=stored.id, **pose, **dict(zip(ROTATION_FIELDS, img.rotation)))
-        return _answer(success=False, map=-1, px=0, py=0, pz=0, **{k: 0 for k in ROTATION_FIELDS})
+        return _answer(success=False, map=-1, px=0, py=0, pz=0, **dict.fromkeys(ROTATION_FIELDS, 0))

@@ -326,7 +326,7 @@ class World:
         return next(o for o in self.organizations.values() if o.slug == slug)
 
     def largest_organization(self) -> Organization:
-        sizes = {org_id: 0 for org_id in self.organizations}
+        sizes = dict.fromkeys(self.organizations, 0)
         for sequence in self.sequences.values():
             if sequence.organization_id:
                 sizes[sequence.organization_id] += len(sequence.image_ids)
@@ -362,7 +362,7 @@ def organization_images_in_bbox(organization_id: str, bbox: tuple[float, float, 
 
 TILE_EXTENT = 4096
 TILE_BUFFER = 64          # tile-local units lines may run past the tile edge, as renderers expect
-OVERVIEW_ZOOMS = range(0, 6)
+OVERVIEW_ZOOMS = range(6)
 SEQUENCE_ZOOMS = range(6, 15)
 IMAGE_ZOOM = 14
 

@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from calendar import timegm
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from xml.sax.saxutils import escape
 

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import importlib
-from typing import Iterable
+from collections.abc import Iterable
 
 from flask import Flask, jsonify, request
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
@@ -71,7 +71,7 @@ class KeepAliveServer:
         # Queue-depth warnings say only that every thread is busy, as the benchmarks make them on purpose.
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
-    def start(self) -> "KeepAliveServer":
+    def start(self) -> KeepAliveServer:
         self._thread.start()
         return self
 
