@@ -34,8 +34,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench.cpu import CpuMeter  # noqa: E402
 from bench.memory import process_tree  # noqa: E402
-from devstack.local_stack import free_port, local_argv, redis_answers, redis_server_binary, wait_until  # noqa: E402
+from devstack.commands import local_argv  # noqa: E402
+from devstack.loopback import free_port  # noqa: E402
 from devstack.processes import PROCESSES  # noqa: E402
+from devstack.redis_service import redis_answers, redis_server_binary  # noqa: E402
+from devstack.waiting import wait_until  # noqa: E402
 
 NOOP = "celery.accumulate"
 

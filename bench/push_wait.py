@@ -23,12 +23,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.redis_server import redis_server  # noqa: E402
-from geoqueue import GeoQueue, jobs  # noqa: E402
+from geoqueue import GeoQueue  # noqa: E402
+from geoqueue.job_record import SUCCEEDED, Job  # noqa: E402
 
 POLL_SECONDS = 0.5  # today's wait() and watch()
 
 
-def polling_wait(queue: GeoQueue, job_id: str, timeout: float) -> jobs.Job:
+def polling_wait(queue: GeoQueue, job_id: str, timeout: float) -> Job:
     """GeoQueue.wait as it was: read the record, sleep half a second, until it has finished."""
     deadline = time.monotonic() + timeout
     while True:
@@ -38,7 +39,7 @@ def polling_wait(queue: GeoQueue, job_id: str, timeout: float) -> jobs.Job:
         time.sleep(POLL_SECONDS)
 
 
-def push_wait(queue: GeoQueue, job_id: str, timeout: float) -> jobs.Job:
+def push_wait(queue: GeoQueue, job_id: str, timeout: float) -> Job:
     try:
         return queue.wait(job_id, timeout=timeout, raise_on_failure=False)
     except TimeoutError:
@@ -68,7 +69,7 @@ def latencies(url: str, wait, clients: int, seed: int) -> list[float]:
     for job_id in ids:
         time.sleep(rng.uniform(0.02, 0.2))
         ended[job_id] = time.perf_counter()
-        queue.ledger.transition(job_id, jobs.SUCCEEDED, result={"ok": True})
+        queue.ledger.transition(job_id, SUCCEEDED, result={"ok": True})
     for thread in threads:
         thread.join()
     return [returned[job_id] - ended[job_id] for job_id in ids]

@@ -9,7 +9,9 @@ from typing import Iterator
 
 import redis
 
-from devstack.local_stack import free_port, redis_answers, redis_server_binary, wait_until
+from devstack.loopback import free_port
+from devstack.redis_service import redis_answers, redis_server_binary
+from devstack.waiting import wait_until
 
 
 @contextmanager

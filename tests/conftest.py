@@ -11,7 +11,8 @@ import pytest
 import redis
 import requests
 
-from devstack.local_stack import LocalStack, wait_until
+from devstack.local_stack import LocalStack
+from devstack.waiting import wait_until
 from geoqueue import GeoQueue
 
 # Short enough that a killed worker's messages come back within a test, and every limit below it.

@@ -9,8 +9,10 @@ from contextlib import contextmanager
 
 import requests
 
-from devstack.local_stack import REPO_ROOT, free_port, local_argv, wait_until
+from devstack.commands import REPO_ROOT, local_argv
+from devstack.loopback import free_port, http_ok
 from devstack.processes import PROCESSES
+from devstack.waiting import wait_until
 
 
 def api(stack, method: str, path: str, key: str | None = "stack", **kwargs) -> requests.Response:
@@ -48,7 +50,7 @@ def other_api(stack, **settings: str):
                                    cwd=REPO_ROOT)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: stack._http_ok(url + "/healthz"), 30, "the second API")
+        wait_until(lambda: http_ok(url + "/healthz"), 30, "the second API")
         yield url
     finally:
         process.terminate()

@@ -10,7 +10,7 @@ from datetime import datetime
 import redis
 import requests
 
-from devstack.local_stack import wait_until
+from devstack.waiting import wait_until
 from geoqueue import GeoQueue
 
 

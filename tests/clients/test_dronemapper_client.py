@@ -11,7 +11,7 @@ import pytest
 import requests
 from PIL import Image
 
-from devstack.local_stack import wait_until
+from devstack.waiting import wait_until
 from tests.inputs import noise_jpeg
 from vendors.dronemapper import DroneMapperClient, PendingAction, Status, token_expiry
 from vendors.errors import AuthError, InputError, NotFound, RateLimited, TransientError

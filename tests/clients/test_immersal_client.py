@@ -9,7 +9,7 @@ import pytest
 import requests
 from pyproj import Transformer
 
-from devstack.local_stack import wait_until
+from devstack.waiting import wait_until
 from sandbox.immersal import DEFAULT_LOGIN, DEFAULT_PASSWORD, DEFAULT_TOKEN
 from tests.inputs import CLIENT_INTRINSICS, HELSINKI, image_bytes
 from vendors.errors import AuthError, InputError, NotFound, RateLimited, TransientError

@@ -5,7 +5,7 @@ import time
 
 import requests
 
-from devstack.local_stack import local_argv
+from devstack.commands import local_argv
 from devstack.processes import PROCESSES
 from tests.conftest import start_stack, wait_for_done, wait_until
 from tests.inputs import prefix_of, put_images

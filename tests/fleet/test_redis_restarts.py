@@ -16,7 +16,8 @@ import redis
 from celery import Celery
 from kombu import Connection
 
-from devstack.local_stack import free_port, redis_answers, redis_server_binary
+from devstack.loopback import free_port
+from devstack.redis_service import redis_answers, redis_server_binary
 from geoqueue import GeoQueue
 from tests.conftest import start_stack, wait_until
 from tests.inputs import prefix_of, put_images

@@ -6,7 +6,8 @@ import subprocess
 
 import redis
 
-from devstack.local_stack import free_port, redis_answers, redis_server_binary
+from devstack.loopback import free_port
+from devstack.redis_service import redis_answers, redis_server_binary
 from geoqueue import GeoQueue
 from tests.conftest import start_stack, wait_until
 from tests.inputs import put_images

@@ -8,7 +8,7 @@ import uuid
 import redis
 from celery import Celery
 
-from devstack.local_stack import wait_until
+from devstack.waiting import wait_until
 from geoqueue.routes import queue_for
 from geoqueue.s3ref import S3Ref
 from tests.inputs import BUCKET, prefix_of, put_images

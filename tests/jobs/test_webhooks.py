@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from devstack.local_stack import local_argv
+from devstack.commands import local_argv
 from devstack.processes import PROCESSES
 from devstack.webhook_receiver import Receiver
 from tests.conftest import wait_until

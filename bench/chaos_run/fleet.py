@@ -1,0 +1,92 @@
+"""One chaos run's fleet: a fresh embedded stack with three workers taking both queues, the vendors'
+speed and faults set, the batch submitted all at once and waited for."""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Callable
+
+import redis
+
+from bench.chaos_run.batch import BUCKET, VENDORS, Batch, BatchPlan
+from bench.chaos_run.checks import ResultChecks
+from bench.chaos_run.verdict import Submitted, Verdicts
+from devstack.local_stack import LocalStack
+from geoqueue import GeoQueue
+from geoqueue.job_record import Job
+from geoqueue.s3ref import S3Ref
+
+if TYPE_CHECKING:
+    from bench.chaos_run.faults import Chaos
+
+WORKERS = ("w1", "w2", "w3")
+# The tests' settings (a 30 s visibility timeout, every limit below it), three calls at once per worker.
+SETTINGS = {"GEOQUEUE_VISIBILITY_TIMEOUT": "30", "GEOQUEUE_UNACKED_RESTORE_INTERVAL": "2",
+            "GEOQUEUE_TASK_TIME_LIMIT": "28", "GEOQUEUE_IMMERSITY_TIMEOUT": "15", "GEOQUEUE_RETRY_BACKOFF_MAX": "8",
+            "GEOQUEUE_CALL_RETRY_SECONDS": "12", "GEOQUEUE_TRANSFER_CONCURRENCY": "3"}
+VENDOR_SPEED = {
+    "immersity": {"processing_delay_s": 0.5},
+    "immersal": {"construct_seconds": 2.0},
+    "dronemapper": {"upload_to_node_s": 0.1, "queued_s": 0.3, "running_s": 2.0, "action_delay_s": 0.1,
+                    "console_lines": 30, "orthophoto_px": 256, "dsm_px": 64, "pointcloud_points": 2000},
+}
+# Calls slowed in both runs (before they are served and after), so that a kill lands while one is under way.
+SLOW_CALLS = {
+    "immersal": {"latency_paths": "/capture$", "latency_ms": 300, "answer_delay_ms": 300},
+    "dronemapper": {"latency_paths": r"/api/projects/\d+/tasks/$", "latency_ms": 1500, "answer_delay_ms": 1500},
+    "mapillary": {"latency_paths": r"/rupload/.*\.jpg$", "latency_ms": 250, "answer_delay_ms": 250},
+}
+ERRORS = {"error_rate": 0.2, "rate_limit_rate": 0.05, "retry_after_s": 2.0}
+NO_ERRORS = {"error_rate": 0.0, "rate_limit_rate": 0.0}
+
+
+class Run(BatchPlan, ResultChecks, Verdicts):
+    """One stack, one batch, what it is checked against."""
+
+    def __init__(self, batch: Batch, seed: int, settings: dict[str, str]) -> None:
+        self.batch, self.seed = batch, seed
+        self.stack = LocalStack(settings_env={**SETTINGS, **settings}, isolated=True, flower=False, worker_queues=())
+        self.planned: list[tuple] = []
+        self.submitted: list[Submitted] = []
+        self.expected_sequences = 0
+
+    def start(self) -> None:
+        self.stack.start()
+        for name in WORKERS:
+            self.stack.start_worker("transfer", name=name, queues="control,transfer")
+        self.stack.wait_for_workers(list(WORKERS))
+        self.queue, self.store = GeoQueue(self.stack.redis_url), self.stack.object_store()
+        for vendor, options in VENDOR_SPEED.items():
+            self.stack.sandbox("POST", f"/_sandbox/config/{vendor}", json=options)
+
+    def faults(self, errors: bool) -> None:
+        for vendor in VENDORS:
+            values = {**SLOW_CALLS.get(vendor, {}), **(ERRORS if errors else NO_ERRORS), "seed": self.seed}
+            self.stack.sandbox("POST", f"/_sandbox/faults/{vendor}", json=values)
+
+    def put(self, key: str, data: bytes, content_type: str = "image/jpeg") -> None:
+        self.store.write(S3Ref(BUCKET, key), data, content_type)
+
+    def plan(self, label: str, name: str, params: dict, check: Callable[["Run", Job], list[str]]) -> None:
+        self.planned.append((label, name, params, check))
+
+    def submit_all(self) -> None:
+        """All at once, the inputs in S3 already: the faults meet every job from its start."""
+        for label, name, params, check in self.planned:
+            self.submitted.append(Submitted(label, self.queue.submit(name, params), check))
+
+    def wait(self, chaos: "Chaos | None") -> float:
+        started = time.monotonic()
+        deadline = started + self.batch.deadline_s
+        while time.monotonic() < deadline:
+            try:
+                if all((job := self.queue.ledger.get(s.job_id)) is not None and job.finished for s in self.submitted):
+                    break
+            except redis.RedisError:      # Redis restarting: ask again
+                pass
+            if chaos is not None and chaos.error:
+                raise chaos.error
+            time.sleep(0.5)
+        return time.monotonic() - started
+
+    def stop(self) -> None:
+        self.stack.stop()
