@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.redis_server import redis_server  # noqa: E402
 from geoqueue import GeoQueue  # noqa: E402
-from geoqueue.job_record import SUCCEEDED, Job  # noqa: E402
+from geoqueue.job_record import CANCELED, SUCCEEDED, Job  # noqa: E402
 
 POLL_SECONDS = 0.5  # today's wait() and watch()
 
@@ -88,7 +88,7 @@ def commands_per_client_minute(url: str, wait, clients: int, window: float, seed
     time.sleep(window)
     after = queue.redis.info("stats")["total_commands_processed"]
     for job_id in ids:
-        queue.ledger.transition(job_id, jobs.CANCELED)
+        queue.ledger.transition(job_id, CANCELED)
     for thread in threads:
         thread.join()
     return max(0, after - before - 1) / clients / (window / 60)  # less the first INFO call
