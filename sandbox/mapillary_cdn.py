@@ -9,6 +9,7 @@ import time
 
 from flask import Response, request
 
+from sandbox import mapillary_views as views
 from sandbox import mapillary_world as mw
 from sandbox.mapillary_api import _sign
 
@@ -43,7 +44,7 @@ class CdnRoutes:
         width, height = _thumbnail_size(image, kind)
         self.calls.add("thumbnail", image_id)
         # Small thumbnails are asked for again and again; large ones are quick enough to redraw.
-        picture = _cached_jpeg(image, width, height) if width <= 1024 else mw.render_jpeg(image, width, height)
+        picture = _cached_jpeg(image, width, height) if width <= 1024 else views.render_jpeg(image, width, height)
         return Response(picture, mimetype="image/jpeg")
 
 
@@ -57,4 +58,4 @@ def _thumbnail_size(image: mw.Image, kind: str) -> tuple[int, int]:
 
 @functools.lru_cache(maxsize=512)
 def _cached_jpeg(image: mw.Image, width: int, height: int) -> bytes:
-    return mw.render_jpeg(image, width, height)
+    return views.render_jpeg(image, width, height)
