@@ -71,30 +71,38 @@ def _id(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-@dataclass(frozen=True)
-class TileImage:
-    """An image point from the `image` layer (z14) or the `overview` layer (z0-5)."""
+@dataclass(frozen=True, kw_only=True)
+class TileFeature:
+    """What every feature of a coverage tile carries."""
     id: str
-    sequence_id: str
     captured_at: int
     is_pano: bool
+    organization_id: str | None = None
+    creator_id: str | None = None
+
+    @staticmethod
+    def common(properties: dict) -> dict:
+        """Those fields, from a feature's properties."""
+        return {"id": _id(properties["id"]), "captured_at": int(properties.get("captured_at", 0)),
+                "is_pano": bool(properties.get("is_pano", False)),
+                "organization_id": _id(properties.get("organization_id")),
+                "creator_id": _id(properties.get("creator_id"))}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TileImage(TileFeature):
+    """An image point from the `image` layer (z14) or the `overview` layer (z0-5)."""
+    sequence_id: str
     lon: float
     lat: float
     compass_angle: float | None = None
-    organization_id: str | None = None
-    creator_id: str | None = None
 
 
-@dataclass(frozen=True)
-class TileSequence:
+@dataclass(frozen=True, kw_only=True)
+class TileSequence(TileFeature):
     """A sequence line from the `sequence` layer (z6-14), clipped to the tile (so possibly in parts)."""
-    id: str
     image_id: str
-    captured_at: int
-    is_pano: bool
     lines: tuple[tuple[tuple[float, float], ...], ...]
-    organization_id: str | None = None
-    creator_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,10 +139,8 @@ def decode_coverage_tile(data: bytes, z: int, x: int, y: int) -> CoverageTile:
             coords = [geometry["coordinates"]] if geometry["type"] == "Point" else geometry["coordinates"]
             for point in coords:
                 lon, lat = lonlat(point, layer["extent"])
-                found.append(TileImage(
-                    id=_id(p["id"]), sequence_id=_id(p.get("sequence_id")), captured_at=int(p.get("captured_at", 0)),
-                    is_pano=bool(p.get("is_pano", False)), lon=lon, lat=lat, compass_angle=p.get("compass_angle"),
-                    organization_id=_id(p.get("organization_id")), creator_id=_id(p.get("creator_id"))))
+                found.append(TileImage(**TileFeature.common(p), sequence_id=_id(p.get("sequence_id")), lon=lon, lat=lat,
+                                       compass_angle=p.get("compass_angle")))
         return tuple(found)
 
     sequences = []
@@ -143,9 +149,6 @@ def decode_coverage_tile(data: bytes, z: int, x: int, y: int) -> CoverageTile:
         p, geometry = feature["properties"], feature["geometry"]
         parts = [geometry["coordinates"]] if geometry["type"] == "LineString" else geometry["coordinates"]
         lines = tuple(tuple(lonlat(pt, layer["extent"]) for pt in part) for part in parts)
-        sequences.append(TileSequence(
-            id=_id(p["id"]), image_id=_id(p.get("image_id")), captured_at=int(p.get("captured_at", 0)),
-            is_pano=bool(p.get("is_pano", False)), lines=lines,
-            organization_id=_id(p.get("organization_id")), creator_id=_id(p.get("creator_id"))))
+        sequences.append(TileSequence(**TileFeature.common(p), image_id=_id(p.get("image_id")), lines=lines))
     return CoverageTile(z, x, y, points("overview"), tuple(sequences), points("image"))
 
