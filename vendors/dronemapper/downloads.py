@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 from typing import IO, Iterator
 
-import requests
-import urllib3
-
+from vendors.downloads import body_chunks, save
 from vendors.dronemapper.connection import DroneMapperConnection, TaskId
 from vendors.dronemapper.errors import VENDOR
 from vendors.errors import TransientError
@@ -25,7 +23,7 @@ class AssetDownloads(DroneMapperConnection):
     def download_asset(self, project_id: int, task_id: TaskId, asset: str, dest: str | os.PathLike | IO[bytes],
                        chunk_size: int = CHUNK) -> int:
         """Write the asset to a path or a binary file-like; the number of bytes written."""
-        return _save(self.iter_asset(project_id, task_id, asset, chunk_size), dest)
+        return save(self.iter_asset(project_id, task_id, asset, chunk_size), dest)
 
     def iter_raw_asset(self, project_id: int, task_id: TaskId, path: str, chunk_size: int = CHUNK) -> Iterator[bytes]:
         """A file of the task's assets folder by its path, e.g. odm_orthophoto/odm_orthophoto.tif."""
@@ -33,7 +31,7 @@ class AssetDownloads(DroneMapperConnection):
 
     def download_raw_asset(self, project_id: int, task_id: TaskId, path: str, dest: str | os.PathLike | IO[bytes],
                            chunk_size: int = CHUNK) -> int:
-        return _save(self.iter_raw_asset(project_id, task_id, path, chunk_size), dest)
+        return save(self.iter_raw_asset(project_id, task_id, path, chunk_size), dest)
 
     def _iter_download(self, path: str, chunk_size: int) -> Iterator[bytes]:
         # identity: Content-Length then counts the bytes we get, so a short read shows
@@ -41,29 +39,11 @@ class AssetDownloads(DroneMapperConnection):
         expected = response.headers.get("Content-Length")
         received = 0
         try:
-            for chunk in response.iter_content(chunk_size):
+            for chunk in body_chunks(response, chunk_size, vendor=VENDOR, what=f"download of {path}"):
                 received += len(chunk)
                 yield chunk
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-            raise TransientError(f"{VENDOR}: download of {path} broke off after {received} bytes",
-                                 vendor=VENDOR) from exc
         finally:
             response.close()
         if expected is not None and received != int(expected):
             raise TransientError(f"{VENDOR}: download of {path} ended at {received} of {expected} bytes",
                                  vendor=VENDOR)
-
-
-def _save(chunks: Iterator[bytes], dest: str | os.PathLike | IO[bytes]) -> int:
-    """Write chunks to a file-like, or to a path via a .part file renamed only when complete."""
-    if hasattr(dest, "write"):
-        return sum(dest.write(chunk) or len(chunk) for chunk in chunks)
-    partial = f"{os.fspath(dest)}.part"
-    try:
-        with open(partial, "wb") as out:
-            written = sum(out.write(chunk) for chunk in chunks)
-        os.replace(partial, dest)
-        return written
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
