@@ -29,7 +29,8 @@ from devstack.local_stack import LocalStack  # noqa: E402
 from devstack.samples import scene  # noqa: E402
 from geoqueue import GeoQueue  # noqa: E402
 from geoqueue.s3ref import S3Ref  # noqa: E402
-from vendors.dronemapper import DroneMapperClient, Status  # noqa: E402
+from vendors.dronemapper.client import DroneMapperClient  # noqa: E402
+from vendors.dronemapper.states import Status  # noqa: E402
 
 DOC_SLEEP_S = 3.0  # the vendor doc's polling loop
 STATUS_PATH = re.compile(r"/api/projects/\d+/tasks/(\d+/)?$")

@@ -11,7 +11,7 @@ from config.settings import Settings, get_settings
 from services.token_cache import RedisTokenStore
 from services.vendor_clients import call_retries, vendor_client
 from tasks.dronemapper.records import VENDOR
-from vendors.dronemapper import DroneMapperClient
+from vendors.dronemapper.client import DroneMapperClient
 
 POLL_CALL_TIMEOUT = 10.0
 

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from runtime import Once
 from tasks.dronemapper.records import Survey, log
-from vendors.dronemapper import DroneMapperClient
+from vendors.dronemapper.client import DroneMapperClient
 
 CLOCK_SLACK_SECONDS = 300       # the vendor's clock against ours, when finding a task a cut-off call created
 

@@ -13,7 +13,8 @@ from tasks.dronemapper.inputs import delivery_prefix
 from tasks.dronemapper.poller import sync_console
 from tasks.dronemapper.records import DELIVER, STEP_PHASES, VENDOR, ProcessingFailed, Survey, vendor_id
 from tasks.dronemapper.streams import ChunkStream
-from vendors.dronemapper import DroneMapperClient, Status
+from vendors.dronemapper.client import DroneMapperClient
+from vendors.dronemapper.states import Status
 from vendors.errors import TransientError
 
 # What S3 is told each delivered asset is, by its suffix.

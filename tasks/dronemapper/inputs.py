@@ -10,7 +10,7 @@ from config.settings import get_settings
 from geoqueue.s3ref import S3Ref
 from runtime import InvalidInput
 from services.storage import ObjectStore, get_store, output_area
-from vendors.dronemapper import DroneMapperClient
+from vendors.dronemapper.client import DroneMapperClient
 from vendors.errors import NotFound
 
 JPEG_MAGIC = b"\xff\xd8\xff"

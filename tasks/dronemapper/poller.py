@@ -38,7 +38,8 @@ from tasks.dronemapper.records import (
     stop_made,
     vendor_id,
 )
-from vendors.dronemapper import DroneMapperClient, PendingAction, Status
+from vendors.dronemapper.client import DroneMapperClient
+from vendors.dronemapper.states import PendingAction, Status
 from vendors.errors import NotFound
 
 POLL_LEASE_SECONDS = 60

@@ -15,7 +15,7 @@ from sandbox.immersal import DEFAULT_TOKEN
 from sandbox.mapillary import SANDBOX_CLIENT_TOKEN
 from sandbox.mapillary_world import build_world
 from tests.inputs import CLIENT_INTRINSICS, image_bytes
-from vendors.dronemapper import DroneMapperClient
+from vendors.dronemapper.client import DroneMapperClient
 from vendors.errors import RateLimited, TransientError
 from vendors.http import Retries
 from vendors.immersal import ImmersalClient

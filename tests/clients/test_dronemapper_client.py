@@ -13,7 +13,9 @@ from PIL import Image
 
 from devstack.waiting import wait_until
 from tests.inputs import noise_jpeg
-from vendors.dronemapper import DroneMapperClient, PendingAction, Status, token_expiry
+from vendors.dronemapper.client import DroneMapperClient
+from vendors.dronemapper.states import PendingAction, Status
+from vendors.dronemapper.tokens import token_expiry
 from vendors.errors import AuthError, InputError, NotFound, RateLimited, TransientError
 from vendors.http import Retries
 

@@ -18,7 +18,8 @@ from geoqueue import InvalidParams, JobFailed
 from geoqueue.s3ref import S3Ref, parse_ref
 from tests.conftest import DRONEMAPPER_FAST, TEST_SETTINGS, wait_until
 from tests.inputs import BUCKET, noise_jpeg, put_survey
-from vendors.dronemapper import DroneMapperClient, Status
+from vendors.dronemapper.client import DroneMapperClient
+from vendors.dronemapper.states import Status
 from vendors.errors import NotFound
 
 STATUS_PATH = re.compile(r"^/dronemapper/api/projects/(\d+)/tasks/(?:(\d+)/)?$")

@@ -1,14 +1,10 @@
 """CDN downloads of thumbnails and originals, from signed URLs that expire (no token goes there)."""
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
-from typing import IO, BinaryIO
+from typing import BinaryIO
 
-import requests
-
-from vendors.errors import TransientError
+from vendors.downloads import body_chunks, save
 from vendors.mapillary.errors import VENDOR, ExpiredUrl, MapillaryInputError, MapillaryNotFound, error_from_response
 from vendors.mapillary.graph import GraphReads
 
@@ -39,30 +35,7 @@ class ImageDownloads(GraphReads):
                                  status=403, vendor_message=response.text[:200])
             if response.status_code != 200:
                 raise error_from_response(response, "download")
-            if not isinstance(destination, (str, os.PathLike)):
-                return self._copy(response, destination, chunk_size)
-            folder = os.path.dirname(os.path.abspath(destination))
-            fd, partial = tempfile.mkstemp(dir=folder, prefix=".partial-")
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    written = self._copy(response, out, chunk_size)
-                os.replace(partial, destination)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(partial)
-                raise
-            return written
-
-    @staticmethod
-    def _copy(response: requests.Response, out: IO[bytes], chunk_size: int) -> int:
-        written = 0
-        try:
-            for chunk in response.iter_content(chunk_size):
-                out.write(chunk)
-                written += len(chunk)
-        except requests.RequestException as exc:
-            raise TransientError(f"{VENDOR}: download cut off after {written} bytes", vendor=VENDOR) from exc
-        return written
+            return save(body_chunks(response, chunk_size, vendor=VENDOR, what="download"), destination)
 
     def download_image(self, image_id: str, destination: str | os.PathLike | BinaryIO,
                        resolution: str = "1024") -> int:
