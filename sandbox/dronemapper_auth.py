@@ -23,7 +23,7 @@ def jwt_decode(token: str, secret: bytes, now: float) -> dict:
     try:
         claims = jwt.decode(token, secret, algorithms=["HS256"], options={"verify_exp": False})
     except jwt.InvalidTokenError:
-        raise ApiError(403, {"detail": "Error decoding signature."})
+        raise ApiError(403, {"detail": "Error decoding signature."}) from None
     if now >= float(claims.get("exp", 0)):
         raise ApiError(403, {"detail": EXPIRED})
     return claims

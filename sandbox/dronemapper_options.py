@@ -59,7 +59,7 @@ def _validate_options(raw: Any, from_form: bool, checks: str = "document") -> li
         try:
             raw = json.loads(raw or "[]")
         except ValueError:
-            raise ValueError("Value must be valid JSON.")
+            raise ValueError("Value must be valid JSON.") from None
     if not isinstance(raw, list) or not all(isinstance(o, dict) and "name" in o and "value" in o for o in raw):
         raise ValueError("Invalid options")
     if checks != "document" and not all(o["name"] and o["value"] for o in raw):

@@ -1,6 +1,7 @@
 """DroneMapper stand-in: the task routes (create, read, update, images, actions, console output)."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from typing import Any
@@ -125,7 +126,7 @@ class TaskRoutes:
             if self.options["jpeg_only"] and head != JPEG_MAGIC:
                 raise invalid({"images": [f"{upload.filename}: not a JPEG image (only JPEG images are accepted)"]})
             digest, size = hashlib.sha256(head), len(head)
-            for chunk in iter(lambda: upload.stream.read(1 << 20), b""):
+            for chunk in iter(functools.partial(upload.stream.read, 1 << 20), b""):
                 digest.update(chunk)
                 size += len(chunk)
             images[upload.filename] = {"size": size, "sha256": digest.hexdigest()}

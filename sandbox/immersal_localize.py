@@ -26,6 +26,7 @@ class LocalizeRoutes:
         for stored in candidates:
             for img in stored.images:
                 if img.readable and img.sha256 == digest:
-                    pose = dict(zip(("px", "py", "pz"), img.position))
-                    return _answer(success=True, map=stored.id, **pose, **dict(zip(ROTATION_FIELDS, img.rotation)))
+                    pose = dict(zip(("px", "py", "pz"), img.position, strict=True))
+                    rotation = dict(zip(ROTATION_FIELDS, img.rotation, strict=True))
+                    return _answer(success=True, map=stored.id, **pose, **rotation)
         return _answer(success=False, map=-1, px=0, py=0, pz=0, **dict.fromkeys(ROTATION_FIELDS, 0))

@@ -199,7 +199,8 @@ class ImmersityStandIn(VendorStandIn):
         try:
             rgb = imaging.decode_image(self._fetch(body["inputImageUrl"], "inputImageUrl"))
             if operation == "disparity":
-                artifact = imaging.disparity_map(rgb, body.get("outputBitDepth", "uint8"), float(body.get("dilation", 0.0063)))
+                artifact = imaging.disparity_map(rgb, body.get("outputBitDepth", "uint8"),
+                                                 float(body.get("dilation", 0.0063)))
                 content_type = "image/png"
             else:
                 disparity = self._fetch(body["inputDisparityUrl"], "inputDisparityUrl")

@@ -40,7 +40,8 @@ class CdnRoutes:
             return Response("Not Found", status=404, mimetype="text/plain")
         if kind in ("mesh", "sfm"):
             self.calls.add("cdn_blob", image_id)
-            return Response(hashlib.sha256(f"{kind}:{image_id}".encode()).digest() * 8, mimetype="application/octet-stream")
+            return Response(hashlib.sha256(f"{kind}:{image_id}".encode()).digest() * 8,
+                            mimetype="application/octet-stream")
         width, height = _thumbnail_size(image, kind)
         self.calls.add("thumbnail", image_id)
         # Small thumbnails are asked for again and again; large ones are quick enough to redraw.

@@ -39,7 +39,8 @@ class LegacyUploadRoutes:
         names = [name for name, _, _ in parts]
         if names != list(LEGACY_FIELD_ORDER):
             # The first field that is missing or out of place, worded as S3 does.
-            wrong = next((want for got, want in zip(names + [""] * 8, LEGACY_FIELD_ORDER) if got != want), "file")
+            padded = names + [""] * (len(LEGACY_FIELD_ORDER) - len(names))
+            wrong = next((want for got, want in zip(padded, LEGACY_FIELD_ORDER, strict=False) if got != want), "file")
             return s3_error(400, "InvalidArgument", f"Bucket POST must contain a field named '{wrong}'. "
                                                     "If it is specified, please check the order of the fields.",
                             ArgumentName=wrong, ArgumentValue="")
@@ -47,13 +48,15 @@ class LegacyUploadRoutes:
         filename = parts[-1][1]
         text = {k: form[k].decode("utf-8", "replace") for k in LEGACY_FIELD_ORDER[:-1]}
         if text["AWSAccessKeyId"] != self.options["legacy_aws_access_key_id"]:
-            return s3_error(403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.",
+            return s3_error(403, "InvalidAccessKeyId",
+                            "The AWS Access Key Id you provided does not exist in our records.",
                             AWSAccessKeyId=text["AWSAccessKeyId"])
         username = text["key"].split("/", 1)[0]
         account = self.options["legacy_accounts"].get(username)
         if account is None or text["policy"] != account["permission_hash"]:
             return s3_error(403, "AccessDenied",
-                            f'Invalid according to Policy: Policy Condition failed: ["starts-with", "$key", "{username}/"]')
+                            "Invalid according to Policy: Policy Condition failed: "
+                            f'["starts-with", "$key", "{username}/"]')
         if text["signature"] != account["signature_hash"]:
             return s3_error(403, "SignatureDoesNotMatch", "The request signature we calculated does not match the "
                                                           "signature you provided. Check your key and signing method.")

@@ -53,17 +53,20 @@ class ResumableUploadRoutes:
             return refused
         headers = request.headers
         if headers.get("X-Entity-Name") != key:
-            return upload_error(400, "InvalidRequestError", "X-Entity-Name must name the upload session", retriable=False)
+            return upload_error(400, "InvalidRequestError", "X-Entity-Name must name the upload session",
+                                retriable=False)
         try:
             offset = int(headers.get("Offset", ""))
             declared = int(headers["X-Entity-Length"]) if "X-Entity-Length" in headers else None
         except ValueError:
-            return upload_error(400, "InvalidRequestError", "Offset and X-Entity-Length must be integers", retriable=False)
+            return upload_error(400, "InvalidRequestError", "Offset and X-Entity-Length must be integers",
+                                retriable=False)
         session = self._session(key, create=True)
         with self.lock:
             current = len(session.data)
             if offset != current:
-                return upload_error(412, "OffsetInvalidError", f"Offset {offset} does not match the uploaded size {current}",
+                return upload_error(412, "OffsetInvalidError",
+                                    f"Offset {offset} does not match the uploaded size {current}",
                                     retriable=True)
             if declared is not None and session.declared_length not in (None, declared):
                 return upload_error(400, "InvalidRequestError",
@@ -78,7 +81,8 @@ class ResumableUploadRoutes:
         self.calls.add("upload", key)
         received = self._receive(session, offset, drop_after)
         if received is None:
-            return upload_error(412, "OffsetInvalidError", "Another upload to this session moved the offset", retriable=True)
+            return upload_error(412, "OffsetInvalidError", "Another upload to this session moved the offset",
+                                retriable=True)
         with self.lock:
             total = len(session.data)
             if session.declared_length is not None and total != session.declared_length:

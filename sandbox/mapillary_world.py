@@ -309,7 +309,8 @@ class World:
         self.computed_merc = lonlat_to_mercator_unit(np.array([i.computed_lon for i in imgs]),
                                                      np.array([i.computed_lat for i in imgs]))
         self.position = {image_id: n for n, image_id in enumerate(self.image_order)}
-        self.sequence_positions = {s.id: np.array([self.position[i] for i in s.image_ids]) for s in self.sequences.values()}
+        self.sequence_positions = {s.id: np.array([self.position[i] for i in s.image_ids])
+                                   for s in self.sequences.values()}
 
     # --- queries (ground truth) ---
     def images_in_bbox(self, bbox: tuple[float, float, float, float],

@@ -16,7 +16,8 @@ import json
 import math
 import numbers
 import re
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from vendors.errors import AuthError, Conflict, InputError, NotFound, TransientError, VendorError
 from vendors.http import Retries, new_session, raise_for_transient, send
@@ -349,7 +350,7 @@ def _intrinsics(values: Sequence[float]) -> dict:
     if len(values) != 4 or not all(_finite(v) for v in values) or values[0] <= 0 or values[1] <= 0:
         raise InputError("immersal: intrinsics must be (fx, fy, ox, oy) in pixels, fx and fy > 0",
                          vendor=VENDOR, field="intrinsics")
-    return dict(zip(("fx", "fy", "ox", "oy"), map(float, values)))
+    return dict(zip(("fx", "fy", "ox", "oy"), map(float, values), strict=True))
 
 
 def _check_gps(latitude: Any, longitude: Any, altitude: Any) -> None:

@@ -78,11 +78,13 @@ class ImmersityClient:
         message = vendor_message(_json(response))
         status = response.status_code
         if status == 401:
-            raise AuthError("Immersity did not accept a fresh token", vendor=VENDOR, status=status, vendor_message=message)
+            raise AuthError("Immersity did not accept a fresh token", vendor=VENDOR, status=status,
+                            vendor_message=message)
         if status == 402:
             raise PaymentRequired("not enough credits", vendor=VENDOR, status=status, vendor_message=message)
         if status in (400, 404, 413, 415, 422):
-            raise InputError(f"Immersity rejected the request: {message}", vendor=VENDOR, status=status, vendor_message=message)
+            raise InputError(f"Immersity rejected the request: {message}", vendor=VENDOR, status=status,
+                             vendor_message=message)
         raise VendorError(f"Immersity answered HTTP {status}", vendor=VENDOR, status=status, vendor_message=message)
 
     # --- operations ---

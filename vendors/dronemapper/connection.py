@@ -3,7 +3,8 @@ sent and retried the fleet's way (vendors/http.py), with one new login when the 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Union
+from collections.abc import Callable
+from typing import Any
 
 import requests
 
@@ -13,7 +14,7 @@ from vendors.errors import AuthError
 from vendors.http import Retries, new_session, send
 from vendors.tokens import MemoryTokenStore, TokenStore, renewal_ttl
 
-TaskId = Union[int, str]
+TaskId = int | str
 
 
 class DroneMapperConnection:

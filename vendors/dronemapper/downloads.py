@@ -3,7 +3,8 @@ streamed as they arrive or saved to a path or a file-like."""
 from __future__ import annotations
 
 import os
-from typing import IO, Iterator
+from collections.abc import Iterator
+from typing import IO
 
 from vendors.downloads import body_chunks, save
 from vendors.dronemapper.connection import DroneMapperConnection, TaskId

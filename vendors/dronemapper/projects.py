@@ -1,7 +1,8 @@
 """Projects: create, read, update, delete, and the project list page by page."""
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from vendors.dronemapper.connection import DroneMapperConnection

@@ -1,9 +1,9 @@
 """A task's fields as the vendor takes them: options as [{name, value}], form values as strings."""
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
-Options = Union[dict[str, Any], list[dict[str, Any]], None]
+Options = dict[str, Any] | list[dict[str, Any]] | None
 
 
 def task_fields(**fields: Any) -> dict:

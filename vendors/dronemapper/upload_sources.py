@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 import os
-from typing import IO, Any, Callable, Iterable, Union
+from collections.abc import Callable, Iterable
+from typing import IO, Any
 
 from requests_toolbelt import MultipartEncoder, MultipartEncoderMonitor
 
@@ -12,7 +13,7 @@ from vendors.dronemapper.errors import VENDOR
 from vendors.errors import InputError, TransientError
 
 # One image to upload: (filename, bytes | binary file-like | iterator of byte chunks | path, size).
-ImageSource = Union[bytes, IO[bytes], Iterable[bytes], str, os.PathLike]
+ImageSource = bytes | IO[bytes] | Iterable[bytes] | str | os.PathLike
 ImageItem = tuple[str, ImageSource, int]
 Progress = Callable[[int, int], None]  # (bytes sent, bytes in all)
 

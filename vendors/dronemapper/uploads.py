@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 from vendors.dronemapper.connection import DroneMapperConnection, TaskId
 from vendors.dronemapper.errors import VENDOR

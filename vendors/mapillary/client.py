@@ -16,7 +16,7 @@ class MapillaryClient(ImageDownloads, GraphReads, CoverageReads, ResumableUpload
     (which are also the shared AuthError / InputError / NotFound / TransientError / RateLimited)."""
 
     @classmethod
-    def production(cls, access_token: str, **kwargs: Any) -> "MapillaryClient":
+    def production(cls, access_token: str, **kwargs: Any) -> MapillaryClient:
         return cls(GRAPH_URL, TILES_URL, UPLOAD_URL, access_token, **kwargs)
 
     def __repr__(self) -> str:

@@ -2,7 +2,7 @@
 only into tiles that hold the organization."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from vendors.mapillary.connection import MapillaryConnection
 from vendors.mapillary.tiles import (
@@ -48,7 +48,8 @@ class CoverageReads(MapillaryConnection):
             else:
                 pending.extend(c for c in child_tiles(z, x, y) if bbox_intersects(tile_bounds(*c), bbox))
 
-    def images_in_bbox(self, bbox: Bbox, organization_id: str | None = None, *, start_zoom: int = 12) -> list[TileImage]:
+    def images_in_bbox(self, bbox: Bbox, organization_id: str | None = None, *,
+                       start_zoom: int = 12) -> list[TileImage]:
         """The z14 image points in bbox (of one organization), each once."""
         seen: dict[str, TileImage] = {}
         for tile in self.walk_coverage(bbox, organization_id, start_zoom=start_zoom):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ElementTree
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import requests
 
@@ -99,7 +100,8 @@ def error_from_response(response: requests.Response, what: str) -> MapillaryErro
     vendor_message = envelope.get("message") or debug.get("message") or response.text[:500]
     details = {"status": status, "vendor_message": vendor_message, "code": code, "error_subcode": subcode,
                "error_type": envelope.get("type") or debug.get("type"), "fbtrace_id": envelope.get("fbtrace_id")}
-    message = f"mapillary: {what} failed (HTTP {status}{f', code {code}' if code is not None else ''}): {vendor_message}"
+    coded = f", code {code}" if code is not None else ""
+    message = f"mapillary: {what} failed (HTTP {status}{coded}): {vendor_message}"
 
     # Code 190 first: the vendor sometimes sends it with HTTP 500, and it must not be retried.
     if code in (AUTH_ERROR_CODE, USER_TOKEN_REQUIRED_CODE) or debug.get("type") == "NotAuthorizedError" \

@@ -2,7 +2,8 @@
 images of a sequence, image search, the current user and organizations."""
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from vendors.mapillary.connection import MapillaryConnection
 from vendors.mapillary.errors import MapillaryInputError, MapillaryNotFound

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import IO, Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, Any
 
 from vendors.mapillary.connection import MapillaryConnection
 from vendors.mapillary.errors import MapillaryInputError
@@ -51,7 +52,8 @@ class ResumableUploads(MapillaryConnection):
 
         Every try asks the server for its offset first and sends only the rest, so a try after a
         crash, a dropped connection, a 5xx or a 429 continues the session instead of sending again."""
-        entity_type = entity_type or ENTITY_TYPES.get(os.path.splitext(session_key)[1].lower(), "application/octet-stream")
+        suffix = os.path.splitext(session_key)[1].lower()
+        entity_type = entity_type or ENTITY_TYPES.get(suffix, "application/octet-stream")
         with open_source(source) as (stream, size):
             def once() -> str:
                 offset = self.fetch_upload_offset(session_key)
@@ -91,7 +93,8 @@ class ResumableUploads(MapillaryConnection):
         payload: dict[str, Any] = {"file_handle": file_handle, "file_type": file_type}
         if organization_id is not None:
             payload["organization_id"] = str(organization_id)
-        response = self._call("POST", f"{self.graph_url}/finish_upload", f"finish_upload of {file_handle}", json=payload)
+        response = self._call("POST", f"{self.graph_url}/finish_upload", f"finish_upload of {file_handle}",
+                              json=payload)
         return str(response.json()["cluster_id"])
 
     @staticmethod

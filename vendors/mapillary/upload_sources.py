@@ -4,9 +4,10 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from typing import IO, BinaryIO, Iterator, Union
+from collections.abc import Iterator
+from typing import IO, BinaryIO
 
-Source = Union[bytes, bytearray, memoryview, str, os.PathLike, BinaryIO]
+Source = bytes | bytearray | memoryview | str | os.PathLike | BinaryIO
 
 
 @contextlib.contextmanager
