@@ -1,0 +1,23 @@
+"""The HTTP API under abuse, as an operator would try it: many open event streams, bodies of any
+size and shape, stolen or replayed job-page cookies, a slow Flower, and `python -m api --help`.
+Everything runs against real API processes of the stack (a second one where a setting differs)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from devstack.local_stack import REPO_ROOT, free_port
+
+# --- the command ---
+
+
+def test_python_m_api_help_prints_usage_and_serves_nothing():
+    port = free_port()
+    env = {"PATH": "/usr/bin:/bin", "GEOQUEUE_API_ADDRESS": "127.0.0.1", "GEOQUEUE_API_PORT": str(port)}
+    shown = subprocess.run([sys.executable, "-m", "api", "--help"], cwd=REPO_ROOT, env=env, capture_output=True,
+                           text=True, timeout=15)
+    assert shown.returncode == 0 and shown.stdout.startswith("usage: python -m api")
+    assert "GEOQUEUE_API_ADDRESS" in shown.stdout and "GEOQUEUE_API_PORT" in shown.stdout
+    wrong = subprocess.run([sys.executable, "-m", "api", "--prot", "1"], cwd=REPO_ROOT, env=env, capture_output=True,
+                           text=True, timeout=30)
+    assert wrong.returncode == 2 and "usage:" in wrong.stderr
