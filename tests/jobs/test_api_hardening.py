@@ -6,7 +6,21 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from devstack.local_stack import REPO_ROOT, free_port
+from tests.http_helpers import api
+
+# --- cursors ---
+
+
+@pytest.mark.parametrize("cursor", ["nan:page-1", "NaN:page-1", "-nan:x", "inf:page-1", "nan"])
+def test_a_cursor_that_is_no_number_gets_422(stack, cursor):
+    for path in ("/v1/jobs", "/ui/jobs"):
+        refused = api(stack, "GET", path, params={"cursor": cursor})
+        assert refused.status_code == 422, (path, refused.text)
+        assert refused.json()["field"] == "cursor"
+
 
 # --- the command ---
 
