@@ -11,6 +11,25 @@ import pytest
 from devstack.local_stack import REPO_ROOT, free_port
 from tests.http_helpers import api
 
+# --- JSON bodies ---
+
+
+def nested(depth: int) -> str:
+    return '{"name": "immersity.disparity", "params": {"image": ' + "[" * depth + "]" * depth + "}}"
+
+
+@pytest.mark.parametrize("body, status", [
+    (nested(100_000), 400),
+    (nested(500), 400),
+    ('{"name": "immersity.disparity", "params": {"image": ' + "1" * 5000 + "}}", 400),
+    ('{"name": "immersity.disparity", "params": {"image": NaN}}', 400),
+])
+def test_json_of_any_shape_gets_a_4xx_never_a_500(stack, body, status):
+    refused = api(stack, "POST", "/v1/jobs", data=body.encode(), headers={"content-type": "application/json"})
+    assert refused.status_code == status, refused.text
+    assert refused.json()["error"] == "MalformedJSON"
+
+
 # --- cursors ---
 
 
