@@ -6,6 +6,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
 
 from api import errors, events, jobs_api, pages
+from api.body_limit import BodyLimit, BodyTooLarge, too_large
 from api.keys import parse
 from api.schemas import submit_components
 from config.settings import Settings, get_settings
@@ -22,6 +23,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.queue = GeoQueue(settings.redis_url, settings.redis_sentinel_master)
     app.state.aredis = events.connect_async(settings.redis_url, settings.redis_sentinel_master)
     errors.install(app)
+    app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
     app.include_router(jobs_api.router)
     app.include_router(pages.router)
 
@@ -31,6 +33,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if exc.status == 401 and request.url.path.startswith("/ui/"):
             return RedirectResponse("/ui/login", status_code=303)
         return errors.error_response(exc)
+
+    @app.exception_handler(BodyTooLarge)
+    async def body_too_large(request: Request, exc: BodyTooLarge):
+        return too_large(exc)
 
     @app.get("/", include_in_schema=False)
     def root():
