@@ -1,27 +1,38 @@
 """The FastAPI application: `create_app()`; `python -m api` serves it with uvicorn."""
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
 
 from api import errors, events, jobs_api, pages
 from api.body_limit import BodyLimit, BodyTooLarge, too_large
+from api.event_hub import EventHub
 from api.keys import parse
 from api.schemas import submit_components
 from config.settings import Settings, get_settings
 from geoqueue.client import GeoQueue
 
 
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    yield
+    await app.state.events.close()
+    await app.state.aredis.aclose()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    app = FastAPI(title="geoqueue", version="1",
+    app = FastAPI(title="geoqueue", version="1", lifespan=lifespan,
                   description="Submit imaging vendors' long jobs (Immersal, Mapillary, DroneMapper, Immersity AI) "
                               "and follow them: records, items, console, server-sent events, signed webhooks.")
     app.state.settings = settings
     app.state.api_keys = parse(settings.api_keys)
     app.state.queue = GeoQueue(settings.redis_url, settings.redis_sentinel_master)
     app.state.aredis = events.connect_async(settings.redis_url, settings.redis_sentinel_master)
+    app.state.events = EventHub(app.state.aredis, settings.api_max_streams_per_key)
     errors.install(app)
     app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
     app.include_router(jobs_api.router)

@@ -152,6 +152,9 @@ class Settings(BaseSettings):
     webhook_timeout: float = Field(10.0, description="Timeout of one webhook POST (seconds).")
     webhook_allow_private: bool = Field(False, description="Allow callback URLs on loopback, private and link-local addresses (local stacks and tests only).")
 
+    # --- HTTP API limits and job pages' sign-in (api/) ---
+    api_max_streams_per_key: int = Field(20, ge=1, description="Event streams (`/v1/events`, a job's events, the job pages' live updates) one API key may hold open on one API process; past it, 429. Every stream of a process shares one Redis subscription.")
+
 
 @functools.lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -3,16 +3,93 @@ size and shape, stolen or replayed job-page cookies, a slow Flower, and `python 
 Everything runs against real API processes of the stack (a second one where a setting differs)."""
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from urllib.parse import urlsplit
 
 import pytest
+import redis
+import requests
 
-from devstack.local_stack import REPO_ROOT, free_port
-from tests.http_helpers import api
+from api.keys import new_key
+from devstack.local_stack import REPO_ROOT, free_port, wait_until
+from tests.http_helpers import api, other_api
+
+# --- event streams ---
+
+
+def open_stream(url: str, path: str, key: str) -> requests.Response:
+    """An event stream left open: its answer's head is read, its body is not."""
+    return requests.get(url + path, headers={"Authorization": f"Bearer {key}"}, stream=True, timeout=30)
+
+
+def events_until_end(response: requests.Response, timeout: float = 60) -> list[tuple[str, dict]]:
+    """Every (event, data) of an open stream until the server ends it."""
+    events, kind, deadline = [], None, time.monotonic() + timeout
+    for line in response.iter_lines(decode_unicode=True):
+        assert time.monotonic() < deadline, "the event stream did not end"
+        if line.startswith("event: "):
+            kind = line[len("event: "):]
+        elif line.startswith("data: "):
+            events.append((kind, json.loads(line[len("data: "):])))
+    return events
+
+
+def first_event_naming(response: requests.Response, job_id: str) -> dict:
+    for line in response.iter_lines(decode_unicode=True):
+        if line.startswith("data: ") and json.loads(line[len("data: "):])["id"] == job_id:
+            return json.loads(line[len("data: "):])
+    raise AssertionError(f"the stream ended without an event of {job_id}")
+
+
+def pattern_subscribers(stack) -> int:
+    """Redis connections subscribed to a pattern (the API's event streams)."""
+    return sum(1 for client in redis.Redis.from_url(stack.redis_url).client_list() if int(client.get("psub", 0)))
+
+
+def test_many_open_streams_share_one_subscription_and_never_break_another(stack, queue):
+    with ExitStack() as held, other_api(stack, GEOQUEUE_API_MAX_STREAMS_PER_KEY="1000") as url:
+        subscribed_before = pattern_subscribers(stack)
+        streams = [held.enter_context(open_stream(url, "/v1/events", stack.api_key)) for _ in range(130)]
+        assert all(s.status_code == 200 for s in streams)
+        # More than a connection pool holds (100), yet one job's stream still follows its job.
+        job_id = f"fanout-{free_port()}"
+        queue.ledger.create(job_id, "dronemapper.remove", {})
+        with open_stream(url, f"/v1/jobs/{job_id}/events", stack.api_key) as one:
+            assert one.status_code == 200
+            wait_until(lambda: queue.ledger.get(job_id), 5, "the job")
+            time.sleep(0.5)  # the stream has read the job; its end comes as an event
+            queue.ledger.transition(job_id, "canceled")
+            states = [e["state"] for kind, e in events_until_end(one) if kind == "state"]
+        assert states == ["queued", "canceled"]
+        for stream in (streams[0], streams[-1]):
+            assert first_event_naming(stream, job_id)["state"] in ("queued", "canceled")
+        assert pattern_subscribers(stack) - subscribed_before <= 1  # one subscription for 131 streams
+
+
+def test_open_streams_per_key_are_capped(stack):
+    other, other_entry = new_key("other", ["read"])
+    keys = f"{stack.env['GEOQUEUE_API_KEYS']} {other_entry}"
+    with ExitStack() as held, other_api(stack, GEOQUEUE_API_MAX_STREAMS_PER_KEY="3", GEOQUEUE_API_KEYS=keys) as url:
+        streams = [held.enter_context(open_stream(url, "/v1/events", stack.api_key)) for _ in range(3)]
+        assert [s.status_code for s in streams] == [200, 200, 200]
+        with open_stream(url, "/v1/events", stack.api_key) as refused:
+            assert refused.status_code == 429
+            assert refused.json()["error"] == "TooManyStreams" and "3" in refused.json()["detail"]
+        with open_stream(url, "/v1/events", other) as another_key:
+            assert another_key.status_code == 200  # a cap per key: another key is not held back
+        streams[0].close()
+
+        def reopened() -> bool:
+            response = held.enter_context(open_stream(url, "/v1/events", stack.api_key))
+            return response.status_code == 200
+
+        wait_until(reopened, 20, "a stream in place of the closed one")
+
 
 # --- request bodies ---
 
