@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
 from api import errors, events, jobs_api, pages
 from api.body_limit import BodyLimit, BodyTooLarge, too_large
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
     app.include_router(jobs_api.router)
     app.include_router(pages.router)
+    app.mount("/ui/static", StaticFiles(directory=pages.STATIC), name="static")
 
     @app.exception_handler(errors.ApiError)
     async def api_error(request: Request, exc: errors.ApiError):

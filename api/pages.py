@@ -19,6 +19,7 @@ from geoqueue.job_record import STATES
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
+STATIC = Path(__file__).with_name("static")  # the pages' script and style, served at /ui/static
 
 
 def age(seconds: float) -> str:
