@@ -1,9 +1,25 @@
 // The job pages' live updates (api/templates): what a page needs comes in its <body>'s data attributes.
 "use strict";
 
+// A count as the page shows it: a finite number, else 0. An event's values are never markup.
+function count(value) {
+  const number = Number(value);
+  return Number.isFinite(number) ? number : 0;
+}
+
+function element(tag, properties = {}, ...children) {
+  const node = Object.assign(document.createElement(tag), properties);
+  node.append(...children);
+  return node;
+}
+
+// The progress bar and "done/total", as nodes.
 function bar(job) {
-  const pct = job.total ? Math.round(100 * job.done / job.total) : (job.state === "succeeded" ? 100 : 0);
-  return `<span class="bar" title="${job.done}/${job.total}"><span style="width:${pct}%"></span></span> ${job.total ? job.done + "/" + job.total : ""}`;
+  const done = count(job.done), total = count(job.total);
+  const pct = total > 0 ? Math.min(100, Math.max(0, Math.round(100 * done / total))) : (job.state === "succeeded" ? 100 : 0);
+  const filled = element("span");
+  filled.style.width = pct + "%";
+  return [element("span", {className: "bar", title: `${done}/${total}`}, filled), total > 0 ? ` ${done}/${total}` : ""];
 }
 
 function live(url, onEvent) {
@@ -15,22 +31,25 @@ function live(url, onEvent) {
   return source;
 }
 
+function newRow(job) {
+  const link = element("a", {href: "/ui/jobs/" + encodeURIComponent(job.id)}, element("code", {textContent: job.id}));
+  return element("tr", {id: "job-" + job.id}, element("td", {}, link), element("td", {textContent: job.name}),
+    element("td", {textContent: job.vendor}), element("td", {className: "state"}), element("td", {className: "progress"}),
+    element("td", {className: "credits"}), element("td", {textContent: "0s"}), element("td", {className: "error"}));
+}
+
 function jobsPage(filters) {
-  const text = s => { const d = document.createElement("div"); d.textContent = s ?? ""; return d.innerHTML; };
   live("/v1/events", job => {
     let row = document.getElementById("job-" + job.id);
     if (!row) {
       if ((filters.state && filters.state !== job.state) || (filters.vendor && filters.vendor !== job.vendor)) return;
-      row = document.createElement("tr");
-      row.id = "job-" + job.id;
-      row.innerHTML = `<td><a href="/ui/jobs/${encodeURIComponent(job.id)}"><code>${text(job.id)}</code></a></td><td>${text(job.name)}</td>
-        <td>${text(job.vendor)}</td><td class="state"></td><td class="progress"></td><td class="credits"></td><td>0s</td><td class="error"></td>`;
+      row = newRow(job);
       document.querySelector("#jobs tbody").prepend(row);
     }
     const state = row.querySelector(".state");
     state.textContent = job.state; state.className = "state " + job.state;
-    row.querySelector(".progress").innerHTML = bar(job) + ` <span class="phase">${text(job.phase)}</span>`;
-    row.querySelector(".credits").textContent = job.credits;
+    row.querySelector(".progress").replaceChildren(...bar(job), " ", element("span", {className: "phase", textContent: job.phase}));
+    row.querySelector(".credits").textContent = count(job.credits);
     row.querySelector(".error").textContent = job.error ? job.error.type : "";
   });
 }
@@ -43,9 +62,9 @@ function jobPage(jobId, finished) {
   const source = live("/v1/jobs/" + encodeURIComponent(jobId) + "/events", job => {
     document.getElementById("state").textContent = job.state;
     document.getElementById("state").className = "state " + job.state;
-    document.getElementById("progress").innerHTML = bar(job);
+    document.getElementById("progress").replaceChildren(...bar(job));
     document.getElementById("phase").textContent = job.phase;
-    document.getElementById("credits").textContent = job.credits;
+    document.getElementById("credits").textContent = count(job.credits);
     if (["succeeded", "failed", "canceled"].includes(job.state)) { source.close(); setTimeout(() => location.reload(), 500); }
   });
 }
