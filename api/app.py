@@ -12,6 +12,7 @@ from api import errors, events, jobs_api, pages
 from api.body_limit import BodyLimit, BodyTooLarge, too_large
 from api.event_hub import EventHub
 from api.keys import parse
+from api.page_headers import PageHeaders
 from api.schemas import submit_components
 from config.settings import Settings, get_settings
 from geoqueue.client import GeoQueue
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.events = EventHub(app.state.aredis, settings.api_max_streams_per_key)
     errors.install(app)
     app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
+    app.add_middleware(PageHeaders)
     app.include_router(jobs_api.router)
     app.include_router(pages.router)
     app.mount("/ui/static", StaticFiles(directory=pages.STATIC), name="static")

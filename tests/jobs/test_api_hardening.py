@@ -161,6 +161,18 @@ def test_a_cursor_that_is_no_number_gets_422(stack, cursor):
         assert refused.json()["field"] == "cursor"
 
 
+# --- page headers ---
+
+
+def test_pages_send_a_content_security_policy(stack):
+    for path in ("/ui/login", "/ui/jobs"):
+        page = api(stack, "GET", path, allow_redirects=False)
+        policy = dict(part.strip().split(" ", 1) for part in page.headers["content-security-policy"].split(";")
+                      if part.strip())
+        assert policy["script-src"] == "'self'" and policy["object-src"] == "'none'"
+        assert "unsafe-inline" not in policy["style-src"] and policy["frame-ancestors"] == "'none'"
+
+
 # --- the command ---
 
 
