@@ -1,5 +1,5 @@
-"""The job pages: a list of jobs and one page per job, read-only, behind the same API keys (a
-login form puts the key in an HttpOnly cookie). Live updates come from /v1/events."""
+"""The job pages: a list of jobs and one page per job, read-only, behind the same API keys (the
+login form opens a read-only session, api/sessions.py). Live updates come from /v1/events."""
 from __future__ import annotations
 
 import time
@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 
-from api.auth import COOKIE, require
+from api import sessions
+from api.auth import require
 from api.errors import ApiError
 from api.keys import ApiKey, find
 from geoqueue.client import VENDORS, UnknownJob
@@ -59,20 +61,32 @@ def login_form(request: Request, failed: bool = False):
 
 
 @router.post("/login")
-def login(request: Request, key: str = Form(...)):
-    found = find(request.app.state.api_keys, key)
+async def login(request: Request):
+    # A key is all the form holds: no file is taken (nothing spooled to disk), and few small fields.
+    form = await request.form(max_files=0, max_fields=4, max_part_size=4096)
+    presented = form.get("key")
+    found = find(request.app.state.api_keys, presented) if isinstance(presented, str) else None
     if found is None or "read" not in found.scopes:
         return RedirectResponse("/ui/login?failed=true", status_code=303)
+    settings = request.app.state.settings
+    session_id = await run_in_threadpool(sessions.start, request.app.state.queue.redis, found,
+                                         settings.api_session_ttl)
     response = RedirectResponse("/ui/jobs", status_code=303)
-    response.set_cookie(COOKIE, key, httponly=True, samesite="strict", secure=request.url.scheme == "https",
-                        max_age=12 * 3600, path="/")
+    response.set_cookie(sessions.COOKIE, session_id, httponly=True, samesite="strict",
+                        secure=sessions.cookies_secure(settings), max_age=settings.api_session_ttl, path="/")
+    response.delete_cookie(sessions.KEY_COOKIE, path="/")
     return response
 
 
 @router.post("/logout")
-def logout():
+def logout(request: Request):
+    session_id = request.cookies.get(sessions.COOKIE)
+    if session_id:
+        sessions.end(request.app.state.queue.redis, session_id)
     response = RedirectResponse("/ui/login", status_code=303)
-    response.delete_cookie(COOKIE, path="/")
+    for cookie in (sessions.COOKIE, sessions.KEY_COOKIE):
+        response.delete_cookie(cookie, path="/", secure=sessions.cookies_secure(request.app.state.settings),
+                               httponly=True, samesite="strict")
     return response
 
 

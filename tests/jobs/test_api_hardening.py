@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from contextlib import ExitStack
+from http.cookiejar import Cookie
 from urllib.parse import urlsplit
 
 import pytest
@@ -16,6 +17,7 @@ import redis
 import requests
 
 from api.keys import new_key
+from config.settings import Settings
 from devstack.local_stack import REPO_ROOT, free_port, wait_until
 from tests.http_helpers import api, other_api
 
@@ -159,6 +161,68 @@ def test_a_cursor_that_is_no_number_gets_422(stack, cursor):
         refused = api(stack, "GET", path, params={"cursor": cursor})
         assert refused.status_code == 422, (path, refused.text)
         assert refused.json()["field"] == "cursor"
+
+
+# --- the job pages' sign-in ---
+
+
+def sign_in(url: str, key: str) -> requests.Response:
+    return requests.post(url + "/ui/login", data={"key": key}, allow_redirects=False, timeout=10)
+
+
+def cookie_of(response: requests.Response) -> Cookie:
+    """The cookie a sign-in sets (one that clears an older cookie is no cookie)."""
+    [cookie] = list(response.cookies)
+    return cookie
+
+
+def test_the_pages_cookie_is_an_opaque_read_only_session_that_logout_ends(stack):
+    signed_in = sign_in(stack.api_url, stack.api_key)  # a key with submit and read
+    assert signed_in.status_code == 303 and signed_in.headers["location"] == "/ui/jobs"
+    cookie = cookie_of(signed_in)
+    session = cookie.value
+    assert stack.api_key not in signed_in.headers["set-cookie"] and len(session) >= 32
+    assert cookie.has_nonstandard_attr("HttpOnly") and cookie.get_nonstandard_attr("SameSite").lower() == "strict"
+    assert not cookie.secure  # served on loopback over plain HTTP
+    cookie = {"Cookie": f"{cookie.name}={session}"}
+
+    def call(method: str, path: str, headers: dict, **kwargs) -> requests.Response:
+        return requests.request(method, stack.api_url + path, headers=headers, allow_redirects=False, timeout=10,
+                                **kwargs)
+
+    assert call("GET", "/v1/jobs", cookie).status_code == 200
+    assert call("GET", "/ui/jobs", cookie).status_code == 200
+    # Signed in read-only: the session neither submits nor cancels, and it is not a key.
+    assert call("POST", "/v1/jobs", cookie, json={"name": "immersal.list_maps", "params": {}}).status_code == 401
+    assert call("DELETE", "/v1/jobs/any", cookie).status_code == 401
+    assert call("GET", "/v1/jobs", {"Authorization": f"Bearer {session}"}).status_code == 401
+    stored = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    assert not any(session in key or session in (stored.get(key) or "") for key in stored.scan_iter("gq:ui*"))
+
+    logged_out = call("POST", "/ui/logout", cookie)
+    assert logged_out.status_code == 303
+    # The cookie kept (or stolen) before the logout opens nothing after it.
+    assert call("GET", "/v1/jobs", cookie).status_code == 401
+    assert call("GET", "/ui/jobs", cookie).headers["location"] == "/ui/login"
+
+
+def test_a_submit_only_key_cannot_sign_in(stack):
+    submitter, entry = new_key("submitter", ["submit"])
+    with other_api(stack, GEOQUEUE_API_KEYS=f"{stack.env['GEOQUEUE_API_KEYS']} {entry}") as url:
+        refused = sign_in(url, submitter)
+        assert refused.headers["location"] == "/ui/login?failed=true" and "set-cookie" not in refused.headers
+
+
+def test_the_cookie_is_secure_behind_a_tls_proxy(stack):
+    with other_api(stack, GEOQUEUE_API_COOKIE_SECURE="true") as url:
+        # The proxy speaks TLS to the browser and plain HTTP to the API.
+        assert cookie_of(sign_in(url, stack.api_key)).secure
+    # Unset, it is on wherever the API listens beyond loopback.
+    from api.sessions import cookies_secure
+
+    assert cookies_secure(Settings(api_address="0.0.0.0")) and cookies_secure(Settings(api_address="10.1.2.3"))
+    assert not cookies_secure(Settings(api_address="127.0.0.1")) and not cookies_secure(Settings(api_address="::1"))
+    assert not cookies_secure(Settings(api_address="0.0.0.0", api_cookie_secure=False))
 
 
 # --- page headers ---
