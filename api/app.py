@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from api import errors, events, jobs_api, pages
 from api.body_limit import BodyLimit, BodyTooLarge, too_large
 from api.event_hub import EventHub
+from api.flower_tasks import flower_client
 from api.keys import parse
 from api.page_headers import PageHeaders
 from api.schemas import submit_components
@@ -22,6 +23,8 @@ from geoqueue.client import GeoQueue
 async def lifespan(app: FastAPI):
     yield
     await app.state.events.close()
+    if app.state.flower is not None:
+        await app.state.flower.aclose()
     await app.state.aredis.aclose()
 
 
@@ -35,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.queue = GeoQueue(settings.redis_url, settings.redis_sentinel_master)
     app.state.aredis = events.connect_async(settings.redis_url, settings.redis_sentinel_master)
     app.state.events = EventHub(app.state.aredis, settings.api_max_streams_per_key)
+    app.state.flower = flower_client(settings)
     errors.install(app)
     app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
     app.add_middleware(PageHeaders)

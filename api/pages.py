@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import requests
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
@@ -15,9 +14,10 @@ from starlette.concurrency import run_in_threadpool
 from api import sessions
 from api.auth import require
 from api.errors import ApiError
+from api.flower_tasks import job_tasks
 from api.keys import ApiKey, find
 from geoqueue.client import VENDORS, UnknownJob
-from geoqueue.job_record import STATES
+from geoqueue.job_record import STATES, Job
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
@@ -33,26 +33,6 @@ def age(seconds: float) -> str:
 
 
 templates.env.filters["age"] = age
-
-
-def flower_tasks(request: Request, job_id: str) -> list[dict[str, str]]:
-    """The job's tasks as Flower knows them (the entry task has the job's id; item tasks carry it
-    in their arguments), each with its Flower link; the entry task alone when Flower is unreachable."""
-    settings = request.app.state.settings
-    if not settings.api_flower_url:
-        return []
-    base = settings.api_flower_url.rstrip("/")
-    tasks = {job_id: {"uuid": job_id, "name": "(the job's task)", "state": ""}}
-    auth = settings.flower_basic_auth.get_secret_value().split(":", 1) if settings.flower_basic_auth else None
-    try:
-        found = requests.get(f"{base}/api/tasks", params={"search": job_id, "limit": 200},
-                             auth=tuple(auth) if auth else None,
-                             timeout=3).json()
-        for uuid, task in found.items():
-            tasks[uuid] = {"uuid": uuid, "name": task.get("name") or "", "state": task.get("state") or ""}
-    except (requests.RequestException, ValueError, AttributeError):
-        pass
-    return [task | {"url": f"{base}/task/{task['uuid']}"} for task in tasks.values()]
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -102,16 +82,27 @@ def jobs_page(request: Request, _: ApiKey = Depends(require("read")), state: str
         "next_cursor": next_cursor})
 
 
+def existing_job(request: Request, job_id: str) -> Job:
+    try:
+        return request.app.state.queue.status(job_id)
+    except UnknownJob:
+        raise ApiError(404, "UnknownJob", f"no job {job_id}") from None
+
+
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(request: Request, job_id: str, _: ApiKey = Depends(require("read"))):
     queue = request.app.state.queue
-    try:
-        job = queue.status(job_id)
-    except UnknownJob:
-        raise ApiError(404, "UnknownJob", f"no job {job_id}") from None
+    job = existing_job(request, job_id)
     items: dict[str, Any] = queue.items(job_id)
     return templates.TemplateResponse(request, "job.html", {
         "job": job, "items": sorted(items.items()), "console": queue.console(job_id)[-200:],
-        "deliveries": queue.ledger.deliveries(job_id), "tasks": flower_tasks(request, job_id),
+        "deliveries": queue.ledger.deliveries(job_id), "flower": bool(request.app.state.settings.api_flower_url),
         "item_errors": [(item, outcome["error"]) for item, outcome in sorted(items.items())
                         if isinstance(outcome.get("error"), dict)]})
+
+
+@router.get("/jobs/{job_id}/tasks")
+async def tasks_in_flower(request: Request, job_id: str, _: ApiKey = Depends(require("read"))) -> dict[str, Any]:
+    """The job's tasks as Flower knows them, for its page (which asks once it has loaded)."""
+    await run_in_threadpool(existing_job, request, job_id)
+    return {"tasks": await job_tasks(request.app.state.settings, request.app.state.flower, job_id)}

@@ -69,10 +69,22 @@ function jobPage(jobId, finished) {
   });
 }
 
+// The job's tasks in Flower, asked for once the page is shown: a slow Flower delays only this list.
+async function showTasks(jobId) {
+  const list = document.getElementById("tasks");
+  if (!list) return;
+  const answer = await fetch("/ui/jobs/" + encodeURIComponent(jobId) + "/tasks", {credentials: "same-origin"});
+  const tasks = answer.ok ? (await answer.json()).tasks : [];
+  list.replaceChildren(...tasks.map(task => element("li", {},
+    element("a", {href: task.url, target: "_blank", rel: "noopener"}, task.name + " ", element("code", {textContent: task.uuid})),
+    " " + task.state)));
+  if (!tasks.length) list.replaceChildren(element("li", {textContent: "Flower did not answer"}));
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   // Widths come as data, set here: the policy allows no inline style.
   for (const filled of document.querySelectorAll(".bar > span[data-pct]")) filled.style.width = count(filled.dataset.pct) + "%";
   const page = document.body.dataset;
   if (page.page === "jobs") jobsPage({state: page.state, vendor: page.vendor});
-  if (page.page === "job") jobPage(page.jobId, page.finished === "true");
+  if (page.page === "job") { showTasks(page.jobId); jobPage(page.jobId, page.finished === "true"); }
 });

@@ -7,9 +7,11 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from http.cookiejar import Cookie
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
@@ -235,6 +237,64 @@ def test_pages_send_a_content_security_policy(stack):
                       if part.strip())
         assert policy["script-src"] == "'self'" and policy["object-src"] == "'none'"
         assert "unsafe-inline" not in policy["style-src"] and policy["frame-ancestors"] == "'none'"
+
+
+# --- Flower behind the job pages ---
+
+
+class FakeFlower(BaseHTTPRequestHandler):
+    """Flower's task API, answering after `delay` seconds and noting every Authorization it is sent."""
+    delay = 0.0
+    seen: list[str | None] = []
+
+    def do_GET(self):
+        type(self).seen.append(self.headers.get("Authorization"))
+        time.sleep(self.delay)
+        body = json.dumps({"task-1": {"name": "immersity.item", "state": "SUCCESS"}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def fake_flower(delay: float):
+    handler = type("Flower", (FakeFlower,), {"delay": delay, "seen": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads, server.block_on_close = True, False  # its slow answers are not waited for
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", handler.seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_job_pages_do_not_wait_on_a_slow_flower_nor_send_it_credentials_from_a_browser_url(stack, queue):
+    job_id = f"flower-{free_port()}"
+    queue.ledger.create(job_id, "dronemapper.remove", {})
+    with fake_flower(delay=0.0) as (public_url, public_seen), fake_flower(delay=8.0) as (internal_url, internal_seen), \
+            other_api(stack, GEOQUEUE_API_FLOWER_URL=public_url, GEOQUEUE_API_FLOWER_API_URL=internal_url) as url:
+        bearer = {"Authorization": f"Bearer {stack.api_key}"}
+        lookups = [threading.Thread(target=requests.get, args=(f"{url}/ui/jobs/{job_id}/tasks",),
+                                    kwargs={"headers": bearer, "timeout": 30}) for _ in range(60)]
+        for lookup in lookups:
+            lookup.start()
+        started = time.monotonic()
+        page = requests.get(f"{url}/ui/jobs/{job_id}", headers=bearer, timeout=30)
+        listing = requests.get(f"{url}/ui/jobs", headers=bearer, timeout=30)
+        assert page.status_code == listing.status_code == 200
+        assert time.monotonic() - started < 2, "the pages waited on Flower"
+        tasks = requests.get(f"{url}/ui/jobs/{job_id}/tasks", headers=bearer, timeout=30).json()
+        assert f"{public_url}/task/{job_id}" in [task["url"] for task in tasks["tasks"]]
+        for lookup in lookups:
+            lookup.join()
+    assert public_seen == []  # the browser's address of Flower is only linked to
+    assert internal_seen and all(auth and auth.startswith("Basic ") for auth in internal_seen)
 
 
 # --- the command ---
