@@ -1,6 +1,9 @@
 """One body limit for every route (GEOQUEUE_API_MAX_BODY_BYTES): a request that declares a larger
 body gets 413 before any of it is read, and one sent in chunks gets 413 as soon as it passes the
-limit. Without it a form (the login) would spool any upload to disk, and fields to memory."""
+limit. Without it a form (the login) would spool any upload to disk, and fields to memory.
+
+FastAPI's own `max_body_size` counts only what a handler reads: a handler that reads no body
+(a DELETE, a list) runs first and is refused afterwards, in another error shape; here nothing runs."""
 from __future__ import annotations
 
 from starlette.exceptions import HTTPException
