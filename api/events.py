@@ -1,17 +1,22 @@
-"""Server-sent events from the ledger's pub/sub: `event: state` when a job's state changes,
-`event: progress` otherwise; data is the job's summary (the ledger's event). A stream for one job
-subscribes before it reads the job, so no change falls between, and ends with the job."""
+"""Server-sent events from the ledger's pub/sub, through the process's one subscription
+(api/event_hub.py): `event: state` when a job's state changes, `event: progress` otherwise; data is
+the job's summary (the ledger's event). A stream for one job listens before it reads the job, so
+no change falls between, and ends with the job."""
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
 
+import redis
 import redis.asyncio as aioredis
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from api.errors import ApiError
+from api.event_hub import OVERFLOWED, RESUBSCRIBED, EventHub, Listener, TooManyStreams
+from api.keys import ApiKey
+from geoqueue.client import UnknownJob
 from geoqueue.job_record import TERMINAL, Job
-from geoqueue.ledger_keys import EVENTS_PATTERN, event_channel
 from geoqueue.redis_url import DEFAULT_MASTER, is_sentinel, sentinel_hosts
 
 
@@ -30,31 +35,52 @@ def summary(job: Job) -> dict:
             **({"error": job.error} if job.error else {})}
 
 
-async def job_stream(request: Request, job_id: str) -> AsyncIterator[dict]:
-    async with request.app.state.aredis.pubsub(ignore_subscribe_messages=True) as pubsub:
-        await pubsub.subscribe(event_channel(job_id))
+def listen(request: Request, key: ApiKey, job_id: str | None) -> Listener:
+    """The stream's place, taken before its answer starts: past the key's cap, 429."""
+    hub: EventHub = request.app.state.events
+    try:
+        return hub.listen(key.name, job_id)
+    except TooManyStreams as exc:
+        raise ApiError(429, "TooManyStreams", str(exc), headers={"Retry-After": "5"}) from None
+
+
+def job_stream(request: Request, job_id: str, key: ApiKey) -> AsyncIterator[dict]:
+    return _job_events(request, job_id, listen(request, key, job_id))
+
+
+def all_stream(request: Request, key: ApiKey) -> AsyncIterator[dict]:
+    return _all_events(request, listen(request, key, None))
+
+
+async def _job_events(request: Request, job_id: str, listener: Listener) -> AsyncIterator[dict]:
+    try:
+        await request.app.state.events.ready()
         job = await run_in_threadpool(request.app.state.queue.status, job_id)
         yield {"event": "state", "id": repr(job.updated), "data": json.dumps(summary(job))}
         state = job.state
         while state not in TERMINAL:
-            message = await pubsub.get_message(timeout=5.0)
-            if message is None:
-                if await request.is_disconnected():
-                    return
-                continue
-            event = json.loads(message["data"])
+            data = await listener.next()
+            if data is OVERFLOWED:
+                return  # the client reconnects and reads the job anew
+            if data is RESUBSCRIBED:  # changes may have been missed: the job as it is now
+                try:
+                    job = await run_in_threadpool(request.app.state.queue.status, job_id)
+                except (UnknownJob, redis.RedisError):
+                    return  # gone meanwhile, or Redis away again: the client reconnects and finds out
+                data = json.dumps(summary(job))
+            event = json.loads(data)
             kind = "state" if event["state"] != state else "progress"
             state = event["state"]
-            yield {"event": kind, "id": repr(event["updated"]), "data": message["data"]}
+            yield {"event": kind, "id": repr(event["updated"]), "data": data}
+    finally:
+        listener.close()
 
 
-async def all_stream(request: Request) -> AsyncIterator[dict]:
-    async with request.app.state.aredis.pubsub(ignore_subscribe_messages=True) as pubsub:
-        await pubsub.psubscribe(EVENTS_PATTERN)
-        while True:
-            message = await pubsub.get_message(timeout=5.0)
-            if message is None:
-                if await request.is_disconnected():
-                    return
-                continue
-            yield {"event": "job", "data": message["data"]}
+async def _all_events(request: Request, listener: Listener) -> AsyncIterator[dict]:
+    try:
+        await request.app.state.events.ready()
+        while (data := await listener.next()) is not OVERFLOWED:
+            if data is not RESUBSCRIBED:
+                yield {"event": "job", "data": data}
+    finally:
+        listener.close()

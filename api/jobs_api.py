@@ -111,15 +111,15 @@ def console(request: Request, job_id: str, _: ApiKey = Depends(require("read")),
 
 @router.get("/jobs/{job_id}/events", summary="Server-sent events: the job now, then each change until it ends",
             response_class=EventSourceResponse)
-async def job_events(request: Request, job_id: str, _: ApiKey = Depends(require("read"))):
+async def job_events(request: Request, job_id: str, key: ApiKey = Depends(require("read"))):
     job = await run_in_threadpool(existing, request, job_id)
-    return EventSourceResponse(events.job_stream(request, job.id), ping=15)
+    return EventSourceResponse(events.job_stream(request, job.id, key), ping=15)
 
 
 @router.get("/events", summary="Server-sent events of every job's changes (the job pages' live updates)",
             response_class=EventSourceResponse)
-async def all_events(request: Request, _: ApiKey = Depends(require("read"))):
-    return EventSourceResponse(events.all_stream(request), ping=15)
+async def all_events(request: Request, key: ApiKey = Depends(require("read"))):
+    return EventSourceResponse(events.all_stream(request, key), ping=15)
 
 
 @router.get("/job-types", summary="Every job's parameters as JSON Schema")

@@ -1,24 +1,27 @@
-"""The job pages: a list of jobs and one page per job, read-only, behind the same API keys (a
-login form puts the key in an HttpOnly cookie). Live updates come from /v1/events."""
+"""The job pages: a list of jobs and one page per job, read-only, behind the same API keys (the
+login form opens a read-only session, api/sessions.py). Live updates come from /v1/events."""
 from __future__ import annotations
 
 import time
 from pathlib import Path
 from typing import Any
 
-import requests
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 
-from api.auth import COOKIE, require
+from api import sessions
+from api.auth import require
 from api.errors import ApiError
+from api.flower_tasks import job_tasks
 from api.keys import ApiKey, find
 from geoqueue.client import VENDORS, UnknownJob
-from geoqueue.job_record import STATES
+from geoqueue.job_record import STATES, Job
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
+STATIC = Path(__file__).with_name("static")  # the pages' script and style, served at /ui/static
 
 
 def age(seconds: float) -> str:
@@ -32,46 +35,38 @@ def age(seconds: float) -> str:
 templates.env.filters["age"] = age
 
 
-def flower_tasks(request: Request, job_id: str) -> list[dict[str, str]]:
-    """The job's tasks as Flower knows them (the entry task has the job's id; item tasks carry it
-    in their arguments), each with its Flower link; the entry task alone when Flower is unreachable."""
-    settings = request.app.state.settings
-    if not settings.api_flower_url:
-        return []
-    base = settings.api_flower_url.rstrip("/")
-    tasks = {job_id: {"uuid": job_id, "name": "(the job's task)", "state": ""}}
-    auth = settings.flower_basic_auth.get_secret_value().split(":", 1) if settings.flower_basic_auth else None
-    try:
-        found = requests.get(f"{base}/api/tasks", params={"search": job_id, "limit": 200},
-                             auth=tuple(auth) if auth else None,
-                             timeout=3).json()
-        for uuid, task in found.items():
-            tasks[uuid] = {"uuid": uuid, "name": task.get("name") or "", "state": task.get("state") or ""}
-    except (requests.RequestException, ValueError, AttributeError):
-        pass
-    return [task | {"url": f"{base}/task/{task['uuid']}"} for task in tasks.values()]
-
-
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, failed: bool = False):
     return templates.TemplateResponse(request, "login.html", {"failed": failed})
 
 
 @router.post("/login")
-def login(request: Request, key: str = Form(...)):
-    found = find(request.app.state.api_keys, key)
+async def login(request: Request):
+    # A key is all the form holds: no file is taken (nothing spooled to disk), and few small fields.
+    form = await request.form(max_files=0, max_fields=4, max_part_size=4096)
+    presented = form.get("key")
+    found = find(request.app.state.api_keys, presented) if isinstance(presented, str) else None
     if found is None or "read" not in found.scopes:
         return RedirectResponse("/ui/login?failed=true", status_code=303)
+    settings = request.app.state.settings
+    session_id = await run_in_threadpool(sessions.start, request.app.state.queue.redis, found,
+                                         settings.api_session_ttl)
     response = RedirectResponse("/ui/jobs", status_code=303)
-    response.set_cookie(COOKIE, key, httponly=True, samesite="strict", secure=request.url.scheme == "https",
-                        max_age=12 * 3600, path="/")
+    response.set_cookie(sessions.COOKIE, session_id, httponly=True, samesite="strict",
+                        secure=sessions.cookies_secure(settings), max_age=settings.api_session_ttl, path="/")
+    response.delete_cookie(sessions.KEY_COOKIE, path="/")
     return response
 
 
 @router.post("/logout")
-def logout():
+def logout(request: Request):
+    session_id = request.cookies.get(sessions.COOKIE)
+    if session_id:
+        sessions.end(request.app.state.queue.redis, session_id)
     response = RedirectResponse("/ui/login", status_code=303)
-    response.delete_cookie(COOKIE, path="/")
+    for cookie in (sessions.COOKIE, sessions.KEY_COOKIE):
+        response.delete_cookie(cookie, path="/", secure=sessions.cookies_secure(request.app.state.settings),
+                               httponly=True, samesite="strict")
     return response
 
 
@@ -87,16 +82,27 @@ def jobs_page(request: Request, _: ApiKey = Depends(require("read")), state: str
         "next_cursor": next_cursor})
 
 
+def existing_job(request: Request, job_id: str) -> Job:
+    try:
+        return request.app.state.queue.status(job_id)
+    except UnknownJob:
+        raise ApiError(404, "UnknownJob", f"no job {job_id}") from None
+
+
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(request: Request, job_id: str, _: ApiKey = Depends(require("read"))):
     queue = request.app.state.queue
-    try:
-        job = queue.status(job_id)
-    except UnknownJob:
-        raise ApiError(404, "UnknownJob", f"no job {job_id}") from None
+    job = existing_job(request, job_id)
     items: dict[str, Any] = queue.items(job_id)
     return templates.TemplateResponse(request, "job.html", {
         "job": job, "items": sorted(items.items()), "console": queue.console(job_id)[-200:],
-        "deliveries": queue.ledger.deliveries(job_id), "tasks": flower_tasks(request, job_id),
+        "deliveries": queue.ledger.deliveries(job_id), "flower": bool(request.app.state.settings.api_flower_url),
         "item_errors": [(item, outcome["error"]) for item, outcome in sorted(items.items())
                         if isinstance(outcome.get("error"), dict)]})
+
+
+@router.get("/jobs/{job_id}/tasks")
+async def tasks_in_flower(request: Request, job_id: str, _: ApiKey = Depends(require("read"))) -> dict[str, Any]:
+    """The job's tasks as Flower knows them, for its page (which asks once it has loaded)."""
+    await run_in_threadpool(existing_job, request, job_id)
+    return {"tasks": await job_tasks(request.app.state.settings, request.app.state.flower, job_id)}

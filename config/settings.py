@@ -152,6 +152,12 @@ class Settings(BaseSettings):
     webhook_timeout: float = Field(10.0, description="Timeout of one webhook POST (seconds).")
     webhook_allow_private: bool = Field(False, description="Allow callback URLs on loopback, private and link-local addresses (local stacks and tests only).")
 
+    # --- HTTP API limits and job pages' sign-in (api/) ---
+    api_max_streams_per_key: int = Field(20, ge=1, description="Event streams (`/v1/events`, a job's events, the job pages' live updates) one API key may hold open on one API process; past it, 429. Every stream of a process shares one Redis subscription.")
+    api_session_ttl: int = Field(43200, ge=60, description="Seconds a job pages' sign-in lasts (a read-only session kept in Redis; the cookie holds its id, never the key).")
+    api_flower_api_url: str | None = Field(None, description="Flower as the API process reaches it (inside the deployment), for a job page's list of tasks; the only address Flower's credentials are sent to (GEOQUEUE_API_FLOWER_URL is only linked to). Unset: a job page links its entry task only.")
+    api_cookie_secure: bool | None = Field(None, description="Mark the job pages' session cookie `Secure` (sent over HTTPS only, as behind a TLS proxy). Unset: on, unless GEOQUEUE_API_ADDRESS is a loopback address.")
+
 
 @functools.lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -27,7 +27,7 @@ class FleetProcesses:
         self.env.setdefault("GEOQUEUE_WEBHOOK_SECRET", "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())
         self.env.setdefault("GEOQUEUE_WEBHOOK_ALLOW_PRIVATE", "true")
         self.env.update({"GEOQUEUE_API_PORT": str(self.api_port), "GEOQUEUE_API_ADDRESS": "127.0.0.1",
-                         "GEOQUEUE_API_FLOWER_URL": self.flower_url,
+                         "GEOQUEUE_API_FLOWER_URL": self.flower_url, "GEOQUEUE_API_FLOWER_API_URL": self.flower_url,
                          "GEOQUEUE_API_KEYS": " ".join(filter(None, [self.env.get("GEOQUEUE_API_KEYS"), entry]))})
         self.webhook_secret = self.env["GEOQUEUE_WEBHOOK_SECRET"]
         self.spawn("api", local_argv(PROCESSES["api"], self.env))

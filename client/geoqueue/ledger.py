@@ -6,6 +6,7 @@ geoqueue/ledger_keys.py; the scripts that write it: geoqueue/ledger_scripts.py.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -203,8 +204,10 @@ class Ledger:
 def _parse_cursor(cursor: str) -> tuple[str, str]:
     score, sep, job_id = cursor.partition(":")
     try:
-        float(score)
+        finite = math.isfinite(float(score))  # Redis refuses "nan" as a score bound (a 500, not a 422)
     except ValueError:
+        finite = False
+    if not finite:
         sep = ""
     if not sep or not JOB_ID.fullmatch(job_id):
         raise InvalidParams(f"cursor: {cursor!r} is not a cursor from a previous page", field="cursor")

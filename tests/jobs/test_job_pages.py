@@ -2,13 +2,16 @@
 progress, a job's page with its items, errors, webhook deliveries and links to its tasks in Flower."""
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
 
+import redis
 from selenium.webdriver.common.by import By
 
 from devstack.webhook_receiver import Receiver
+from geoqueue.ledger_keys import event_channel
 from tests.conftest import wait_until
 from tests.http_helpers import api
 from tests.inputs import prefix_of, put_images
@@ -67,9 +70,11 @@ def test_jobs_list_updates_live_and_a_job_page_shows_everything(stack, store, ch
         assert re.search(r"<td>\s*InvalidInput|<td>\w+Error|<td>Invalid", page), "the item's error type is not shown"
         deliveries = chromium.find_element(By.ID, "deliveries").text
         assert "failed" in deliveries and "delivered" in deliveries and "500" in deliveries
-        tasks = [a.get_attribute("href") for a in chromium.find_elements(By.CSS_SELECTOR, "#tasks a")]
-        assert f"{stack.flower_url}/task/{job['id']}" in tasks
-        assert any("immersity.item" in a.text for a in chromium.find_elements(By.CSS_SELECTOR, "#tasks a"))
+        # The tasks come from Flower after the page, so that a slow Flower never holds a page back.
+        links = wait_until(lambda: [(a.get_attribute("href"), a.text) for a in
+                                    chromium.find_elements(By.CSS_SELECTOR, "#tasks a")], 20, "the job's tasks")
+        assert f"{stack.flower_url}/task/{job['id']}" in [href for href, _ in links]
+        assert any("immersity.item" in text for _, text in links)
         for secret in (stack.api_key, stack.webhook_secret, "receiver-token", "X-Amz-Signature"):
             assert secret not in page
     finally:
@@ -95,3 +100,41 @@ def test_filters_and_a_read_only_page(stack, queue, chromium):
 
     assert requests.delete(f"{stack.api_url}/v1/jobs/{job_id}", cookies=cookies, timeout=10).status_code == 401
     assert requests.get(f"{stack.api_url}/v1/jobs/{job_id}", cookies=cookies, timeout=10).status_code == 200
+
+
+CRAFTED = '<img src=x onerror="document.title=\'injected\'">'
+
+
+def publish_crafted(stack, job_id: str, state: str = "running") -> None:
+    """An event as anyone who can publish on the ledger's channels could send it: markup for numbers."""
+    event = {"id": job_id, "name": "dronemapper.remove", "vendor": "dronemapper", "state": state,
+             "phase": "crafted", "done": CRAFTED, "total": CRAFTED, "credits": CRAFTED, "updated": time.time()}
+    redis.Redis.from_url(stack.redis_url).publish(event_channel(job_id), json.dumps(event))
+
+
+def markup_on_page(browser) -> list[str]:
+    return browser.execute_script(
+        "return [...document.querySelectorAll('main img')].map(e => e.outerHTML).concat("
+        "document.title === 'injected' ? ['title changed'] : [])")
+
+
+def test_progress_from_events_is_shown_as_numbers_never_as_markup(stack, queue, chromium):
+    job_id = f"ui-crafted-{stack.api_port}"
+    queue.ledger.create(job_id, "dronemapper.remove", {})
+    chromium.get(f"{stack.api_url}/ui/jobs/{job_id}")
+    if "/ui/login" in chromium.current_url:
+        sign_in(chromium, stack, stack.api_key)
+        chromium.get(f"{stack.api_url}/ui/jobs/{job_id}")
+    wait_until(lambda: chromium.find_element(By.ID, "live").text == "live", 20, "the job page's live updates")
+    publish_crafted(stack, job_id)
+    wait_until(lambda: chromium.find_element(By.ID, "phase").text == "crafted", 20, "the crafted event on the page")
+    assert markup_on_page(chromium) == []
+    assert "<img" not in chromium.find_element(By.ID, "progress").get_attribute("innerHTML")
+
+    chromium.get(f"{stack.api_url}/ui/jobs")
+    wait_until(lambda: chromium.find_element(By.ID, "live").text == "live", 20, "the jobs list's live updates")
+    publish_crafted(stack, job_id)  # a row on the page
+    publish_crafted(stack, job_id + "-new")  # a row the event makes
+    wait_until(lambda: "crafted" in row(chromium, job_id + "-new")[0] and "crafted" in row(chromium, job_id)[0], 20,
+               "the crafted events on the list")
+    assert markup_on_page(chromium) == []
