@@ -42,7 +42,7 @@ from sandbox.mapillary_finish import FinishUploadRoutes
 from sandbox.mapillary_graph import GraphRoutes
 from sandbox.mapillary_legacy import LegacyUploadRoutes
 from sandbox.mapillary_rupload import UPLOAD_PATH, ResumableUploadRoutes, UploadSession
-from sandbox.mapillary_search import SearchRoutes
+from sandbox.mapillary_search import SearchRoutes, epoch_ms
 from sandbox.mapillary_tiles import TileRoutes
 from sandbox.vendor import VendorStandIn
 
@@ -60,6 +60,9 @@ class MapillaryStandIn(AuthGuards, GraphRoutes, SearchRoutes, TileRoutes, CdnRou
             "seed": mw.DEFAULT_SEED,
             "world_scale": 1.0,                 # multiplies the number of sequences
             "long_sequence_images": 0,          # > 0: one more organization, with one sequence of this many images
+            # Sequences published since, made after the rest: [{"organization": slug, "sequences": n,
+            # "captured_at": ISO 8601}, ...]; append an entry to publish more, the earlier ones unchanged.
+            "added_sequences": [],
             "center_lon": mw.DEFAULT_CENTER[0],
             "center_lat": mw.DEFAULT_CENTER[1],
             "region_km": mw.DEFAULT_REGION_KM,
@@ -108,9 +111,11 @@ class MapillaryStandIn(AuthGuards, GraphRoutes, SearchRoutes, TileRoutes, CdnRou
     @property
     def world(self) -> mw.World:
         o = self.options
+        added = tuple((a["organization"], int(a["sequences"]), epoch_ms(a["captured_at"]))
+                      for a in o["added_sequences"])
         return mw.build_world(int(o["seed"]), float(o["world_scale"]),
                               (float(o["center_lon"]), float(o["center_lat"])), float(o["region_km"]),
-                              int(o["long_sequence_images"]))
+                              int(o["long_sequence_images"]), added)
 
     def stored_upload(self, session_key: str) -> bytes:
         """The bytes an upload session holds (for in-process tests)."""

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 
 from flask import Response, jsonify, request
 
@@ -12,6 +12,7 @@ from sandbox.mapillary_graph import IMAGE_FIELDS
 
 SEARCH_LIMIT = 2000
 SEARCH_MAX_RADIUS_M = 50
+CAPTURE_BOUNDS = ("start_captured_at", "end_captured_at")    # ISO 8601, bounds included
 
 
 class SearchRoutes:
@@ -46,6 +47,9 @@ class SearchRoutes:
                 raise ValueError("one of bbox, lat/lng or sequence_id is required")
             if ("make" in args or "model" in args) and "bbox" not in args:
                 raise ValueError("make and model can only be used together with bbox")
+            for name in CAPTURE_BOUNDS:
+                if name in args:
+                    epoch_ms(args[name])    # refused even when no image is left to compare
             candidates = [i for i in candidates if _search_match(i, args)]
         except ValueError as exc:
             return graph_error(400, f"(#100) Invalid parameter: {exc}", 100)
@@ -59,8 +63,14 @@ def _metres(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
     return math.hypot(dx, (lat2 - lat1) * mw.EARTH_M_PER_DEG)
 
 
-def _epoch_ms(iso: str) -> int:
-    return int(datetime.fromisoformat(iso).timestamp() * 1000)
+def epoch_ms(iso: str) -> int:
+    """An ISO 8601 time (the form the API docs give `start_captured_at` and `end_captured_at`) in
+    epoch milliseconds, the unit of `captured_at`; without an offset it is taken as UTC."""
+    try:
+        moment = datetime.fromisoformat(iso)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{iso!r} is not an ISO 8601 time") from exc
+    return round((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
 
 
 def _search_match(image: mw.Image, args) -> bool:
@@ -72,7 +82,7 @@ def _search_match(image: mw.Image, args) -> bool:
         "is_pano": lambda v: image.is_pano == (v.lower() == "true"),
         "make": lambda v: image.camera.make.lower() == v.lower(),
         "model": lambda v: image.camera.model.lower() == v.lower(),
-        "start_captured_at": lambda v: image.captured_at >= _epoch_ms(v),
-        "end_captured_at": lambda v: image.captured_at <= _epoch_ms(v),
+        "start_captured_at": lambda v: image.captured_at >= epoch_ms(v),
+        "end_captured_at": lambda v: image.captured_at <= epoch_ms(v),
     }
     return all(check(args[name]) for name, check in checks.items() if name in args)

@@ -72,6 +72,9 @@ INDEPENDENT_PLAN = (40, (("solo_mapper", "phone_walk"), ("weekend_driver", "phon
 # With `long_sequence` images (0: none), one more organization owning one sequence that long (a bus
 # going up and down its street), made after everything else so that the rest of the world is unchanged.
 LONG_SEQUENCE_PLAN = ("sandbox-longhaul", "Sandbox Long Haul", ("longhaul_bus", "dashcam"))
+# Sequences added later, (organization slug, how many, capture time in epoch ms), made last in that
+# order: adding one leaves the world, and the additions before it, as they were.
+Additions = tuple[tuple[str, int, int], ...]
 
 
 @dataclass(slots=True, eq=False)   # compared and hashed by identity: one object per image
@@ -163,9 +166,9 @@ class World:
 
     def __init__(self, *, seed: int = DEFAULT_SEED, scale: float = 1.0,
                  center: tuple[float, float] = DEFAULT_CENTER, region_km: float = DEFAULT_REGION_KM,
-                 long_sequence: int = 0) -> None:
+                 long_sequence: int = 0, added: Additions = ()) -> None:
         self.seed, self.scale, self.center, self.region_km = seed, scale, tuple(center), region_km
-        self.long_sequence = long_sequence
+        self.long_sequence, self.added = long_sequence, added
         self.rng = random.Random(seed)
         self._used_ids: set[str] = set()
         self.organizations: dict[str, Organization] = {}
@@ -239,6 +242,11 @@ class World:
             creator = Creator(self._numeric_id(15), username)
             self.creators[creator.id] = creator
             self._add_sequence(org.id, creator, CAMERAS[camera_key], images=self.long_sequence)
+        for slug, count, captured_at in self.added:
+            org = self.organization_by_slug(slug)
+            first = next(s for s in self.sequences.values() if s.organization_id == org.id)
+            for _ in range(count):
+                self._add_sequence(org.id, first.creator, first.camera, captured_at=captured_at)
 
     def _add_sequences(self, organization_id: str | None, crew, count: int) -> None:
         creators = []
@@ -251,15 +259,17 @@ class World:
             self._add_sequence(organization_id, creator, camera)
 
     def _add_sequence(self, organization_id: str | None, creator: Creator, camera: Camera,
-                      images: int | None = None) -> None:
-        """A sequence along a stretch of street, or with `images`, that many going up and down it."""
+                      images: int | None = None, captured_at: int | None = None) -> None:
+        """A sequence along a stretch of street, or with `images`, that many going up and down it;
+        its first image captured at `captured_at` (epoch ms) when given."""
         rng = self.rng
         street = rng.choice(self.streets)
         length = min(rng.uniform(200, 900), street.length - 1)
         start = rng.uniform(0, street.length - length)
         forward = rng.random() < 0.5
         base_step, speed = rng.uniform(5.5, 9.5), rng.uniform(*camera.speed_mps)
-        captured_at = rng.randrange(1_546_300_800_000, 1_751_241_600_000)  # 2019-01-01 .. 2025-06-30
+        drawn = rng.randrange(1_546_300_800_000, 1_751_241_600_000)  # 2019-01-01 .. 2025-06-30
+        captured_at = drawn if captured_at is None else captured_at
         sequence = Sequence(self._sequence_id(), organization_id, creator, camera)
         merge_cc = rng.randrange(10 ** 8, 10 ** 9)
         travelled = 0.0
@@ -345,9 +355,10 @@ class World:
 
 @functools.lru_cache(maxsize=4)
 def build_world(seed: int = DEFAULT_SEED, scale: float = 1.0, center: tuple[float, float] = DEFAULT_CENTER,
-                region_km: float = DEFAULT_REGION_KM, long_sequence: int = 0) -> World:
+                region_km: float = DEFAULT_REGION_KM, long_sequence: int = 0, added: Additions = ()) -> World:
     """The world for these parameters; built once per parameter set and shared (it is read-only)."""
-    return World(seed=seed, scale=scale, center=tuple(center), region_km=region_km, long_sequence=long_sequence)
+    return World(seed=seed, scale=scale, center=tuple(center), region_km=region_km, long_sequence=long_sequence,
+                 added=tuple(added))
 
 
 def organization_images_in_bbox(organization_id: str, bbox: tuple[float, float, float, float], *,

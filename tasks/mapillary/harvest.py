@@ -16,9 +16,12 @@ from tasks.mapillary.calls import Calls
 from tasks.mapillary.datasets import write_datasets
 from tasks.mapillary.inputs import FAILED_SHOWN, MISSING_SHOWN, HarvestPlan
 from tasks.mapillary.records import FINISHED_CHECKPOINT_TTL, HarvestCheckpoints
+from tasks.mapillary.window import capture_time_text, window_summary
 from vendors.mapillary.client import MapillaryClient
 from vendors.mapillary.errors import ExpiredUrl, MapillaryNotFound
 from vendors.mapillary.graph import MAX_IDS_PER_BATCH
+
+PRESENT_NOTED_AT_ONCE = 1000           # ids of images found at the destination, sent to Redis together
 
 
 def harvest_phase(counts: dict[str, int]) -> str:
@@ -36,11 +39,15 @@ def show_progress(job: JobContext) -> None:
 
 def note_existing_images(store: ObjectStore, plan: HarvestPlan, checkpoints: HarvestCheckpoints) -> None:
     """Images at the destination already (an earlier harvest) are not downloaded again."""
-    suffix = f"_{plan.quality}.jpg"
+    suffix, found = f"_{plan.quality}.jpg", []
     for ref, size in store.list(plan.images_prefix, "destination"):
         name = ref.name
         if size and name.endswith(suffix) and name[:-len(suffix)].isdigit():
-            checkpoints.mark_present(name[:-len(suffix)])
+            found.append(name[:-len(suffix)])
+        if len(found) >= PRESENT_NOTED_AT_ONCE:
+            checkpoints.note_present(found)
+            found = []
+    checkpoints.note_present(found)
 
 
 # --- harvest: one sequence ---
@@ -74,10 +81,10 @@ class BatchUrls:
     as expired, the batch's images not downloaded yet get fresh URLs in one call, made by the first
     call that meets the expiry; the others use what it fetched."""
 
-    def __init__(self, plan: HarvestPlan, batch: dict, done: set[str]) -> None:
+    def __init__(self, plan: HarvestPlan, batch: dict, wanted: list[str], done: set[str]) -> None:
         self.plan = plan
         self.urls = {image_id: meta.get(plan.url_field) for image_id, meta in batch["rows"]}
-        self.left = [image_id for image_id in self.urls if image_id not in done]
+        self.left = [image_id for image_id in wanted if image_id not in done]
         self.done = set(done)
         self.lock = threading.Lock()
 
@@ -137,7 +144,10 @@ def harvest_one_sequence(job: JobContext, sequence_id: str) -> dict[str, Any]:
     def download_batch(number: int, batch: dict) -> None:
         job.check_canceled()
         batches[number] = batch
-        urls = BatchUrls(plan, batch, checkpoints.downloaded_among([image_id for image_id, _ in batch["rows"]]))
+        # Images captured before the window are left out; those already at the destination skipped.
+        wanted = [image_id for image_id, meta in batch["rows"] if plan.in_window(meta.get("captured_at"))]
+        checkpoints.skip_present(wanted)
+        urls = BatchUrls(plan, batch, wanted, checkpoints.downloaded_among(wanted))
         for image_id in urls.left:
             calls.add(download_one, store, plan, urls, image_id, checkpoints,
                       then=lambda found, image_id=image_id: found or without_url.add(image_id))
@@ -162,23 +172,29 @@ def finish_harvest(job: JobContext) -> None:
     checkpoints = HarvestCheckpoints(get_redis(), job.id)
     outcomes = job.ledger.items(job.id)
     failed = {seq: o["error"] for seq, o in outcomes.items() if o["state"] != "succeeded"}
-    result = harvest_result(plan, outcomes, checkpoints.counts(),
-                            write_datasets(get_store(), plan, sorted(outcomes), checkpoints))
+    batches = checkpoints.all_batches()
+    outputs = write_datasets(get_store(), plan, sorted(outcomes), checkpoints.all_image_ids(), batches)
+    result = harvest_result(plan, outcomes, checkpoints.counts(), outputs,
+                            window_summary(plan, batches, job.record.created))
     Fanout().finish(job.id, result, failed and {
         "type": "SomeSequencesFailed", "message": f"{len(failed)} of {len(outcomes)} sequences failed: "
                                                   f"{', '.join(sorted(failed)[:FAILED_SHOWN])}", "sequences": failed})
     checkpoints.expire(FINISHED_CHECKPOINT_TTL)
 
 
-def harvest_result(plan: HarvestPlan, outcomes: dict[str, dict], counts: dict[str, int],
-                   outputs: dict[str, str]) -> dict[str, Any]:
+def harvest_result(plan: HarvestPlan, outcomes: dict[str, dict], counts: dict[str, int], outputs: dict[str, str],
+                   window: dict[str, Any]) -> dict[str, Any]:
+    """What the harvest did: images_downloaded are the new images, images_already_present those it
+    met already at the destination (skipped), and `window` (window_summary) what it left out as
+    captured before captured_since and the watermark for the next run."""
     missing = sorted(i for o in outcomes.values() for i in o.get("missing_images", []))
+    since = None if plan.captured_since is None else capture_time_text(plan.captured_since)
     return {
-        plan.owner_field: plan.owner_id, "bbox": list(plan.bbox), "quality": plan.quality,
+        plan.owner_field: plan.owner_id, "bbox": list(plan.bbox), "quality": plan.quality, "captured_since": since,
         "tiles": counts.get("tiles", 0), "sequences": len(outcomes),
         "images_listed": counts.get("images_listed", 0), "metadata_fetched": counts.get("metadata_fetched", 0),
         "images_downloaded": counts.get("images_downloaded", 0),
-        "images_already_present": counts.get("images_already_present", 0),
+        "images_already_present": counts.get("images_already_present", 0), **window,
         "images_missing": len(missing), "missing_image_ids": missing[:MISSING_SHOWN],
         "images_without_thumbnail": sorted(i for o in outcomes.values() for i in o.get("without_thumbnail", [])),
         "sequences_gone": sorted(s for s, o in outcomes.items() if o.get("sequence_gone")),

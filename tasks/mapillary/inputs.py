@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from geoqueue.catalog.mapillary import OWNER_FIELDS
+from geoqueue.catalog.mapillary import OWNER_FIELDS, capture_time_ms
 from geoqueue.s3ref import S3Ref
 from services.storage import get_store
 
@@ -32,6 +32,7 @@ class HarvestPlan:
     destination: S3Ref
     quality: str
     fields: tuple[str, ...]
+    captured_since: int | None = None  # epoch ms: an incremental harvest, added to the destination's earlier ones
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> HarvestPlan:
@@ -39,9 +40,11 @@ class HarvestPlan:
         inside web mercator, known fields and quality)."""
         owner = next(f for f in OWNER_FIELDS if params.get(f) is not None)
         quality = str(params.get("quality") or DEFAULT_QUALITY)
+        since = params.get("captured_since")
         return cls(owner, str(params[owner]), tuple(float(v) for v in params["bbox"]),
                    get_store().output(params["destination"], "destination", prefix=True), quality,
-                   harvest_fields(params.get("fields"), f"thumb_{quality}_url"))
+                   harvest_fields(params.get("fields"), f"thumb_{quality}_url"),
+                   None if since is None else capture_time_ms(since))
 
     @property
     def url_field(self) -> str:
@@ -49,7 +52,18 @@ class HarvestPlan:
 
     @property
     def request_fields(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys((*self.fields, self.url_field)))
+        """The fields asked for, plus the thumbnail URL and the capture time (the window and the
+        watermark need it even when the CSV leaves it out)."""
+        return tuple(dict.fromkeys((*self.fields, self.url_field, "captured_at")))
+
+    @property
+    def incremental(self) -> bool:
+        return self.captured_since is not None
+
+    def in_window(self, captured_at: int | None) -> bool:
+        """Captured at or after captured_since. An image whose capture time is not known is kept:
+        nothing says it is old, and the destination skips it by id once it is there."""
+        return self.captured_since is None or captured_at is None or captured_at >= self.captured_since
 
     @property
     def images_prefix(self) -> S3Ref:

@@ -2,7 +2,7 @@
 
     mapillary.harvest          {"organization_id" | "creator_id": "…", "bbox": [min_lon, min_lat, max_lon, max_lat],
                                 "destination": "s3://b/harvest/", "fields"?: [...], "quality"?: "256",
-                                "max_parallel"?: 8}
+                                "max_parallel"?: 8, "captured_since"?: "2025-06-01T00:00:00Z"}
     mapillary.upload_sequence  {"images": "s3://b/photos/", "organization_id"?: "…", "max_parallel"?: 8}
 
 A harvest: the toolset's four steps (docs/vendors/mapillary.md#the-toolsets-four-steps) as one job, a task per arrow:
@@ -13,6 +13,12 @@ A harvest: the toolset's four steps (docs/vendors/mapillary.md#the-toolsets-four
                           downloads with the thumbnail URLs that batch just returned, up to
                           GEOQUEUE_MAPILLARY_CALLS_PER_SEQUENCE calls in flight (tasks/mapillary/calls.py);
                           the task that records the last sequence writes the three CSV datasets
+
+With `captured_since` a harvest is incremental: only the sequences with an image captured since
+(z14's image points carry their capture time), only those of their images captured since (the
+metadata's captured_at), images already at the destination skipped by id, and the CSVs appended
+to, each row once; its result's `watermark` is the next run's `captured_since`, less a lookback
+for late uploads (tasks/mapillary/window.py).
 
 Everything done is checkpointed in Redis per tile, sequence, batch and image (`HarvestCheckpoints`),
 so a task that runs again after a crash or a retry starts where the last one stopped. Graph and
@@ -40,7 +46,7 @@ from runtime import PENDING, JobContext, task
 from runtime.fanout import Fanout
 from services.storage import get_store, prefix_ref
 from tasks.mapillary.account import client
-from tasks.mapillary.datasets import write_datasets
+from tasks.mapillary.datasets import check_appendable, write_datasets
 from tasks.mapillary.harvest import (
     finish_harvest,
     harvest_one_sequence,
@@ -53,6 +59,7 @@ from tasks.mapillary.inputs import HarvestPlan
 from tasks.mapillary.records import HarvestCheckpoints
 from tasks.mapillary.tiles import discover_sequences
 from tasks.mapillary.upload import finish_upload, plan_upload, upload_one_image
+from tasks.mapillary.window import window_summary
 
 SEQUENCE_TASK = "mapillary.transfer.sequence"
 UPLOAD_TASK = "mapillary.transfer.upload_image"
@@ -65,15 +72,18 @@ def parallel(max_parallel: int | None) -> int:
 @task("mapillary.harvest", kind="job")
 def harvest(job: JobContext, bbox: list[float], destination: str, organization_id: str | int | None = None,
             creator_id: str | int | None = None, fields: list[str] | None = None, quality: str | int | None = None,
-            max_parallel: int | None = None) -> Any:
+            max_parallel: int | None = None, captured_since: str | None = None) -> Any:
     """The owner's sequences with images in the bbox: image ids, metadata, thumbnails and the toolset's CSVs."""
     plan = HarvestPlan.from_params(job.params)
     client()    # refuses a fleet without a token before any image is read
     checkpoints = HarvestCheckpoints(get_redis(), job.id)
+    if plan.incremental:
+        check_appendable(get_store(), plan)
     note_existing_images(get_store(), plan, checkpoints)
     sequences = discover_sequences(job, plan, checkpoints)
     if not sequences:
-        return harvest_result(plan, {}, checkpoints.counts(), write_datasets(get_store(), plan, [], checkpoints))
+        return harvest_result(plan, {}, checkpoints.counts(), write_datasets(get_store(), plan, [], {}, {}),
+                              window_summary(plan, {}, job.record.created))
     job.progress(harvest_phase(checkpoints.counts()), total=len(sequences))
     Fanout().start(job.id, sequences, SEQUENCE_TASK, parallel(max_parallel))
     return PENDING

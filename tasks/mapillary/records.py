@@ -36,7 +36,8 @@ class HarvestCheckpoints:
         gq:job:<id>:mly:tiles       hash z/x/y -> {"children": [[z, x, y]...], "sequences": [...]}
         gq:job:<id>:mly:image_ids   hash sequence -> [image ids in capture order]
         gq:job:<id>:mly:batches     hash sequence/n -> {"rows": [[id, {field: value}]...], "missing": [ids]}
-        gq:job:<id>:mly:downloaded  set of image ids at the destination
+        gq:job:<id>:mly:present     set of image ids found at the destination when the job began
+        gq:job:<id>:mly:downloaded  set of image ids at the destination: downloaded, or skipped as present
         gq:job:<id>:mly:counts      hash counter -> number
     """
 
@@ -45,6 +46,7 @@ class HarvestCheckpoints:
         base = f"{job_key(job_id)}:mly"
         self.tiles_key, self.ids_key, self.batches_key = f"{base}:tiles", f"{base}:image_ids", f"{base}:batches"
         self.downloaded_key, self.counts_key = f"{base}:downloaded", f"{base}:counts"
+        self.present_key = f"{base}:present"
         self._record_once = client.register_script(_RECORD_ONCE)
 
     def _record(self, key: str, member: str, value: Any, **counters: int) -> bool:
@@ -79,17 +81,28 @@ class HarvestCheckpoints:
         self._record(self.batches_key, f"{sequence_id}/{number}", batch, batches=1,
                      metadata_fetched=len(batch["rows"]), images_missing=len(batch["missing"]))
 
-    def downloaded_among(self, image_ids: list[str]) -> set[str]:
+    def _members_among(self, key: str, image_ids: list[str]) -> set[str]:
         if not image_ids:
             return set()
-        flags = self.redis.smismember(self.downloaded_key, image_ids)
-        return {image_id for image_id, present in zip(image_ids, flags, strict=True) if present}
+        flags = self.redis.smismember(key, image_ids)
+        return {image_id for image_id, member in zip(image_ids, flags, strict=True) if member}
+
+    def downloaded_among(self, image_ids: list[str]) -> set[str]:
+        return self._members_among(self.downloaded_key, image_ids)
 
     def mark_downloaded(self, image_id: str) -> None:
         self._record(self.downloaded_key, image_id, None, images_downloaded=1)
 
-    def mark_present(self, image_id: str) -> None:
-        self._record(self.downloaded_key, image_id, None, images_already_present=1)
+    def note_present(self, image_ids: list[str]) -> None:
+        """Images at the destination before the job; counted only if the harvest meets them."""
+        if image_ids:
+            self.redis.sadd(self.present_key, *image_ids)
+            self.redis.expire(self.present_key, CHECKPOINT_TTL)
+
+    def skip_present(self, image_ids: list[str]) -> None:
+        """Those of these images that were at the destination are done, each counted once as skipped."""
+        for image_id in sorted(self._members_among(self.present_key, image_ids)):
+            self._record(self.downloaded_key, image_id, None, images_already_present=1)
 
     def counts(self) -> dict[str, int]:
         return {name: int(value) for name, value in self.redis.hgetall(self.counts_key).items()}
@@ -105,7 +118,8 @@ class HarvestCheckpoints:
         return batches
 
     def expire(self, seconds: int) -> None:
-        for key in (self.tiles_key, self.ids_key, self.batches_key, self.downloaded_key, self.counts_key):
+        for key in (self.tiles_key, self.ids_key, self.batches_key, self.present_key, self.downloaded_key,
+                    self.counts_key):
             self.redis.expire(key, seconds)
 
 

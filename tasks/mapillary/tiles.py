@@ -42,14 +42,18 @@ def start_zoom(bbox: tuple[float, float, float, float]) -> int:
 
 def explore_tile(coverage: CoverageTile, plan: HarvestPlan) -> dict:
     """Where to go from a tile: its children that meet the bbox while above z14, or at z14 the
-    owner's sequences with an image in the bbox (the toolset's seq_dataset)."""
+    owner's sequences with an image in the bbox (the toolset's seq_dataset), and with captured_since
+    only those with such an image captured since. Only z14's image points carry their own capture
+    time: a sequence line's is one image's (docs/vendors/mapillary.md#coverage-tiles), so the
+    window cannot prune higher up, and the tile service cannot be asked for it."""
     if not any(plan.owns(f) for f in (*coverage.sequences, *coverage.images)):
         return {"children": [], "sequences": []}
     if coverage.z < IMAGE_ZOOM:
         children = [c for c in child_tiles(coverage.z, coverage.x, coverage.y)
                     if bbox_intersects(tile_bounds(*c), plan.bbox)]
         return {"children": children, "sequences": []}
-    sequences = {i.sequence_id for i in coverage.images if plan.owns(i) and in_bbox(i.lon, i.lat, plan.bbox)}
+    sequences = {i.sequence_id for i in coverage.images
+                 if plan.owns(i) and in_bbox(i.lon, i.lat, plan.bbox) and plan.in_window(i.captured_at)}
     return {"children": [], "sequences": sorted(sequences)}
 
 

@@ -279,6 +279,8 @@ def test_one_missing_image_does_not_lose_its_batch(queue, store, sandbox):
     ({"organization_id": "1", "fields": ["captured_at", "nope"]}, "fields[1]"),
     ({"organization_id": "1", "destination": "/tmp/out"}, "destination"),
     ({"organization_id": "org-1"}, "organization_id"),
+    ({"organization_id": "1", "captured_since": "2025-06-01T00:00:00"}, "captured_since"),   # whose midnight?
+    ({"organization_id": "1", "captured_since": 1748736000000}, "captured_since"),
 ])
 def test_harvest_refuses_bad_parameters_before_anything_is_enqueued(queue, sandbox, params, field):
     full = {"bbox": list(REGION), "destination": destination(), **params}

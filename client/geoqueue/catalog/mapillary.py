@@ -1,6 +1,8 @@
 """Mapillary jobs: harvesting an owner's imagery in a bounding box as the toolset does; uploading sequences."""
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 from geoqueue.params import Choice, Digits, InvalidParams, JobSpec, ListOf, Number, Param, S3Prefix, Text, Type, Whole
@@ -33,6 +35,33 @@ class ImageField(Type):
         return {"type": "string", "pattern": f"^({'|'.join(sorted(IMAGE_FIELDS))})(\\..+)?$"}
 
 
+def capture_time_ms(value: str) -> int:
+    """A CaptureTime as epoch milliseconds, the unit of the Graph API's `captured_at`."""
+    moment = datetime.fromisoformat(value)
+    return round((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
+
+
+class CaptureTime(Type):
+    """A capture time as the Graph API's `start_captured_at` takes it, ISO 8601: a time with its
+    offset (`2025-06-01T00:00:00Z`), or a date, meaning its midnight UTC. A time without an offset
+    is refused: whose midnight it means would be a guess."""
+
+    PATTERN = r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2}))?"
+
+    def check(self, value: Any, field: str) -> str:
+        try:
+            if isinstance(value, str) and re.fullmatch(self.PATTERN, value):
+                capture_time_ms(value)
+                return value
+        except ValueError:
+            pass    # a month 13 or a 25th hour
+        raise InvalidParams(f"{field}: must be an ISO 8601 time with its offset (2025-06-01T00:00:00Z) "
+                            f"or a date (2025-06-01, midnight UTC), got {value!r}", field=field)
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "string", "pattern": f"^{self.PATTERN}$", "examples": ["2025-06-01T00:00:00Z"]}
+
+
 def one_owner_in_bbox(params: dict[str, Any]) -> None:
     if sum(params.get(f) is not None for f in OWNER_FIELDS) != 1:
         raise InvalidParams("give exactly one of organization_id and creator_id", field="organization_id")
@@ -54,6 +83,9 @@ JOBS = (
                                                               "compass_angle, the thumbnail URL and width"),
         "quality": Param(Choice(QUALITIES), "thumbnail size, default 256"),
         "max_parallel": Param(Whole(1, MAX_PARALLEL), "sequences at once (default GEOQUEUE_MAPILLARY_MAX_PARALLEL)"),
+        "captured_since": Param(CaptureTime(), "only images captured at or after this time, added to the "
+                                               "destination's earlier harvest: its CSVs appended, images "
+                                               "already there skipped by id"),
     }, rule=one_owner_in_bbox, rule_doc="Give exactly one of `organization_id` and `creator_id`."),
     JobSpec("mapillary.upload_sequence", "Images with GPS EXIF, split into sequences and uploaded, each image once.", {
         "images": Param(S3Prefix(), "the JPEGs", required=True),
