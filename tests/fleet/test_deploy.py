@@ -5,13 +5,12 @@ from __future__ import annotations
 import configparser
 import re
 import shlex
-from pathlib import Path
 
 import yaml
 
 from devstack.processes import PROCESSES, STAND_INS
+from tests.fleet.deploy_files import DEPLOY, dockerfile_stages, k8s_documents
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 EXPECTED = {**PROCESSES, **STAND_INS}
 
 
@@ -36,12 +35,6 @@ def test_compose_services_run_the_fleet_processes():
     redis_command = services["redis"]["command"]
     assert "--appendonly yes" in redis_command and "--maxmemory-policy noeviction" in redis_command
     assert all(services[name]["profiles"] == ["sandbox"] for name in STAND_INS)
-
-
-def k8s_documents():
-    for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
-        for document in yaml.safe_load_all(path.read_text()):
-            yield path.name, document
 
 
 def test_kubernetes_manifests():
@@ -71,19 +64,6 @@ def test_systemd_units():
         unit.read(DEPLOY / "systemd" / f"geoqueue-{name}.service")
         assert normalized(unit["Service"]["ExecStart"]) == expected(name), name
         assert unit["Service"]["KillSignal"] == "SIGTERM"
-
-
-def dockerfile_stages() -> dict[str, list[str]]:
-    """Each build stage's instructions, by stage name."""
-    stages: dict[str, list[str]] = {}
-    current = None
-    for line in (DEPLOY / "Dockerfile").read_text().splitlines():
-        if line.startswith("FROM "):
-            current = line.split(" AS ")[-1].strip()
-            stages[current] = []
-        elif line.strip() and not line.startswith("#") and current:
-            stages[current].append(line.strip())
-    return stages
 
 
 def test_the_fleet_image_carries_no_sandbox():
