@@ -54,13 +54,15 @@ def dockerfile_stages() -> dict[str, list[str]]:
     return stages
 
 
+def stage_bases() -> dict[str, str]:
+    """Each build stage's FROM: an image, or an earlier stage."""
+    return {name.strip(): base.strip() for base, _, name in
+            (line[len("FROM "):].partition(" AS ") for line in dockerfile_lines() if line.startswith("FROM "))}
+
+
 def target_instructions(target: str) -> list[str]:
     """What building `target` runs: its base stages' instructions first, each FROM included."""
-    bases = {}
-    for line in dockerfile_lines():
-        if line.startswith("FROM "):
-            base, _, name = line[len("FROM "):].partition(" AS ")
-            bases[name.strip()] = base.strip()
+    bases = stage_bases()
     base = bases[target]
     earlier = target_instructions(base) if base in bases else [f"FROM {base}"]
     return earlier + dockerfile_stages()[target]
