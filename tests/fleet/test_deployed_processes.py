@@ -212,6 +212,7 @@ def run_flavour(flavour: str, fleet: Fleet, stack: dict[str, str], client: redis
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # two pip installs: minutes more when the machine is busy
 def test_every_deployed_process_starts_from_the_images(tmp_path):
     context = copy_of_the_checkout(tmp_path / "context")
     trees: dict[str, image_tree.ImageTree] = {}
