@@ -2,46 +2,44 @@
 same processes with the same commands."""
 from __future__ import annotations
 
-import configparser
-import re
-import shlex
-from pathlib import Path
+from devstack.processes import STAND_INS
+from tests.fleet.deploy_files import (
+    FLAVOURS,
+    compose_services,
+    dockerfile_stages,
+    effective_argv,
+    k8s_documents,
+    launches,
+    systemd_services,
+)
 
-import yaml
-
-from devstack.processes import PROCESSES, STAND_INS
-
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-EXPECTED = {**PROCESSES, **STAND_INS}
-
-
-def normalized(command: str | list[str]) -> list[str]:
-    """Same command whatever the syntax: ${X:-d}, ${X}, $(X) -> <X>; %H -> %h; no install path."""
-    words = command if isinstance(command, list) else shlex.split(command)
-    text = " ".join(words)
-    text = re.sub(r"\$\{(\w+)(:-[^}]*)?\}|\$\((\w+)\)", lambda m: f"<{m.group(1) or m.group(3)}>", text)
-    words = text.replace("%H", "%h").split()
-    return [words[0].rsplit("/", 1)[-1], *words[1:]]
+# Settings a user changes (deploy/.env, the ConfigMap, /etc/geoqueue/geoqueue.env): every file must follow them.
+CHANGED_SETTINGS = {"GEOQUEUE_CONTROL_CONCURRENCY": "7", "GEOQUEUE_TRANSFER_POOL": "gevent",
+                    "GEOQUEUE_TRANSFER_CONCURRENCY": "9", "SANDBOX_HOST": "0.0.0.0", "SANDBOX_PORT": "18900"}
+# As shipped, but for the one default that differs by design: the stand-ins listen on loopback from
+# the Procfile, and on every address in Compose, where the fleet's containers reach them.
+SHIPPED_SETTINGS = {"SANDBOX_HOST": "127.0.0.1"}
 
 
-def expected(name: str) -> list[str]:
-    return normalized(EXPECTED[name])
+def test_every_deploy_file_runs_the_procfile_commands():
+    """Each process as Compose, Kubernetes and systemd start it, expanded by their own rules, runs
+    the Procfile's command: with the settings as shipped, and with settings changed."""
+    for changes in (SHIPPED_SETTINGS, CHANGED_SETTINGS):
+        procfile = {name: effective_argv(launch.argv) for name, launch in launches("procfile", changes).items()}
+        fleet = {name for name, launch in launches("procfile", changes).items() if launch.target == "fleet"}
+        for flavour in FLAVOURS[1:]:
+            started = launches(flavour, changes)
+            assert set(started) == (set(procfile) if flavour == "compose" else fleet), flavour
+            for name, launch in started.items():
+                assert effective_argv(launch.argv) == procfile[name], (flavour, name, changes)
+    assert effective_argv(launches("procfile", CHANGED_SETTINGS)["control"].argv)[-4] == "7"
 
 
-def test_compose_services_run_the_fleet_processes():
-    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
-    services = compose["services"]
-    for name in EXPECTED:
-        assert normalized(services[name]["command"]) == expected(name), name
+def test_compose_services():
+    services = compose_services()
     redis_command = services["redis"]["command"]
     assert "--appendonly yes" in redis_command and "--maxmemory-policy noeviction" in redis_command
     assert all(services[name]["profiles"] == ["sandbox"] for name in STAND_INS)
-
-
-def k8s_documents():
-    for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
-        for document in yaml.safe_load_all(path.read_text()):
-            yield path.name, document
 
 
 def test_kubernetes_manifests():
@@ -52,9 +50,6 @@ def test_kubernetes_manifests():
             deployments[doc["metadata"]["name"]] = doc
         elif doc["kind"] == "ScaledObject":
             scaled[doc["spec"]["scaleTargetRef"]["name"]] = doc
-    for name in ("control", "transfer", "beat", "flower", "metrics", "api", "webhooks"):
-        container = deployments[f"geoqueue-{name}"]["spec"]["template"]["spec"]["containers"][0]
-        assert normalized(container["command"]) == expected(name), name
     for queue in ("control", "transfer"):
         trigger = scaled[f"geoqueue-{queue}"]["spec"]["triggers"][0]
         assert trigger["type"] == "redis" and trigger["metadata"]["listName"] == queue
@@ -65,25 +60,7 @@ def test_kubernetes_manifests():
 
 
 def test_systemd_units():
-    for name in ("control", "transfer", "beat", "flower", "metrics", "api", "webhooks"):
-        unit = configparser.ConfigParser(interpolation=None, strict=False)
-        unit.optionxform = str
-        unit.read(DEPLOY / "systemd" / f"geoqueue-{name}.service")
-        assert normalized(unit["Service"]["ExecStart"]) == expected(name), name
-        assert unit["Service"]["KillSignal"] == "SIGTERM"
-
-
-def dockerfile_stages() -> dict[str, list[str]]:
-    """Each build stage's instructions, by stage name."""
-    stages: dict[str, list[str]] = {}
-    current = None
-    for line in (DEPLOY / "Dockerfile").read_text().splitlines():
-        if line.startswith("FROM "):
-            current = line.split(" AS ")[-1].strip()
-            stages[current] = []
-        elif line.strip() and not line.startswith("#") and current:
-            stages[current].append(line.strip())
-    return stages
+    assert all(service["KillSignal"] == "SIGTERM" for service in systemd_services().values())
 
 
 def test_the_fleet_image_carries_no_sandbox():
@@ -91,7 +68,7 @@ def test_the_fleet_image_carries_no_sandbox():
     assert not any("sandbox" in line for line in fleet)
     assert "RUN pip install --no-cache-dir ./client '.[fleet]'" in fleet
     assert not any("devstack" in line for line in fleet)
-    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]
+    compose = compose_services()
     assert compose["control"]["build"]["target"] == "fleet"
     assert compose["sandbox"]["build"]["target"] == "sandbox"
     assert any("'.[local]'" in line for line in dockerfile_stages()["sandbox"])
