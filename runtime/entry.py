@@ -17,7 +17,7 @@ from typing import Any
 
 from config.redis_client import get_ledger
 from geoqueue.catalog import CATALOG
-from geoqueue.job_record import QUEUED, RUNNING, SUCCEEDED, check_job_id
+from geoqueue.job_record import QUEUED, RUNNING, SUCCEEDED, check_stored_id
 from geoqueue.params import InvalidParams
 from runtime import ending
 from runtime.context import JobContext
@@ -30,7 +30,7 @@ PENDING = object()  # returned by a job function whose job continues in other ta
 def run_job(task, fn: Callable[..., Any], params: dict[str, Any]) -> dict[str, Any]:
     job_id, ledger = task.request.id, get_ledger()
     try:
-        check_job_id(job_id)
+        check_stored_id(job_id)
         checked, refusal = CATALOG[task.name].check(params), None
     except InvalidParams as exc:
         checked, refusal = params, InvalidInput(str(exc), field=exc.field)
