@@ -10,7 +10,8 @@ import redis.asyncio as aioredis
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from geoqueue.job_record import TERMINAL, Job
+from geoqueue.client import GeoQueue
+from geoqueue.job_record import TERMINAL, Job, event_seen_by
 from geoqueue.ledger_keys import EVENTS_PATTERN, event_channel
 from geoqueue.redis_url import DEFAULT_MASTER, is_sentinel, sentinel_hosts
 
@@ -30,10 +31,11 @@ def summary(job: Job) -> dict:
             **({"error": job.error} if job.error else {})}
 
 
-async def job_stream(request: Request, job_id: str) -> AsyncIterator[dict]:
+async def job_stream(request: Request, queue: GeoQueue, job_id: str) -> AsyncIterator[dict]:
+    """One job of `queue`'s app, under the app's own id."""
     async with request.app.state.aredis.pubsub(ignore_subscribe_messages=True) as pubsub:
-        await pubsub.subscribe(event_channel(job_id))
-        job = await run_in_threadpool(request.app.state.queue.status, job_id)
+        await pubsub.subscribe(event_channel(queue.stored(job_id)))
+        job = await run_in_threadpool(queue.status, job_id)
         yield {"event": "state", "id": repr(job.updated), "data": json.dumps(summary(job))}
         state = job.state
         while state not in TERMINAL:
@@ -42,13 +44,14 @@ async def job_stream(request: Request, job_id: str) -> AsyncIterator[dict]:
                 if await request.is_disconnected():
                     return
                 continue
-            event = json.loads(message["data"])
+            event = event_seen_by(queue.app, json.loads(message["data"]))
             kind = "state" if event["state"] != state else "progress"
             state = event["state"]
-            yield {"event": kind, "id": repr(event["updated"]), "data": message["data"]}
+            yield {"event": kind, "id": repr(event["updated"]), "data": json.dumps(event)}
 
 
-async def all_stream(request: Request) -> AsyncIterator[dict]:
+async def all_stream(request: Request, app: str) -> AsyncIterator[dict]:
+    """The changes of every job of `app`, under its own ids; other apps' jobs are not seen."""
     async with request.app.state.aredis.pubsub(ignore_subscribe_messages=True) as pubsub:
         await pubsub.psubscribe(EVENTS_PATTERN)
         while True:
@@ -57,4 +60,6 @@ async def all_stream(request: Request) -> AsyncIterator[dict]:
                 if await request.is_disconnected():
                     return
                 continue
-            yield {"event": "job", "data": message["data"]}
+            event = event_seen_by(app, json.loads(message["data"]))
+            if event is not None:
+                yield {"event": "job", "data": json.dumps(event)}

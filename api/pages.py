@@ -76,20 +76,20 @@ def logout():
 
 
 @router.get("/jobs", response_class=HTMLResponse)
-def jobs_page(request: Request, _: ApiKey = Depends(require("read")), state: str = "", vendor: str = "",
+def jobs_page(request: Request, key: ApiKey = Depends(require("read")), state: str = "", vendor: str = "",
               cursor: str | None = None):
     state = state if state in STATES else ""
     vendor = vendor if vendor in VENDORS else ""
-    found, next_cursor = request.app.state.queue.ledger.page(50, state=state or None, vendor=vendor or None,
-                                                             cursor=cursor)
+    found, next_cursor = request.app.state.queue.as_app(key.app).page(50, state=state or None, vendor=vendor or None,
+                                                                      cursor=cursor)
     return templates.TemplateResponse(request, "jobs.html", {
         "jobs": found, "states": STATES, "vendors": VENDORS, "state": state, "vendor": vendor,
         "next_cursor": next_cursor})
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-def job_page(request: Request, job_id: str, _: ApiKey = Depends(require("read"))):
-    queue = request.app.state.queue
+def job_page(request: Request, job_id: str, key: ApiKey = Depends(require("read"))):
+    queue = request.app.state.queue.as_app(key.app)  # its own jobs only: another app's is not found
     try:
         job = queue.status(job_id)
     except UnknownJob:
@@ -97,6 +97,6 @@ def job_page(request: Request, job_id: str, _: ApiKey = Depends(require("read"))
     items: dict[str, Any] = queue.items(job_id)
     return templates.TemplateResponse(request, "job.html", {
         "job": job, "items": sorted(items.items()), "console": queue.console(job_id)[-200:],
-        "deliveries": queue.ledger.deliveries(job_id), "tasks": flower_tasks(request, job_id),
+        "deliveries": queue.deliveries(job_id), "tasks": flower_tasks(request, queue.stored(job_id)),
         "item_errors": [(item, outcome["error"]) for item, outcome in sorted(items.items())
                         if isinstance(outcome.get("error"), dict)]})
