@@ -10,8 +10,8 @@ job by its stored id, made from the app and the app's id:
 
 App names and job ids are letters, digits, '-' and '_', never '.', so a stored id holds at most one
 '.', and splitting at it gives back the one (app, id) it was made from: two apps' ids never meet, and
-a default app's id (no '.') is never another app's. An id given by an app that holds a '.' cannot be
-its own, so it names no job of that app: another app's job is out of its reach, as if it did not exist.
+a default app's id (no '.') is never another app's. An id that an app gives and that reads as another
+app's stored id names no job of it: another app's job is out of its reach, as if it did not exist.
 """
 from __future__ import annotations
 
@@ -62,8 +62,9 @@ def check_app(app: object) -> str:
 
 
 def is_own_id(job_id: object) -> bool:
-    """Whether an app may have given this id: one with a '.' (another app's stored id) never is."""
-    return isinstance(job_id, str) and JOB_ID.fullmatch(job_id) is not None
+    """Whether this id may be an app's own: never one that reads as another app's stored id (an app's
+    name and a '.' before the rest), which would reach that app's job."""
+    return isinstance(job_id, str) and app_of(job_id) == DEFAULT_APP
 
 
 def stored_id(app: str, job_id: str) -> str:
@@ -72,14 +73,15 @@ def stored_id(app: str, job_id: str) -> str:
 
 
 def app_of(stored: str) -> str:
+    """The app of a stored id: what comes before its '.', if anything (ledger_scripts.py reads it alike)."""
     app, dot, _ = stored.partition(".")
-    return app if dot else DEFAULT_APP
+    return app if dot and app else DEFAULT_APP
 
 
 def own_id(stored: str) -> str:
     """The id the job's app gave it (or was given for it)."""
-    _, dot, rest = stored.partition(".")
-    return rest if dot else stored
+    app, dot, rest = stored.partition(".")
+    return rest if dot and app else stored
 
 
 def event_seen_by(app: str, event: dict[str, Any]) -> dict[str, Any] | None:
