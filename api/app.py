@@ -8,6 +8,7 @@ from fastapi.responses import RedirectResponse
 from api import errors, events, jobs_api, pages
 from api.keys import parse
 from api.schemas import submit_components
+from config.apps import AppAccess
 from config.settings import Settings, get_settings
 from geoqueue.client import GeoQueue
 
@@ -19,6 +20,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               "and follow them: records, items, console, server-sent events, signed webhooks.")
     app.state.settings = settings
     app.state.api_keys = parse(settings.api_keys)
+    app.state.access = AppAccess(settings)  # a malformed app setting stops the API at start, naming it
     app.state.queue = GeoQueue(settings.redis_url, settings.redis_sentinel_master)
     app.state.aredis = events.connect_async(settings.redis_url, settings.redis_sentinel_master)
     errors.install(app)

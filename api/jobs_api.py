@@ -57,6 +57,7 @@ async def submit(request: Request, response: Response, key: ApiKey = Depends(req
     body = await json_body(request, settings.api_max_body_bytes)
     name, params, callback_url = body.get("name"), body.get("params", {}), body.get("callback_url")
     params = CATALOG[name].check(params)  # before any key is claimed: a refused body claims nothing
+    request.app.state.access.check_params(key.app, name, params)  # inputs and outputs where the app may
     if callback_url is not None:
         check_callback_url(callback_url)
         try:

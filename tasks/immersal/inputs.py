@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from geoqueue.s3ref import S3Ref
 from runtime import InvalidInput
+from services.app_context import carried
 from services.images import looks_like_image
 from services.storage import ObjectStore
 from vendors.immersal import ImmersalClient, ImmersalNotFound
@@ -185,7 +186,7 @@ def check_images(store: ObjectStore, prefix: S3Ref, manifest: S3Ref, rows: list[
     problems += [f"{S3Ref(prefix.bucket, key)} is not in the manifest" for key in sorted(set(listed) - set(wanted))]
     present = sorted(key for key in wanted if listed.get(key))
     with ThreadPoolExecutor(CHECK_THREADS) as pool:
-        heads = pool.map(lambda key: store.head_bytes(S3Ref(prefix.bucket, key), 8), present)
+        heads = pool.map(carried(lambda key: store.head_bytes(S3Ref(prefix.bucket, key), 8)), present)
         problems += [f"{S3Ref(prefix.bucket, key)} is not a PNG or JPEG image"
                      for key, head in zip(present, heads, strict=True) if not looks_like_image(head)]
     if problems:
