@@ -83,7 +83,29 @@ def check_vendor(vendor: str | None) -> None:
                             field="vendor")
 
 
-class GeoQueue:
+class Follows:
+    """wait() and watch() of a handle on the fleet, from its changes(): the job now, then at each change."""
+
+    def changes(self, job_id: str, timeout: float | None = None, recheck: float = RECHECK_SECONDS) -> Iterator[Job]:
+        raise NotImplementedError
+
+    def wait(self, job_id: str, timeout: float = 600, poll: float = RECHECK_SECONDS,
+             raise_on_failure: bool = True) -> Job:
+        """The job's record once it has finished. `poll` is only the safety re-read of the record:
+        the job's events end the wait as soon as it finishes."""
+        *_, job = self.changes(job_id, timeout=timeout, recheck=poll)   # the last record seen
+        if not job.finished:
+            raise WaitTimeout(f"job {job_id} still {job.state} after {timeout:g}s")
+        if raise_on_failure and job.state != SUCCEEDED:
+            raise JobFailed(job)
+        return job
+
+    def watch(self, job_id: str, poll: float = RECHECK_SECONDS) -> Iterator[Job]:
+        """Yields the job each time it changes, until it finishes."""
+        return self.changes(job_id, recheck=poll)
+
+
+class GeoQueue(Follows):
     """A handle on the fleet through its Redis, acting as one app; or, given the HTTP API's URL,
     through the API as the key's app.
 
@@ -197,17 +219,6 @@ class GeoQueue:
                         job = self.status(job_id)  # the whole record: result, error
                 yield job
 
-    def wait(self, job_id: str, timeout: float = 600, poll: float = RECHECK_SECONDS,
-             raise_on_failure: bool = True) -> Job:
-        """The job's record once it has finished. `poll` is only the safety re-read of the record:
-        the job's events end the wait as soon as it finishes."""
-        *_, job = self.changes(job_id, timeout=timeout, recheck=poll)   # the last record seen
-        if not job.finished:
-            raise WaitTimeout(f"job {job_id} still {job.state} after {timeout:g}s")
-        if raise_on_failure and job.state != SUCCEEDED:
-            raise JobFailed(job)
-        return job
-
     def list(self, limit: int = 50, state: str | None = None, vendor: str | None = None) -> list[Job]:
         """This app's jobs, newest first; an unknown state or vendor, or a limit below 1, is refused
         (InvalidParams)."""
@@ -220,10 +231,6 @@ class GeoQueue:
         check_vendor(vendor)
         found, next_cursor = self.ledger.page(limit, state=state, vendor=vendor, cursor=cursor, app=self.app)
         return [job.seen_by_its_app() for job in found], next_cursor
-
-    def watch(self, job_id: str, poll: float = RECHECK_SECONDS) -> Iterator[Job]:
-        """Yields the job each time it changes, until it finishes."""
-        return self.changes(job_id, recheck=poll)
 
     def cancel(self, job_id: str) -> bool:
         """Cancel a job that has not finished. Running work notices at its next step;
