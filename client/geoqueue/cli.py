@@ -95,7 +95,7 @@ def recent_job_ids(prefix: str, parsed_args, **_) -> list[str]:
 
 
 def enable_completion(parser: argparse.ArgumentParser) -> None:
-    """Tab completion when argcomplete is installed (`pip install 'geoqueue[cli]'`), then once:
+    """Tab completion when argcomplete is installed (`pip install './client[cli]'`), then once:
     eval "$(register-python-argcomplete geoqueue)"."""
     try:
         import argcomplete
