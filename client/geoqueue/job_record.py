@@ -139,6 +139,19 @@ class Job:
             app=data.get("app") or app_of(data["id"]),
         )
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Job:
+        """A job as to_dict() (and the HTTP API) shows it."""
+        progress = data.get("progress") or {}
+        return cls(
+            id=data["id"], name=data.get("name", ""), state=data.get("state", QUEUED), vendor=data.get("vendor", ""),
+            phase=progress.get("phase", ""), done=int(progress.get("done") or 0),
+            total=int(progress.get("total") or 0), params=data.get("params") or {}, result=data.get("result"),
+            error=data.get("error"), created=float(data.get("created") or 0),
+            updated=float(data.get("updated") or 0), credits=int(data.get("credits") or 0),
+            callback_url=data.get("callback_url") or "", app=data.get("app") or DEFAULT_APP,
+        )
+
     def seen_by_its_app(self) -> Job:
         """The job as its app sees it: under the app's own id."""
         return replace(self, id=own_id(self.id))
