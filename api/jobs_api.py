@@ -66,7 +66,8 @@ async def submit(request: Request, response: Response, key: ApiKey = Depends(req
             raise ApiError(422, "InvalidParams", str(exc), field="callback_url") from None
     job_id, replayed = body.get("job_id"), False
     if idempotency_key is not None:
-        job_id, replayed = idempotency.claim(queue(request, key).redis, key.name, idempotency_key, body,
+        owner = f"{key.app}/{key.name}"  # a key's own, within its app: two apps' keys never share one
+        job_id, replayed = idempotency.claim(queue(request, key).redis, owner, idempotency_key, body,
                                              settings.api_idempotency_ttl)
     job_id = await run_in_threadpool(queue(request, key).submit, name, params, job_id, callback_url)
     response.headers["Location"] = f"/v1/jobs/{job_id}"
