@@ -254,12 +254,10 @@ class LocalStack:
 
     def _start_api(self) -> None:
         """The API with one key of both scopes (its hash configured, the key kept here) and the
-        webhook deliverer with a fresh signing secret; callbacks on loopback are allowed. The key's
-        app is the default one, the app of `geoqueue submit` and GeoQueue over Redis, so the job
-        pages show what the CLI submits."""
+        webhook deliverer with a fresh signing secret; callbacks on loopback are allowed."""
         from api.keys import new_key
 
-        self.api_key, entry = new_key("local", ["submit", "read"], app="default")
+        self.api_key, entry = new_key("local", ["submit", "read"], app="default")  # the CLI's app: pages show its jobs
         self.api_port = free_port()
         self.env.setdefault("GEOQUEUE_WEBHOOK_SECRET", "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())
         self.env.setdefault("GEOQUEUE_WEBHOOK_ALLOW_PRIVATE", "true")
