@@ -15,6 +15,7 @@ from api.flower_tasks import flower_client
 from api.keys import parse
 from api.page_headers import PageHeaders
 from api.schemas import submit_components
+from config.apps import AppAccess
 from config.settings import Settings, get_settings
 from geoqueue.client import GeoQueue
 
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               "and follow them: records, items, console, server-sent events, signed webhooks.")
     app.state.settings = settings
     app.state.api_keys = parse(settings.api_keys)
+    app.state.access = AppAccess(settings)  # a malformed app setting stops the API at start, naming it
     app.state.queue = GeoQueue(settings.redis_url, settings.redis_sentinel_master)
     app.state.aredis = events.connect_async(settings.redis_url, settings.redis_sentinel_master)
     app.state.events = EventHub(app.state.aredis, settings.api_max_streams_per_key)

@@ -15,8 +15,8 @@ from starlette.concurrency import run_in_threadpool
 from api.errors import ApiError
 from api.event_hub import OVERFLOWED, RESUBSCRIBED, EventHub, Listener, TooManyStreams
 from api.keys import ApiKey
-from geoqueue.client import UnknownJob
-from geoqueue.job_record import TERMINAL, Job
+from geoqueue.client import GeoQueue, UnknownJob
+from geoqueue.job_record import TERMINAL, Job, event_seen_by
 from geoqueue.redis_url import DEFAULT_MASTER, is_sentinel, sentinel_hosts
 
 
@@ -44,18 +44,20 @@ def listen(request: Request, key: ApiKey, job_id: str | None) -> Listener:
         raise ApiError(429, "TooManyStreams", str(exc), headers={"Retry-After": "5"}) from None
 
 
-def job_stream(request: Request, job_id: str, key: ApiKey) -> AsyncIterator[dict]:
-    return _job_events(request, job_id, listen(request, key, job_id))
+def job_stream(request: Request, queue: GeoQueue, job_id: str, key: ApiKey) -> AsyncIterator[dict]:
+    """One job of `queue`'s app, under the app's own id."""
+    return _job_events(queue, job_id, request.app.state.events, listen(request, key, queue.stored(job_id)))
 
 
 def all_stream(request: Request, key: ApiKey) -> AsyncIterator[dict]:
-    return _all_events(request, listen(request, key, None))
+    """The changes of every job of the key's app, under its own ids; other apps' jobs are not seen."""
+    return _all_events(key.app, request.app.state.events, listen(request, key, None))
 
 
-async def _job_events(request: Request, job_id: str, listener: Listener) -> AsyncIterator[dict]:
+async def _job_events(queue: GeoQueue, job_id: str, hub: EventHub, listener: Listener) -> AsyncIterator[dict]:
     try:
-        await request.app.state.events.ready()
-        job = await run_in_threadpool(request.app.state.queue.status, job_id)
+        await hub.ready()
+        job = await run_in_threadpool(queue.status, job_id)
         yield {"event": "state", "id": repr(job.updated), "data": json.dumps(summary(job))}
         state = job.state
         while state not in TERMINAL:
@@ -64,23 +66,25 @@ async def _job_events(request: Request, job_id: str, listener: Listener) -> Asyn
                 return  # the client reconnects and reads the job anew
             if data is RESUBSCRIBED:  # changes may have been missed: the job as it is now
                 try:
-                    job = await run_in_threadpool(request.app.state.queue.status, job_id)
+                    job = await run_in_threadpool(queue.status, job_id)
                 except (UnknownJob, redis.RedisError):
                     return  # gone meanwhile, or Redis away again: the client reconnects and finds out
-                data = json.dumps(summary(job))
-            event = json.loads(data)
+                event = summary(job)
+            else:
+                event = event_seen_by(queue.app, json.loads(data))
             kind = "state" if event["state"] != state else "progress"
             state = event["state"]
-            yield {"event": kind, "id": repr(event["updated"]), "data": data}
+            yield {"event": kind, "id": repr(event["updated"]), "data": json.dumps(event)}
     finally:
         listener.close()
 
 
-async def _all_events(request: Request, listener: Listener) -> AsyncIterator[dict]:
+async def _all_events(app: str, hub: EventHub, listener: Listener) -> AsyncIterator[dict]:
     try:
-        await request.app.state.events.ready()
+        await hub.ready()
         while (data := await listener.next()) is not OVERFLOWED:
-            if data is not RESUBSCRIBED:
-                yield {"event": "job", "data": data}
+            event = None if data is RESUBSCRIBED else event_seen_by(app, json.loads(data))
+            if event is not None:
+                yield {"event": "job", "data": json.dumps(event)}
     finally:
         listener.close()

@@ -16,7 +16,7 @@ from api.auth import require
 from api.errors import ApiError
 from api.flower_tasks import job_tasks
 from api.keys import ApiKey, find
-from geoqueue.client import VENDORS, UnknownJob
+from geoqueue.client import VENDORS, GeoQueue, UnknownJob
 from geoqueue.job_record import STATES, Job
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -71,38 +71,44 @@ def logout(request: Request):
 
 
 @router.get("/jobs", response_class=HTMLResponse)
-def jobs_page(request: Request, _: ApiKey = Depends(require("read")), state: str = "", vendor: str = "",
+def jobs_page(request: Request, key: ApiKey = Depends(require("read")), state: str = "", vendor: str = "",
               cursor: str | None = None):
     state = state if state in STATES else ""
     vendor = vendor if vendor in VENDORS else ""
-    found, next_cursor = request.app.state.queue.ledger.page(50, state=state or None, vendor=vendor or None,
-                                                             cursor=cursor)
+    found, next_cursor = request.app.state.queue.as_app(key.app).page(50, state=state or None, vendor=vendor or None,
+                                                                      cursor=cursor)
     return templates.TemplateResponse(request, "jobs.html", {
         "jobs": found, "states": STATES, "vendors": VENDORS, "state": state, "vendor": vendor,
         "next_cursor": next_cursor})
 
 
-def existing_job(request: Request, job_id: str) -> Job:
+def app_queue(request: Request, key: ApiKey) -> GeoQueue:
+    """The queue as the key's app: its own jobs only, another app's is not found."""
+    return request.app.state.queue.as_app(key.app)
+
+
+def existing_job(queue: GeoQueue, job_id: str) -> Job:
     try:
-        return request.app.state.queue.status(job_id)
+        return queue.status(job_id)
     except UnknownJob:
         raise ApiError(404, "UnknownJob", f"no job {job_id}") from None
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-def job_page(request: Request, job_id: str, _: ApiKey = Depends(require("read"))):
-    queue = request.app.state.queue
-    job = existing_job(request, job_id)
+def job_page(request: Request, job_id: str, key: ApiKey = Depends(require("read"))):
+    queue = app_queue(request, key)
+    job = existing_job(queue, job_id)
     items: dict[str, Any] = queue.items(job_id)
     return templates.TemplateResponse(request, "job.html", {
         "job": job, "items": sorted(items.items()), "console": queue.console(job_id)[-200:],
-        "deliveries": queue.ledger.deliveries(job_id), "flower": bool(request.app.state.settings.api_flower_url),
+        "deliveries": queue.deliveries(job_id), "flower": bool(request.app.state.settings.api_flower_url),
         "item_errors": [(item, outcome["error"]) for item, outcome in sorted(items.items())
                         if isinstance(outcome.get("error"), dict)]})
 
 
 @router.get("/jobs/{job_id}/tasks")
-async def tasks_in_flower(request: Request, job_id: str, _: ApiKey = Depends(require("read"))) -> dict[str, Any]:
+async def tasks_in_flower(request: Request, job_id: str, key: ApiKey = Depends(require("read"))) -> dict[str, Any]:
     """The job's tasks as Flower knows them, for its page (which asks once it has loaded)."""
-    await run_in_threadpool(existing_job, request, job_id)
-    return {"tasks": await job_tasks(request.app.state.settings, request.app.state.flower, job_id)}
+    queue = app_queue(request, key)
+    await run_in_threadpool(existing_job, queue, job_id)
+    return {"tasks": await job_tasks(request.app.state.settings, request.app.state.flower, queue.stored(job_id))}

@@ -25,8 +25,9 @@ def submit_schema(job_name: str) -> dict[str, Any]:
             "callback_url": {"type": "string", "format": "uri", "maxLength": 2000,
                              "description": "receives the job's record, signed (Standard Webhooks), when it ends"},
             "job_id": {"type": "string", "pattern": f"^{JOB_ID.pattern}$",
-                       "description": "your own id for the job; the same id with the same name and params is "
-                                      "the same job"},
+                       "description": "your own id for the job, within your app (another app may use the same "
+                                      "id for its own job); the same id with the same name and params is the "
+                                      "same job"},
         },
     }
 
@@ -50,6 +51,7 @@ class Progress(BaseModel):
 
 class JobRecord(BaseModel):
     id: str
+    app: str
     name: str
     vendor: str
     state: str

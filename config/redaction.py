@@ -23,8 +23,9 @@ def secret_values(settings: Settings) -> list[str]:
         value = getattr(settings, name)
         if hasattr(value, "get_secret_value") and value.get_secret_value():
             values.append(value.get_secret_value())
-    # basic-auth "user:password": mask the password alone too
-    return values + [v.split(":", 1)[1] for v in values if ":" in v]
+    # basic-auth "user:password", and "app=secret" entries (per-app secrets): mask each secret alone too
+    return values + [v.split(":", 1)[1] for v in values if ":" in v] + [
+        entry.split("=", 1)[1] for v in values for entry in v.split() if "=" in entry.rstrip("=")]
 
 
 # A pattern above can match only where one of these words is (any case): most lines (a task

@@ -22,7 +22,7 @@ class FleetProcesses:
         webhook deliverer with a fresh signing secret; callbacks on loopback are allowed."""
         from api.keys import new_key
 
-        self.api_key, entry = new_key("local", ["submit", "read"])
+        self.api_key, entry = new_key("local", ["submit", "read"], app="default")  # the CLI's app: pages show its jobs
         self.api_port = free_port()
         self.env.setdefault("GEOQUEUE_WEBHOOK_SECRET", "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())
         self.env.setdefault("GEOQUEUE_WEBHOOK_ALLOW_PRIVATE", "true")

@@ -3,8 +3,9 @@ is the job id. `@task(name, kind="job")` (runtime/tasks.py) registers `fn(job, *
 returns the job's result, or PENDING when the job goes on in other tasks (a fan-out, a poller).
 
 Parameters are checked and normalized once, at submit, by the catalog. A message can reach the
-broker without `submit` (Flower, `send_task`), so the entry checks them again with the same catalog
-and fails the job loudly when they do not pass; the job's record then holds the normalized
+broker without `submit` (Flower, `send_task`), so the entry checks them again with the same catalog,
+and their s3:// inputs and outputs against the places of the job's app (config/apps.py), and fails
+the job loudly, before any read, when they do not pass; the job's record then holds the normalized
 parameters that every later task of the job reads as they are.
 
 Delivery is at least once, so a redelivered message is harmless: a finished job returns its
@@ -15,9 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from config.apps import get_access
 from config.redis_client import get_ledger
 from geoqueue.catalog import CATALOG
-from geoqueue.job_record import QUEUED, RUNNING, SUCCEEDED, check_job_id
+from geoqueue.job_record import QUEUED, RUNNING, SUCCEEDED, app_of, check_stored_id
 from geoqueue.params import InvalidParams
 from runtime import ending
 from runtime.context import JobContext
@@ -30,8 +32,9 @@ PENDING = object()  # returned by a job function whose job continues in other ta
 def run_job(task, fn: Callable[..., Any], params: dict[str, Any]) -> dict[str, Any]:
     job_id, ledger = task.request.id, get_ledger()
     try:
-        check_job_id(job_id)
+        check_stored_id(job_id)
         checked, refusal = CATALOG[task.name].check(params), None
+        get_access().check_params(app_of(job_id), task.name, checked)
     except InvalidParams as exc:
         checked, refusal = params, InvalidInput(str(exc), field=exc.field)
     # A job sent straight through Flower or send_task has no record yet.

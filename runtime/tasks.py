@@ -13,9 +13,13 @@
 Each task declares its retry policy (`retries`: how often a transient failure is tried again;
 default GEOQUEUE_MAX_RETRIES); the guard (runtime/guard.py) applies it. Tasks are shared tasks:
 they bind to whichever Celery app loads their module, so no task module imports the app.
+
+A task that works for a job works for the job's app: the store (services/storage.py) reads and
+writes only where that app may, whatever the task was sent with.
 """
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -23,9 +27,11 @@ from typing import Any
 from celery import shared_task
 
 from config.redis_client import get_redis
+from geoqueue.job_record import app_of
 from runtime import entry, fanout, liveness, steps
 from runtime.guard import JobTask
 from runtime.lease import Lease
+from services.app_context import working_for
 
 PERIODIC_LEASE = "gq:periodic:{name}"
 
@@ -59,6 +65,18 @@ RUNNERS = {"job": entry.job_runner, "control": control_runner, "item": fanout.it
            "step": steps.step_runner, "periodic": periodic_runner}
 
 
+def for_its_app(run: Callable[..., Any], kind: str) -> Callable[..., Any]:
+    """`run`, working for the app of the job it works for: the job's own task has the job's id, the
+    others name it in their kwargs; a periodic task works for no app."""
+    @functools.wraps(run)
+    def in_app(self, *args: Any, **kwargs: Any) -> Any:
+        job_id = self.request.id if kind == "job" else kwargs.get("job_id")
+        with working_for(app_of(job_id) if isinstance(job_id, str) and kind != "periodic" else None):
+            return run(self, *args, **kwargs)
+
+    return in_app
+
+
 def task(name: str | None = None, *, kind: str, retries: int | None = None, **how: Any):
     """Register `fn` as the task `name` of `kind`; `how` holds what the kind needs (see above) and
     Celery's own task options (`ignore_result`, ...)."""
@@ -71,7 +89,7 @@ def task(name: str | None = None, *, kind: str, retries: int | None = None, **ho
     def register(fn: Callable[..., Any]):
         run = RUNNERS[kind](fn, name=name, **how)
         run.__name__, run.__doc__, run.__module__ = fn.__name__, fn.__doc__, fn.__module__
-        return shared_task(bind=True, base=JobTask, name=name, retry_limit=retries, **options)(run)
+        return shared_task(bind=True, base=JobTask, name=name, retry_limit=retries, **options)(for_its_app(run, kind))
 
     return register
 

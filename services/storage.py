@@ -1,9 +1,12 @@
 """Object storage: presigned URLs, streaming reads and writes, and the fleet's output area.
 
 Every output goes inside the output area (GEOQUEUE_S3_BUCKET under GEOQUEUE_S3_OUTPUT_PREFIX):
-a caller-chosen name never leaves it. Storage errors come out typed: a missing object or bucket,
-or a refusal, is an InvalidInput naming the reference; a dropped connection or an S3 5xx is a
-TransientError worth another try.
+a caller-chosen name never leaves it. Every read and write of the fleet's store goes through here,
+and while a task works for a job (services/app_context.py, set by the runtime for each task), each
+is checked against the job's app (config/apps.py): only its own part of the output area is written,
+and only what the app may read is read or presigned for a vendor. Storage errors come out typed: a missing
+object or bucket, or a refusal, is an InvalidInput naming the reference; a dropped connection or an
+S3 5xx is a TransientError worth another try.
 """
 from __future__ import annotations
 
@@ -15,9 +18,12 @@ import boto3
 from botocore.client import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from config.apps import AppAccess, get_access
 from config.settings import SEVEN_DAYS, Settings, get_settings
+from geoqueue.job_record import app_of, own_id
 from geoqueue.s3ref import BadReference, S3Ref, parse_prefix, parse_ref
 from runtime.errors import InvalidInput
+from services.app_context import current_app
 from vendors.errors import TransientError
 
 MISSING = ("404", "NoSuchKey", "NotFound")
@@ -86,11 +92,14 @@ def _client(settings: Settings, endpoint: str | None):
 
 
 class ObjectStore:
-    """S3 for the fleet. With `outputs` set, nothing is written outside that prefix."""
+    """S3 for the fleet. With `outputs` set, nothing is written outside that prefix; with `access`,
+    a task working for an app reads and writes only where that app may."""
 
-    def __init__(self, settings: Settings | None = None, outputs: S3Ref | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, outputs: S3Ref | None = None,
+                 access: AppAccess | None = None) -> None:
         self.settings = settings or get_settings()
         self.outputs = outputs
+        self.access = access
         self.s3 = _client(self.settings, self.settings.s3_endpoint_url)
         # The host is signed into a presigned URL, so URLs for vendors are signed for the public endpoint.
         public = self.settings.s3_public_endpoint_url or self.settings.s3_endpoint_url
@@ -107,6 +116,17 @@ class ObjectStore:
         if self.outputs is not None and not ref.within(self.outputs):
             raise InvalidInput(f"{field + ': ' if field else ''}{ref} is outside the fleet's output area "
                                f"{self.outputs} (GEOQUEUE_S3_BUCKET, GEOQUEUE_S3_OUTPUT_PREFIX)", field=field)
+        self._allowed(ref, field, output=True)
+
+    def _readable(self, ref: S3Ref, field: str | None = None) -> None:
+        self._allowed(ref, field, output=False)
+
+    def _allowed(self, ref: S3Ref, field: str | None, output: bool) -> None:
+        app = current_app()
+        if self.access is not None and app is not None:
+            problem = self.access.refusal(app, field, ref, output)
+            if problem:
+                raise InvalidInput(problem, field=field)
 
     # --- presigning ---
     def _expires(self, expires: int | None) -> int:
@@ -116,6 +136,7 @@ class ObjectStore:
         return expires
 
     def presign_get(self, ref: S3Ref, expires: int | None = None, for_vendor: bool = True) -> str:
+        self._readable(ref)
         client = self.public_s3 if for_vendor else self.s3
         return client.generate_presigned_url("get_object", Params={"Bucket": ref.bucket, "Key": ref.key},
                                              ExpiresIn=self._expires(expires))
@@ -129,6 +150,7 @@ class ObjectStore:
     # --- reading ---
     def size(self, ref: S3Ref, field: str | None = None) -> int | None:
         """The object's size, or None when it does not exist (its bucket must)."""
+        self._readable(ref, field)
         try:
             with typed_errors(ref, field):
                 return int(self.s3.head_object(Bucket=ref.bucket, Key=ref.key)["ContentLength"])
@@ -149,19 +171,23 @@ class ObjectStore:
             return False
 
     def head_bytes(self, ref: S3Ref, count: int = 16) -> bytes:
+        self._readable(ref)
         with typed_errors(ref):
             return self.s3.get_object(Bucket=ref.bucket, Key=ref.key, Range=f"bytes=0-{count - 1}")["Body"].read()
 
     def read(self, ref: S3Ref, field: str | None = None) -> bytes:
+        self._readable(ref, field)
         with typed_errors(ref, field):
             return self.s3.get_object(Bucket=ref.bucket, Key=ref.key)["Body"].read()
 
     def open(self, ref: S3Ref, field: str | None = None):
         """A streaming body: read it in chunks, never whole."""
+        self._readable(ref, field)
         with typed_errors(ref, field):
             return self.s3.get_object(Bucket=ref.bucket, Key=ref.key)["Body"]
 
     def list(self, prefix: S3Ref, field: str | None = None) -> Iterator[tuple[S3Ref, int]]:
+        self._readable(prefix, field)
         paginator = self.s3.get_paginator("list_objects_v2")
         with typed_errors(prefix, field):
             for page in paginator.paginate(Bucket=prefix.bucket, Prefix=prefix.key):
@@ -192,7 +218,12 @@ def output_area(settings: Settings) -> S3Ref:
     return parse_prefix(f"s3://{settings.s3_bucket}/{settings.s3_output_prefix}", "GEOQUEUE_S3_OUTPUT_PREFIX")
 
 
+def default_outputs(job_id: str, vendor: str) -> S3Ref:
+    """Where a job's outputs go when it names none: `<its app's part>/<vendor>/<its app's id>/`."""
+    return get_access().default_output(app_of(job_id), vendor).child(f"{own_id(job_id)}/")
+
+
 @functools.lru_cache(maxsize=1)
 def get_store() -> ObjectStore:
-    """The fleet's store: writes only inside the output area."""
-    return ObjectStore(outputs=output_area(get_settings()))
+    """The fleet's store: writes only inside the output area, and each app only in its part."""
+    return ObjectStore(outputs=output_area(get_settings()), access=get_access())

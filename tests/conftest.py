@@ -26,6 +26,8 @@ TEST_SETTINGS = {
     "GEOQUEUE_CONTROL_CONCURRENCY": "2",
     "GEOQUEUE_TRANSFER_CONCURRENCY": "4",
     "GEOQUEUE_WEBHOOK_BACKOFF_INITIAL": "0.5",  # a failing receiver is tried again within seconds
+    # Jobs read the fleet's bucket, and a bucket that does not exist: the errors of a missing bucket.
+    "GEOQUEUE_S3_READABLE": "s3://geoqueue/ s3://no-such-bucket-4711/",
 }
 
 

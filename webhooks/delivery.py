@@ -4,17 +4,20 @@ The ledger's transition script appends every job end to the stream `gq:ended` in
 that ends the job, so no end is lost however a process dies. A deliverer reads the stream in a
 consumer group (an entry a dead deliverer had taken is claimed again after a minute), turns each
 entry into a delivery scheduled in Redis, and posts the job's record, signed per Standard
-Webhooks, until the receiver answers 2xx or the retry window closes. Each attempt and its outcome
-is kept on the job (`Ledger.deliveries`). The webhook-id is the same on every attempt, so a
-receiver can drop repeats: delivery is at least once.
+Webhooks with its app's secret (GEOQUEUE_WEBHOOK_APP_SECRETS, else the fleet's), until the receiver
+answers 2xx or the retry window closes. Each attempt and its outcome is kept on the job
+(`Ledger.deliveries`). The webhook-id is drawn at random for each message (a job's end), so nobody
+can know it before the post, and is the same on every attempt, so a receiver can drop repeats:
+delivery is at least once.
 
     gq:webhooks:due        sorted set: job id -> time of its next attempt (a taken one is leased ahead)
-    gq:webhook:<id>        hash: url, msg_id, ended (epoch s), attempts
+    gq:webhook:<id>        hash: url, msg_id, entry (the end it is for), ended (epoch s), attempts
 """
 from __future__ import annotations
 
 import json
 import logging
+import secrets
 import signal
 import socket
 import time
@@ -29,11 +32,12 @@ from requests_hardened import Config, Manager
 from requests_hardened.ip_filter import InvalidIPAddress
 from standardwebhooks import Webhook
 
+from config.apps import AppAccess
 from config.redis_client import get_redis
 from config.settings import Settings, get_settings
 from geoqueue.backoff import backoff, equal_jitter
 from geoqueue.callback_url import shown_url
-from geoqueue.job_record import Job
+from geoqueue.job_record import Job, app_of
 from geoqueue.ledger import Ledger
 from geoqueue.ledger_keys import ENDED_STREAM
 from webhooks.destinations import CallbackRefused, check_destination
@@ -69,9 +73,9 @@ def retry_delay(attempts: int, settings: Settings) -> float:
 
 
 def payload(job: Job) -> str:
-    """What a receiver gets: the job's record (s3:// references and typed errors only), not where
-    it is posted. Standard Webhooks' envelope: type, timestamp, data."""
-    data = job.to_dict()
+    """What a receiver gets: the job's record as its app sees it (its own id; s3:// references and
+    typed errors only), not where it is posted. Standard Webhooks' envelope: type, timestamp, data."""
+    data = job.seen_by_its_app().to_dict()
     del data["callback_url"]
     return json.dumps({"type": f"job.{job.state}", "timestamp": datetime.fromtimestamp(job.updated, UTC)
                        .isoformat().replace("+00:00", "Z"), "data": data}, separators=(",", ":"))
@@ -94,7 +98,8 @@ class Deliverer:
         self.redis = client
         self.settings = settings
         self.ledger = Ledger(client, ttl=settings.result_expires)
-        self.signer = Webhook(settings.webhook_secret.get_secret_value())
+        self.access = AppAccess(settings)
+        self.signers: dict[str, Webhook] = {}
         self.name = name or f"{socket.gethostname()}-{id(self):x}"
         self._take = client.register_script(_TAKE)
 
@@ -116,21 +121,22 @@ class Deliverer:
         entries = claimed + [entry for _, stream_entries in fresh for entry in stream_entries]
         for entry_id, fields in entries:
             if fields:  # a claimed entry trimmed from the stream comes back empty
-                self.schedule(fields["id"], fields["state"], int(entry_id.split("-")[0]) / 1000)
+                self.schedule(fields["id"], fields["state"], int(entry_id.split("-")[0]) / 1000, entry_id)
             self.redis.xack(ENDED_STREAM, GROUP, entry_id)
         return len(entries)
 
-    def schedule(self, job_id: str, state: str, ended: float) -> None:
+    def schedule(self, job_id: str, state: str, ended: float, entry: str | None = None) -> None:
+        """A delivery of the job's end `entry` (its stream entry), under a webhook-id of its own."""
         job = self.ledger.get(job_id)
         url = (job.callback_url if job else "") or self.settings.webhook_default_url
         if job is None or not url:
             return  # at least one attempt, however late: the window bounds the retries only
-        key = state_key(job_id)
-        msg_id = f"msg_{job_id}_{state}"
-        if self.redis.hget(key, "msg_id") == msg_id:
-            return  # a redelivered entry: already scheduled
+        key, entry = state_key(job_id), entry or f"{state}@{ended}"
+        if self.redis.hget(key, "entry") == entry:
+            return  # a redelivered entry: already scheduled, under its webhook-id
+        msg_id = "msg_" + secrets.token_hex(16)  # random: a forger cannot know it ahead of the real post
         pipe = self.redis.pipeline()
-        pipe.hset(key, mapping={"url": url, "msg_id": msg_id, "ended": ended, "attempts": 0})
+        pipe.hset(key, mapping={"url": url, "msg_id": msg_id, "entry": entry, "ended": ended, "attempts": 0})
         pipe.expire(key, self.settings.webhook_retry_window + 3600)
         pipe.zadd(DUE_KEY, {job_id: time.time()})
         pipe.execute()
@@ -157,7 +163,7 @@ class Deliverer:
         try:
             check_destination(state["url"], self.settings.webhook_allow_private)
             body = payload(job)
-            signature = self.signer.sign(state["msg_id"], datetime.fromtimestamp(int(started), UTC), body)
+            signature = self.signer(job).sign(state["msg_id"], datetime.fromtimestamp(int(started), UTC), body)
             with posting_session(self.settings.webhook_allow_private) as session:
                 response = session.post(state["url"], data=body.encode(), timeout=self.settings.webhook_timeout,
                                         allow_redirects=False, headers={
@@ -191,6 +197,13 @@ class Deliverer:
         log.info("webhook %s attempt %d to %s: %s %s", state["msg_id"], number, outcome["url"], outcome["outcome"],
                  outcome.get("status", outcome.get("error", "")))
         return outcome
+
+    def signer(self, job: Job) -> Webhook:
+        """The signer of the job's app: its own secret, else the fleet's."""
+        secret = self.access.webhook_secret(app_of(job.id)) or ""
+        if secret not in self.signers:
+            self.signers[secret] = Webhook(secret)
+        return self.signers[secret]
 
     # --- the loop ---
     def run(self, stopping: list) -> None:

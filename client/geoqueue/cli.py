@@ -82,6 +82,10 @@ def print_items(items: dict[str, dict]) -> None:
         print(f"{item}  {shown}")
 
 
+def is_http(url: str | None) -> bool:
+    return bool(url) and url.startswith(("http://", "https://"))
+
+
 def job_names(prefix: str, **_) -> list[str]:
     return [name for name in CATALOG if name.startswith(prefix)]
 
@@ -95,7 +99,7 @@ def recent_job_ids(prefix: str, parsed_args, **_) -> list[str]:
 
 
 def enable_completion(parser: argparse.ArgumentParser) -> None:
-    """Tab completion when argcomplete is installed (`pip install 'geoqueue[cli]'`), then once:
+    """Tab completion when argcomplete is installed (`pip install './client[cli]'`), then once:
     eval "$(register-python-argcomplete geoqueue)"."""
     try:
         import argcomplete
@@ -112,7 +116,11 @@ def plugin_commands() -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="geoqueue", description=__doc__)
-    parser.add_argument("--redis-url", help="the fleet's Redis (default: $GEOQUEUE_REDIS_URL)")
+    parser.add_argument("--redis-url", "--url", dest="redis_url",
+                        help="the fleet's Redis (default: $GEOQUEUE_REDIS_URL), or the HTTP API's URL "
+                             "(https://..., with the key in $GEOQUEUE_API_KEY)")
+    parser.add_argument("--app", help="over Redis: the app to act as (default: $GEOQUEUE_APP, else 'default'); "
+                                      "over HTTP the key's app")
     sub = parser.add_subparsers(dest="command", required=True)
 
     submit = sub.add_parser("submit", help="enqueue a job and print its id")
@@ -147,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in plugins:
         return plugins[args.command](args.args)
 
-    queue = GeoQueue(args.redis_url)
     try:
+        queue = GeoQueue(args.redis_url) if is_http(args.redis_url) else GeoQueue(args.redis_url, app=args.app)
         if args.command == "submit":
             job_id = queue.submit(args.name, parse_params(args.param, args.json), job_id=args.job_id)
             print(job_id)

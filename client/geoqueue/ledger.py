@@ -14,8 +14,8 @@ from typing import Any
 
 import redis
 
-from geoqueue.job_record import JOB_ID, QUEUED, STATES, Job, canonical, check_state
-from geoqueue.ledger_keys import COUNTS_KEY, EXPIRING_KEY, VENDORS_KEY, index_key, job_key
+from geoqueue.job_record import DEFAULT_APP, QUEUED, STATES, STORED_ID, Job, app_of, canonical, check_state
+from geoqueue.ledger_keys import APPS_KEY, COUNTS_KEY, EXPIRING_KEY, VENDORS_KEY, index_key, job_key
 from geoqueue.ledger_scripts import (
     ADD_CREDITS_SCRIPT,
     CREATE_SCRIPT,
@@ -48,11 +48,12 @@ class Ledger:
 
     # --- create and read ---
     def create(self, job_id: str, name: str, params: dict, state: str = QUEUED, callback_url: str | None = None) -> int:
-        """Record a new job: CREATED; SAME when the id has a record of this name and params already
-        (a submit again, a redelivered message); CONFLICT when its record is another job's."""
+        """Record a new job under its stored id (geoqueue/job_record.py): CREATED; SAME when the id has
+        a record of this name and params already (a submit again, a redelivered message); CONFLICT
+        when its record is another job's."""
         now, stored, vendor = time.time(), canonical(params), name.split(".", 1)[0]
         record = {
-            "id": job_id, "name": name, "vendor": vendor, "state": state,
+            "id": job_id, "app": app_of(job_id), "name": name, "vendor": vendor, "state": state,
             "phase": state, "done": 0, "total": 0, "params": stored,
             "created": now, "updated": now, "credits": 0, "sent": 0,
         }
@@ -72,12 +73,17 @@ class Ledger:
         """A worker took the job's message: from now on the job is the fleet's to finish."""
         self.redis.hsetnx(job_key(job_id), "taken", time.time())
 
+    def apps(self) -> list[str]:
+        """Every app that has jobs on record, the default one first."""
+        return [DEFAULT_APP, *sorted(self.redis.smembers(APPS_KEY))]
+
     def oldest(self, state: str, limit: int = 100) -> list[Job]:
-        """The jobs longest in the ledger among those in `state`, oldest first."""
+        """The jobs longest in the ledger among those in `state`, oldest first, of every app."""
         check_state(state)
         pipe = self.redis.pipeline(transaction=False)
-        for vendor in sorted(self.redis.smembers(VENDORS_KEY)):
-            pipe.zrange(index_key(vendor, state), 0, limit - 1, withscores=True)
+        for app in self.apps():
+            for vendor in sorted(self.redis.smembers(VENDORS_KEY)):
+                pipe.zrange(index_key(vendor, state, app), 0, limit - 1, withscores=True)
         entries = sorted((score, job_id) for batch in pipe.execute() for job_id, score in batch)[:limit]
         pipe = self.redis.pipeline(transaction=False)
         for _, job_id in entries:
@@ -89,14 +95,16 @@ class Ledger:
         return Job.from_hash(data) if data.get("name") else None
 
     def page(self, limit: int = 50, state: str | None = None, vendor: str | None = None,
-             cursor: str | None = None) -> tuple[list[Job], str | None]:
-        """Newest first, merged from the indexes of these filters; `cursor` (from the previous page)
-        continues after the last job shown. Returns the jobs and the next page's cursor (None at the end).
-        Reads about `limit` entries per index, however many jobs there are."""
+             cursor: str | None = None, app: str | None = None) -> tuple[list[Job], str | None]:
+        """Newest first, merged from the indexes of these filters (one app's, or every app's when `app`
+        is None); `cursor` (from the previous page) continues after the last job shown. Returns the
+        jobs and the next page's cursor (None at the end). Reads about `limit` entries per index,
+        however many jobs there are."""
         if state is not None:
             check_state(state)
         vendors = [vendor] if vendor else sorted(self.redis.smembers(VENDORS_KEY))
-        keys = [index_key(v, s) for v in vendors for s in ([state] if state else STATES)]
+        keys = [index_key(v, s, a) for a in ([app] if app else self.apps())
+                for v in vendors for s in ([state] if state else STATES)]
         top, after = ("+inf", None) if not cursor else _parse_cursor(cursor)
         found: list[Job] = []
         while len(found) < limit:
@@ -120,9 +128,10 @@ class Ledger:
             top, after = repr(entries[-1][0]), entries[-1][1]
         return found, f"{top}:{after}"
 
-    def recent(self, limit: int = 50, state: str | None = None, vendor: str | None = None) -> Iterator[Job]:
-        """Newest first, filtered."""
-        jobs, _ = self.page(limit, state=state, vendor=vendor)
+    def recent(self, limit: int = 50, state: str | None = None, vendor: str | None = None,
+               app: str | None = None) -> Iterator[Job]:
+        """Newest first, filtered (of every app unless `app` is given)."""
+        jobs, _ = self.page(limit, state=state, vendor=vendor, app=app)
         yield from jobs
 
     def counts(self) -> dict[tuple[str, str], int]:
@@ -209,6 +218,6 @@ def _parse_cursor(cursor: str) -> tuple[str, str]:
         finite = False
     if not finite:
         sep = ""
-    if not sep or not JOB_ID.fullmatch(job_id):
+    if not sep or not STORED_ID.fullmatch(job_id):
         raise InvalidParams(f"cursor: {cursor!r} is not a cursor from a previous page", field="cursor")
     return score, job_id

@@ -7,8 +7,12 @@
     gq:job:<id>:deliveries   list of JSON webhook delivery attempts
     gq:jobs:vendor:<v>:state:<s>   sorted set of job ids by creation time: a list reads the
                              indexes of its filters and merges them (one index per vendor and
-                             state, so a job costs one index entry, whatever the filters)
+                             state, so a job costs one index entry, whatever the filters); the
+                             default app's jobs
+    gq:jobs:app:<app>:vendor:<v>:state:<s>   the same, of another app's jobs: an app's list
+                             reads its own indexes only
     gq:jobs:vendors          set of the vendors that have jobs
+    gq:jobs:apps             set of the apps (but the default one) that have jobs
     gq:jobs:counts           hash "<vendor>/<state>" -> jobs on record: a scrape reads this alone
     gq:jobs:expiring         sorted set "<vendor>/<state>/<id>" by the time a finished record expires
     gq:events:<id>           pub/sub channel: a JSON summary of the job at every change
@@ -16,7 +20,10 @@
 """
 from __future__ import annotations
 
+from geoqueue.job_record import DEFAULT_APP
+
 VENDORS_KEY = "gq:jobs:vendors"
+APPS_KEY = "gq:jobs:apps"
 COUNTS_KEY = "gq:jobs:counts"
 EXPIRING_KEY = "gq:jobs:expiring"
 ENDED_STREAM = "gq:ended"
@@ -42,6 +49,6 @@ def event_channel(job_id: str) -> str:
     return f"gq:events:{job_id}"
 
 
-def index_key(vendor: str, state: str) -> str:
-    """The sorted set of the ids of a vendor's jobs in a state, by creation time."""
-    return f"gq:jobs:vendor:{vendor}:state:{state}"
+def index_key(vendor: str, state: str, app: str = DEFAULT_APP) -> str:
+    """The sorted set of the ids of an app's jobs of a vendor in a state, by creation time."""
+    return f"gq:jobs:{'' if app == DEFAULT_APP else f'app:{app}:'}vendor:{vendor}:state:{state}"

@@ -2,6 +2,7 @@
 its event never disagree. Key layout: geoqueue/ledger_keys.py."""
 from __future__ import annotations
 
+from geoqueue.job_record import DEFAULT_APP
 from geoqueue.ledger_keys import ENDED_STREAM_LENGTH, JOB_KEY_SUFFIXES
 
 
@@ -16,8 +17,14 @@ def _lua_table(texts: tuple[str, ...]) -> str:
 _LUA_COMMON = """
 local TERMINAL = {succeeded=true, failed=true, canceled=true}
 local JOB_KEY_SUFFIXES = """ + _lua_table(JOB_KEY_SUFFIXES) + """
-local function index(vendor, state)
-  return 'gq:jobs:vendor:' .. vendor .. ':state:' .. state
+local DEFAULT_APP = '""" + DEFAULT_APP + """'
+-- A job's app, from its stored id (geoqueue/job_record.py): what comes before its one '.', if any.
+local function app_of(id)
+  return string.match(id, '^([^.]+)%.') or DEFAULT_APP
+end
+local function index(app, vendor, state)
+  if app == DEFAULT_APP then return 'gq:jobs:vendor:' .. vendor .. ':state:' .. state end
+  return 'gq:jobs:app:' .. app .. ':vendor:' .. vendor .. ':state:' .. state
 end
 local function publish(key, id)
   local f = redis.call('HMGET', key, 'name', 'vendor', 'state', 'phase', 'done', 'total', 'credits', 'updated', 'error')
@@ -30,7 +37,7 @@ end
 local function forget(member)
   -- member is "<vendor>/<state>/<id>" of a finished record whose time is up
   local vendor, state, id = string.match(member, '^([^/]*)/([^/]*)/(.*)$')
-  redis.call('ZREM', index(vendor, state), id)
+  redis.call('ZREM', index(app_of(id), vendor, state), id)
   redis.call('HINCRBY', 'gq:jobs:counts', vendor .. '/' .. state, -1)
   for _, suffix in ipairs(JOB_KEY_SUFFIXES) do
     redis.call('DEL', 'gq:job:' .. id .. suffix)
@@ -55,8 +62,8 @@ local vendor = redis.call('HGET', KEYS[1], 'vendor') or ''
 redis.call('HSET', KEYS[1], 'state', new, unpack(ARGV, 6))
 if old ~= new then
   local created = redis.call('HGET', KEYS[1], 'created') or now
-  redis.call('ZREM', index(vendor, old), id)
-  redis.call('ZADD', index(vendor, new), created, id)
+  redis.call('ZREM', index(app_of(id), vendor, old), id)
+  redis.call('ZADD', index(app_of(id), vendor, new), created, id)
   redis.call('HINCRBY', 'gq:jobs:counts', vendor .. '/' .. old, -1)
   redis.call('HINCRBY', 'gq:jobs:counts', vendor .. '/' .. new, 1)
   if TERMINAL[old] then
@@ -86,8 +93,10 @@ if name then
 end
 local id, now, vendor, state = ARGV[1], ARGV[2], ARGV[5], ARGV[6]
 redis.call('HSET', KEYS[1], unpack(ARGV, 7))
-redis.call('ZADD', index(vendor, state), now, id)
+local app = app_of(id)
+redis.call('ZADD', index(app, vendor, state), now, id)
 redis.call('SADD', 'gq:jobs:vendors', vendor)
+if app ~= DEFAULT_APP then redis.call('SADD', 'gq:jobs:apps', app) end
 redis.call('HINCRBY', 'gq:jobs:counts', vendor .. '/' .. state, 1)
 publish(KEYS[1], id)
 return 1

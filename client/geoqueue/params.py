@@ -142,9 +142,11 @@ class Choice(Type):
 
 @dataclass(frozen=True)
 class S3Location(Type):
-    """An s3:// reference: an object, or with `prefix` a folder."""
+    """An s3:// reference: an object, or with `prefix` a folder; an input the job reads, or with
+    `output` where it writes. Which apps may read or write where is the fleet's (config/apps.py)."""
 
     prefix: bool = False
+    output: bool = False
 
     def check(self, value: Any, field: str) -> str:
         try:
@@ -161,12 +163,12 @@ class S3Location(Type):
                 "description": "an object: s3://bucket/key"}
 
 
-def S3Object() -> S3Location:
-    return S3Location()
+def S3Object(output: bool = False) -> S3Location:
+    return S3Location(output=output)
 
 
-def S3Prefix() -> S3Location:
-    return S3Location(prefix=True)
+def S3Prefix(output: bool = False) -> S3Location:
+    return S3Location(prefix=True, output=output)
 
 
 @dataclass(frozen=True)
@@ -300,6 +302,11 @@ class JobSpec:
         if self.rule is not None:
             self.rule(checked)
         return checked
+
+    def locations(self, params: dict[str, Any]) -> list[tuple[str, str, S3Location]]:
+        """(field, value, type) of each s3:// input and output given in checked `params`."""
+        return [(name, value, self.params[name].type) for name, value in params.items()
+                if value is not None and isinstance(self.params[name].type, S3Location)]
 
     def schema(self) -> dict[str, Any]:
         """JSON Schema of the `params` object."""

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
-from config.settings import get_settings
 from geoqueue.s3ref import S3Ref
 from runtime import InvalidInput
-from services.storage import ObjectStore, get_store, output_area
+from services.app_context import carried
+from services.storage import ObjectStore, default_outputs, get_store
 from vendors.dronemapper.client import DroneMapperClient
 from vendors.errors import NotFound
 
@@ -42,7 +42,7 @@ def find_images(store: ObjectStore, prefix: S3Ref) -> dict[str, tuple[S3Ref, int
     if empty:
         raise InvalidInput(problems("empty objects", empty), field="images")
     with ThreadPoolExecutor(CHECK_THREADS) as pool:
-        heads = list(pool.map(lambda item: store.head_bytes(item[0], len(JPEG_MAGIC)), objects))
+        heads = list(pool.map(carried(lambda item: store.head_bytes(item[0], len(JPEG_MAGIC))), objects))
     not_jpeg = [str(ref) for (ref, _), head in zip(objects, heads, strict=True) if head != JPEG_MAGIC]
     if not_jpeg:
         raise InvalidInput(problems("not JPEG images", not_jpeg), field="images")
@@ -106,11 +106,11 @@ def existing_project(vendor: DroneMapperClient, project_id: int) -> int:
 
 
 def delivery_prefix(job_id: str, output: str | None) -> S3Ref:
-    """Where the assets go: the given `output`, which must lie inside the fleet's output area, or
-    dronemapper/<job id>/ there."""
+    """Where the assets go: the given `output`, which must lie inside the app's part of the output
+    area, or dronemapper/<job id>/ there."""
     if output is not None:
         return get_store().output(output, "output", prefix=True)
-    return output_area(get_settings()).child(f"dronemapper/{job_id}/")
+    return default_outputs(job_id, "dronemapper")
 
 
 def check_output(store: ObjectStore, job_id: str, output: str | None) -> S3Ref:

@@ -11,12 +11,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from config.redis_client import get_ledger, get_redis
-from config.settings import get_settings
 from geoqueue.job_record import WAITING
 from runtime import JobContext, Once, ending, liveness
 from runtime.context import publish_progress
 from runtime.guard import polled
-from services.storage import get_store, output_area
+from services.storage import default_outputs, get_store
 from tasks.immersal.account import client, poller
 from tasks.immersal.records import (
     ACTIVE_KEY,
@@ -155,8 +154,8 @@ def download(job: JobContext, state: dict) -> None:
     job.progress(STEP_PHASES[DOWNLOAD])
     data = client().download_map(map_id)       # raises (and is retried) when the bytes miss sha256_al
     output = job.params.get("output")
-    target = get_store().output(output, "output") if output else output_area(get_settings()).child(
-        f"immersal/{job.id}/{name}-{map_id}.bytes")
+    target = get_store().output(output, "output") if output else default_outputs(job.id, "immersal").child(
+        f"{name}-{map_id}.bytes")
     get_store().write(target, data)
     ending.succeed(job.id, {"map_id": map_id, "name": name, **json.loads(state.get("summary") or "{}"),
                             "status": state.get("status"), "map": target.uri,

@@ -10,7 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from geoqueue.s3ref import S3Ref
 from runtime import InvalidInput
+from services.app_context import carried
 from services.images import looks_like_image
+from services.snippets import snippet
 from services.storage import ObjectStore
 from vendors.immersal import ImmersalClient, ImmersalNotFound
 
@@ -64,8 +66,8 @@ def parse_manifest(text: str, where: str) -> list[dict]:
     header = []
     if missing:
         header.append(f"missing column(s) {', '.join(missing)}")
-    if unknown:
-        header.append(f"unknown column(s) {', '.join(map(repr, unknown))}")
+    if unknown:  # the header may be any object's first line: its cells are quoted as snippets only
+        header.append("unknown column(s) " + ", ".join(f"{columns.index(c) + 1} {snippet(c)}" for c in unknown))
     if gps_columns and len(gps_columns) != len(GPS_FIELDS):
         header.append("latitude, longitude and altitude columns go together")
     if header:
@@ -75,7 +77,8 @@ def parse_manifest(text: str, where: str) -> list[dict]:
         try:
             rows.append(parse_row(raw, bool(gps_columns)) | {"line": line})
         except RowError as exc:
-            problems.append(f"line {line} ({(raw.get('file') or '').strip() or 'no file'}): {exc}")
+            file = (raw.get("file") or "").strip()
+            problems.append(f"line {line} ({snippet(file, quoted=False) if file else 'no file'}): {exc}")
     if not rows and not problems:
         problems.append("no image rows")
     problems += clashes(rows)
@@ -102,25 +105,25 @@ def parse_row(raw: dict, has_gps: bool) -> dict:
         except ValueError:
             parsed = math.nan
         if not math.isfinite(parsed):
-            problems.append(f"{name} is not a number: {value!r}")
+            problems.append(f"{name} is not a number: {snippet(value)}")
             return 0.0
         return parsed
 
     def whole(name: str) -> int:
         value = text(name)
         if value and not value.isdigit():
-            problems.append(f"{name} must be a whole number >= 0, got {value!r}")
+            problems.append(f"{name} must be a whole number >= 0, got {snippet(value)}")
         return int(value) if value.isdigit() else 0
 
     if None in raw:
         problems.append("more cells than columns")
     file = text("file")
     if file and (file.startswith("/") or "\\" in file or ".." in file.split("/")):
-        problems.append(f"file must be a name relative to the images prefix, got {file!r}")
+        problems.append(f"file must be a name relative to the images prefix, got {snippet(file)}")
     run, index = whole("run"), whole("index")
     anchor_cell = (raw.get("anchor") or "").strip().lower()
     if anchor_cell not in TRUE_WORDS | FALSE_WORDS:
-        problems.append(f"anchor must be 1/0, true/false or yes/no, got {anchor_cell!r}")
+        problems.append(f"anchor must be 1/0, true/false or yes/no, got {snippet(anchor_cell)}")
     position = [number(k) for k in POSITION_FIELDS]
     rotation = [[number(f"r{i}{j}") for j in range(3)] for i in range(3)]
     intrinsics = [number(k) for k in INTRINSIC_FIELDS]
@@ -143,7 +146,7 @@ def parse_gps(raw: dict, problems: list[str]) -> list[float] | None:
     try:
         latitude, longitude, altitude = (float(c) for c in cells)
     except ValueError:
-        problems.append(f"latitude, longitude, altitude must be numbers, got {', '.join(map(repr, cells))}")
+        problems.append(f"latitude, longitude, altitude must be numbers, got {', '.join(map(snippet, cells))}")
         return None
     finite = all(map(math.isfinite, (latitude, longitude, altitude)))
     if not (finite and -90 <= latitude <= 90 and -180 <= longitude <= 180):
@@ -162,7 +165,7 @@ def clashes(rows: list[dict]) -> list[str]:
             problems.append(f"lines {seen_pairs[pair]} and {row['line']} both have run {pair[0]} index {pair[1]}")
         seen_pairs.setdefault(pair, row["line"])
         if row["file"] in seen_files:
-            problems.append(f"lines {seen_files[row['file']]} and {row['line']} both name {row['file']!r}")
+            problems.append(f"lines {seen_files[row['file']]} and {row['line']} both name {snippet(row['file'])}")
         seen_files.setdefault(row["file"], row["line"])
         if row["anchor"]:
             if anchor is not None:
@@ -185,7 +188,7 @@ def check_images(store: ObjectStore, prefix: S3Ref, manifest: S3Ref, rows: list[
     problems += [f"{S3Ref(prefix.bucket, key)} is not in the manifest" for key in sorted(set(listed) - set(wanted))]
     present = sorted(key for key in wanted if listed.get(key))
     with ThreadPoolExecutor(CHECK_THREADS) as pool:
-        heads = pool.map(lambda key: store.head_bytes(S3Ref(prefix.bucket, key), 8), present)
+        heads = pool.map(carried(lambda key: store.head_bytes(S3Ref(prefix.bucket, key), 8)), present)
         problems += [f"{S3Ref(prefix.bucket, key)} is not a PNG or JPEG image"
                      for key, head in zip(present, heads, strict=True) if not looks_like_image(head)]
     if problems:

@@ -20,19 +20,16 @@ from geoqueue.s3ref import S3Ref
 from runtime import PENDING, InvalidInput, JobContext, on_job_end, task
 from runtime.fanout import Fanout
 from services.images import check_image
-from services.storage import get_store, object_ref, prefix_ref
+from services.storage import default_outputs, get_store, object_ref, prefix_ref
 from tasks.immersity.records import Credits
-from tasks.immersity.workflow import (
-    calls_per_image,
-    client,
-    default_outputs,
-    output_for,
-    paid_call,
-    process_image,
-    reserve_credits,
-)
+from tasks.immersity.workflow import calls_per_image, client, output_for, paid_call, process_image, reserve_credits
 
 ITEM_TASK = "immersity.item"
+
+
+def outputs_of(job_id: str) -> S3Ref:
+    """Where the job's outputs go when it names none: immersity/<job id>/ in its app's part."""
+    return default_outputs(job_id, "immersity")
 
 
 @on_job_end
@@ -45,12 +42,12 @@ def disparity(job: JobContext, image: str, output: str | None = None, options: d
               animation: dict | None = None, animation_output: str | None = None) -> dict[str, Any]:
     """A disparity map for one image (and its animation when `animation` is given)."""
     source, store = object_ref(image, "image"), get_store()
-    out = store.output(output, "output") if output else output_for(source, default_outputs(job.id), ".png")
+    out = store.output(output, "output") if output else output_for(source, outputs_of(job.id), ".png")
     anim_out = None
     if animation is not None:
         suffix = "." + animation.get("animationType", "mp4")
         anim_out = (store.output(animation_output, "animation_output") if animation_output
-                    else output_for(source, default_outputs(job.id), suffix))
+                    else output_for(source, outputs_of(job.id), suffix))
     check_image(get_store(), source, "image")
     reserve_credits(job.id, 1, calls_per_image(animation))
     job.progress("disparity", 0, 1)
@@ -66,7 +63,7 @@ def animation(job: JobContext, image: str, disparity: str, output: str | None = 
     source, depth, store = object_ref(image, "image"), object_ref(disparity, "disparity"), get_store()
     options = options or {}
     kind = options.get("animationType", "mp4")
-    out = store.output(output, "output") if output else output_for(source, default_outputs(job.id), f".{kind}")
+    out = store.output(output, "output") if output else output_for(source, outputs_of(job.id), f".{kind}")
     check_image(get_store(), source, "image")
     check_image(get_store(), depth, "disparity")
     reserve_credits(job.id, 1, [("animation", kind)])
@@ -101,7 +98,7 @@ def batch_places(job_id: str, prefix: str, output_prefix: str | None) -> tuple[s
     """A batch's source bucket and output prefix, worked out once per batch in a worker process
     (every image of it asks)."""
     outputs = get_store().output(output_prefix, "output_prefix", prefix=True) if output_prefix \
-        else default_outputs(job_id)
+        else outputs_of(job_id)
     return prefix_ref(prefix, "prefix").bucket, outputs
 
 

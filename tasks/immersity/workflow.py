@@ -12,7 +12,7 @@ from config.redis_client import get_redis
 from config.settings import Settings, get_settings
 from geoqueue.s3ref import S3Ref
 from runtime import BudgetExceeded, JobContext, Once, ending
-from services.storage import get_store, output_area
+from services.storage import get_store
 from services.token_cache import RedisTokenStore
 from services.vendor_clients import call_retries, vendor_client
 from tasks.immersity.records import Credits
@@ -55,10 +55,6 @@ def reserve_credits(job_id: str, images: int, calls: list[tuple[str, str]]) -> i
         raise BudgetExceeded(f"the job needs {cost} credits but the budget of {budget.limit} has "
                              f"{budget.limit - spent - reserved} left", needed=cost, spent=spent)
     return cost
-
-
-def default_outputs(job_id: str) -> S3Ref:
-    return output_area(get_settings()).child(f"immersity/{job_id}/")
 
 
 def output_for(image: S3Ref, output_prefix: S3Ref, suffix: str) -> S3Ref:

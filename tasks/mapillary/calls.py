@@ -20,6 +20,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from services.app_context import carried
+
 # Threads are made as calls need them and kept; the bound that matters is each task's `limit`.
 POOL_THREADS = 2048
 WAKE_SECONDS = 1.0      # the task's thread looks up at least this often (the watchdog's soft limit lands then)
@@ -68,7 +70,7 @@ class Calls:
             while self.waiting or self.running:
                 while self.waiting and len(self.running) < self.limit:
                     call, args, then = self.waiting.popleft()
-                    future = pool().submit(call, *args)
+                    future = pool().submit(carried(call), *args)  # working for this job's app there too
                     self.running[future] = then
                     future.add_done_callback(self.ended.put)
                 future = self._next_ended()

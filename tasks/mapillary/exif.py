@@ -17,6 +17,8 @@ from typing import Any
 
 import exifread
 
+from services.snippets import snippet
+
 JPEG_MAGIC = b"\xff\xd8\xff"
 # EXIF lives in the APP1 segment at the start of the file, which cannot exceed 64 KiB.
 EXIF_HEAD_BYTES = 128 * 1024
@@ -88,7 +90,7 @@ def _coordinate(tags: dict[str, Any], axis: str, refs: tuple[str, str], bound: f
         raise Rejected(f"no GPS {axis.lower()} reference {'/'.join(refs)} (Exif.GPSInfo.GPS{axis}Ref)")
     degrees = _degrees(value)
     if degrees is None or degrees > bound:
-        raise Rejected(f"GPS {axis.lower()} {value!r} is not a valid angle")
+        raise Rejected(f"GPS {axis.lower()} {snippet(value)} is not a valid angle")
     return -degrees if ref.strip().upper() == refs[1] else degrees
 
 
@@ -115,7 +117,7 @@ def _parse_time(value: Any, subsec: Any, name: str) -> float:
     try:
         moment = datetime(*map(int, match.groups()), tzinfo=UTC)
     except (AttributeError, ValueError):
-        raise Rejected(f"capture time {value!r} in {name} is not YYYY:MM:DD HH:MM:SS") from None
+        raise Rejected(f"capture time {snippet(value)} in {name} is not YYYY:MM:DD HH:MM:SS") from None
     digits = str(subsec or "").strip()
     fraction = float(f"0.{digits}") if digits.isdigit() else 0.0
     return moment.timestamp() + fraction
@@ -127,7 +129,8 @@ def _gps_time(date: Any, stamp: Any) -> float:
         day = datetime(*map(int, match.groups()), tzinfo=UTC)
         hours, minutes, seconds = (float(part) for part in stamp)
     except (AttributeError, ValueError, TypeError):
-        raise Rejected(f"GPS date {date!r} and time {stamp!r} (Exif.GPSInfo.GPSDateStamp) are not readable") from None
+        raise Rejected(f"GPS date {snippet(date)} and time {snippet(stamp)} (Exif.GPSInfo.GPSDateStamp) are not "
+                       "readable") from None
     return (day + timedelta(hours=hours, minutes=minutes, seconds=seconds)).timestamp()
 
 

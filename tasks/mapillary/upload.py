@@ -10,6 +10,7 @@ from config.redis_client import get_redis
 from geoqueue.s3ref import S3Ref
 from runtime import CutOff, InvalidInput, JobContext, Once
 from runtime.fanout import Fanout
+from services.app_context import carried
 from services.storage import ObjectStore, get_store
 from tasks.mapillary.account import RESUMABLE, client, legacy_credentials, upload_protocol
 from tasks.mapillary.exif import EXIF_HEAD_BYTES, Geotag, Rejected, read_geotag
@@ -43,7 +44,7 @@ def make_upload_plan(job: JobContext, prefix: S3Ref, protocol: str) -> dict[str,
         raise InvalidInput(f"images: nothing found under {prefix}", field="images")
     job.progress(f"checking EXIF of {len(objects)} images")
     with ThreadPoolExecutor(CHECK_THREADS) as pool:
-        checked = list(pool.map(lambda found: check_image(store, *found), objects))
+        checked = list(pool.map(carried(lambda found: check_image(store, *found)), objects))
     rejected = {ref.uri: reason for (ref, _), reason in zip(objects, checked, strict=True) if isinstance(reason, str)}
     placed = [Placed(ref.key, geotag) for (ref, _), geotag in zip(objects, checked, strict=True)
               if isinstance(geotag, Geotag)]

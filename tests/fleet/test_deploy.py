@@ -72,3 +72,34 @@ def test_the_fleet_image_carries_no_sandbox():
     assert compose["control"]["build"]["target"] == "fleet"
     assert compose["sandbox"]["build"]["target"] == "sandbox"
     assert any("'.[local]'" in line for line in dockerfile_stages()["sandbox"])
+
+
+def test_redis_asks_for_a_password_everywhere_it_is_deployed():
+    """Whoever reaches Redis is the fleet's admin: every deploy runs it with a password, and every
+    process (and KEDA) gets the password from a secret, never from plain settings."""
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    assert "--requirepass ${GEOQUEUE_REDIS_PASSWORD:?" in compose["services"]["redis"]["command"]
+    assert compose["x-geoqueue"]["environment"]["GEOQUEUE_REDIS_URL"].startswith(
+        "redis://:${GEOQUEUE_REDIS_PASSWORD:?")
+    assert "GEOQUEUE_REDIS_PASSWORD=" in (DEPLOY / "env.example").read_text()
+    documents = [doc for _, doc in k8s_documents()]
+    [redis_set] = [doc for doc in documents if doc["kind"] == "StatefulSet"]
+    assert "--requirepass" in redis_set["spec"]["template"]["spec"]["containers"][0]["command"]
+    configmap = next(doc for doc in documents if doc["kind"] == "ConfigMap")
+    assert "GEOQUEUE_REDIS_URL" not in configmap["data"]
+    secrets = {doc["metadata"]["name"]: doc for doc in documents if doc["kind"] == "Secret"}
+    assert {"GEOQUEUE_REDIS_URL", "GEOQUEUE_REDIS_PASSWORD"} <= set(secrets["geoqueue-redis"]["stringData"])
+    for doc in documents:
+        if doc["kind"] == "Deployment":
+            sources = doc["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+            assert {"secretRef": {"name": "geoqueue-redis"}} in sources, doc["metadata"]["name"]
+        if doc["kind"] == "ScaledObject":
+            assert doc["spec"]["triggers"][0]["authenticationRef"] == {"name": "geoqueue-redis"}
+    assert "requirepass" in (DEPLOY / "systemd" / "README.md").read_text()
+
+
+def test_compose_publishes_redis_flower_and_metrics_on_no_public_interface():
+    services = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]
+    assert "ports" not in services["redis"]
+    for name in ("flower", "metrics", *STAND_INS):
+        assert services[name]["ports"] and all(p.startswith("127.0.0.1:") for p in services[name]["ports"]), name

@@ -65,3 +65,19 @@ def test_shell_completion_offers_commands_and_job_names(tmp_path):
            "_ARGCOMPLETE_STDOUT_FILENAME": str(out), "_ARGCOMPLETE_IFS": "\n"}
     subprocess.run([sys.executable, "-m", "geoqueue.cli"], env=env, capture_output=True, timeout=60)
     assert set(out.read_text().split()) >= {"immersity.batch", "immersity.disparity", "immersity.animation"}
+
+
+def test_the_command_acts_as_an_app_over_redis_and_as_its_keys_app_over_http(stack, queue):
+    own, other = f"cli-own-{stack.api_port}", f"cli-other-{stack.api_port}"
+    queue.ledger.create(own, "immersity.batch", {"prefix": "s3://geoqueue/own/"})
+    queue.ledger.create(queue.as_app("app-cli").stored(other), "immersity.batch", {"prefix": "s3://geoqueue/o/"})
+    for job_id in (own, queue.as_app("app-cli").stored(other)):
+        queue.ledger.transition(job_id, "canceled")
+    as_app = json.loads(geoqueue(stack, "--app", "app-cli", "status", other, "-o", "json").stdout)
+    assert (as_app["id"], as_app["app"], as_app["state"]) == (other, "app-cli", "canceled")
+    assert geoqueue(stack, "status", other).returncode == 2          # not the default app's
+    over_http = subprocess.run([sys.executable, "-m", "geoqueue.cli", "--url", stack.api_url, "list", "--state",
+                                "canceled", "--limit", "500", "-o", "json"], capture_output=True, text=True,
+                               timeout=60, env={**os.environ, "GEOQUEUE_API_KEY": stack.api_key})
+    listed = [job["id"] for job in json.loads(over_http.stdout)]
+    assert own in listed and other not in listed  # the stack's key is of the default app

@@ -14,7 +14,7 @@ from collections import Counter
 import pytest
 import redis
 
-from geoqueue import GeoQueue
+from geoqueue import GeoQueue, UnknownJob
 from geoqueue.job_record import CANCELED, FAILED, RUNNING, STATES, SUCCEEDED
 from geoqueue.ledger import Ledger
 from geoqueue.ledger_keys import ENDED_STREAM, EXPIRING_KEY, event_channel, index_key, job_key
@@ -91,6 +91,30 @@ def test_every_key_of_a_job_expires_with_it_and_late_writes_go_with_the_sweep(le
     time.sleep(2.2)
     assert ledger.expire_due() == 2
     assert not any(ledger.redis.exists(key) for key in keys + late)
+
+
+def test_two_apps_may_use_one_id_and_each_sees_only_its_own_jobs(stack, ledger):
+    """Job ids are per app: `order-4711` of app-a and of app-b are two records, each listed, read,
+    expired and found by its own app only (the default app's ids are stored as they are)."""
+    url = stack.redis_url.rsplit("/", 1)[0] + "/13"
+    apps = {app: GeoQueue(url, app=app) for app in ("app-a", "app-b", "default")}
+    for app, params in (("app-a", {"n": 1}), ("app-b", {"n": 2}), ("default", {"n": 3})):
+        ledger.create(apps[app].stored("order-4711"), "immersity.batch", params)
+    ledger.record_item(apps["app-a"].stored("order-4711"), "a.jpg", {"ok": True})
+    for app, n in (("app-a", 1), ("app-b", 2), ("default", 3)):
+        job = apps[app].status("order-4711")
+        assert (job.id, job.app, job.params) == ("order-4711", app, {"n": n})
+        assert [(j.id, j.params) for j in apps[app].list()] == [("order-4711", {"n": n})]
+    assert apps["app-a"].items("order-4711") == {"a.jpg": {"ok": True}} and apps["app-b"].items("order-4711") == {}
+    for app in ("app-b", "default"):  # another app's stored id names nothing of this app
+        with pytest.raises(UnknownJob):
+            apps[app].status("app-a.order-4711")
+    assert sorted(j.id for j in ledger.recent(10)) == ["app-a.order-4711", "app-b.order-4711", "order-4711"]
+    ledger.transition("app-b.order-4711", SUCCEEDED, result={})
+    time.sleep(2.2)
+    assert ledger.expire_due() == 1
+    assert apps["app-b"].list() == [] and [j.id for j in apps["app-a"].list()] == ["order-4711"]
+    assert ledger.redis.zcard(index_key("immersity", SUCCEEDED, "app-b")) == 0
 
 
 def test_the_record_ttl_is_the_documented_setting():

@@ -1,9 +1,12 @@
-"""The producer side: the Python API's list/cancel and the `geoqueue` command."""
+"""The producer side: the Python API's list/cancel, its HTTP form and the `geoqueue` command."""
 from __future__ import annotations
 
 import json
 import time
 
+import pytest
+
+from geoqueue import ApiRefused, GeoQueue, InvalidParams, JobConflict, JobFailed, UnknownJob
 from tests.conftest import wait_for_done
 from tests.inputs import prefix_of, put_images
 from tests.probes import geoqueue
@@ -48,3 +51,42 @@ def test_list_filters_by_state(queue, store):
     assert ok.id in [j.id for j in queue.list(state="succeeded")]
     assert bad.id in [j.id for j in queue.list(state="failed")]
     assert bad.id not in [j.id for j in queue.list(state="succeeded")]
+
+
+def test_the_client_over_http_holds_no_redis_and_follows_jobs_by_their_events(stack, store, sandbox):
+    """GeoQueue given the HTTP API's URL and a key: the calls of the Redis form, as the key's app,
+    with waits woken by the job's event stream (the safety re-read is further away than the timeout)."""
+    http = GeoQueue(stack.api_url, api_key=stack.api_key)
+    assert not hasattr(http, "redis") and not hasattr(http, "celery")
+    [image] = put_images(store, 1)
+    job_id = http.submit("immersity.disparity", {"image": image.uri}, job_id=f"http-{image.key.split('/')[1]}")
+    job = http.wait(job_id, timeout=60, poll=120)
+    assert job.id == job_id and job.state == "succeeded" and job.result["disparity"].startswith("s3://")
+    assert job_id in [j.id for j in http.list(500, state="succeeded", vendor="immersity")]
+    assert http.items(job_id) == {} and http.console(job_id) == []
+    assert http.submit("immersity.disparity", {"image": image.uri}, job_id=job_id) == job_id  # the same job
+
+    refs = put_images(store, 3)
+    sandbox.configure("immersity", processing_delay_s=0.5)
+    batch = http.submit("immersity.batch", {"prefix": prefix_of(refs), "max_parallel": 1})
+    dones = [j.done for j in http.watch(batch, poll=120)]
+    assert dones == sorted(dones) and dones[-1] == 3 and len(set(dones)) >= 3, dones
+    assert len(http.items(batch)) == 3
+
+    sandbox.configure("immersity", processing_delay_s=1.0)
+    slow = http.submit("immersity.batch", {"prefix": prefix_of(put_images(store, 4)), "max_parallel": 1})
+    assert http.cancel(slow) is True and http.cancel(slow) is False
+    assert http.wait(slow, timeout=30, raise_on_failure=False).state == "canceled"
+    with pytest.raises(JobFailed):
+        http.wait(slow, timeout=30)
+
+    with pytest.raises(UnknownJob):
+        http.status("no-such-job")
+    with pytest.raises(JobConflict):
+        http.submit("immersity.disparity", {"image": refs[0].uri}, job_id=job_id)
+    with pytest.raises(InvalidParams) as refused:  # the API's refusal, naming the field
+        http.submit("immersity.disparity", {"image": "s3://some-other-bucket/prod/.env"})
+    assert refused.value.field == "image"
+    with pytest.raises(ApiRefused) as unknown_key:
+        GeoQueue(stack.api_url, api_key="gq_not-a-key").list()
+    assert unknown_key.value.status == 401

@@ -64,7 +64,7 @@ JOBS = (
         "options": Param(ServerOptions(), "processing options, checked against the server's"),
         "assets": Param(ListOf(Choice(KNOWN_ASSETS), 1, unique=True), "assets to deliver, default "
                                                                        + ", ".join(DEFAULT_ASSETS)),
-        "output": Param(S3Prefix(), "where the assets go"),
+        "output": Param(S3Prefix(output=True), "where the assets go"),
         "max_parallel_uploads": Param(Whole(1, MAX_PARALLEL_UPLOADS), "images uploading at once"),
     }, rule=one_project, rule_doc="Give `project` or `project_name`, not both."),
     JobSpec("dronemapper.cancel", "Cancel a survey and its vendor task.", {

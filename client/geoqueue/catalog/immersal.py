@@ -68,7 +68,7 @@ JOBS = (
         "window_size": Param(Whole(0), "Immersal's windowSize, default 0 (off)"),
         "options": Param(CONSTRUCT_OPTIONS, "construct options"),
         "extend": Param(ListOf(MAP_ID, unique=True, single=True), "maps restored into the workspace first"),
-        "output": Param(S3Object(), "where the map's .bytes go"),
+        "output": Param(S3Object(output=True), "where the map's .bytes go"),
         "chunk_size": Param(Whole(1, MAX_CHUNK_SIZE), "images per submission task, default 8"),
         "max_parallel": Param(Whole(1, MAX_PARALLEL),
                               "submission tasks at once (default GEOQUEUE_IMMERSAL_MAX_PARALLEL; 2 for an exact "
@@ -79,7 +79,7 @@ JOBS = (
     JobSpec("immersal.stitch", "Fuse finished maps into a new one.", {
         "name": Param(MAP_NAME, "the new map's name", required=True),
         "map_ids": Param(ListOf(MAP_ID, 2, unique=True), "two or more finished maps", required=True),
-        "output": Param(S3Object(), "where the map's .bytes go"),
+        "output": Param(S3Object(output=True), "where the map's .bytes go"),
     }),
     JobSpec("immersal.restore", "Put a map's images back into its workspace, to extend the map.", {
         "map_id": Param(MAP_ID, "the map", required=True),

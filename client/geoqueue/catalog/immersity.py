@@ -29,15 +29,17 @@ ANIMATION_OPTIONS = Options({
 JOBS = (
     JobSpec("immersity.disparity", "A disparity map for one image (and its animation when `animation` is given).", {
         "image": Param(S3Object(), "the image, JPEG or PNG", required=True),
-        "output": Param(S3Object(), "where the PNG disparity map goes (default: the fleet's bucket)"),
+        "output": Param(S3Object(output=True),
+                        "where the PNG disparity map goes (default: in the app's part of the output area)"),
         "options": Param(DISPARITY_OPTIONS, "disparity options"),
         "animation": Param(ANIMATION_OPTIONS, "animation options: also makes an animation from the map"),
-        "animation_output": Param(S3Object(), "where the animation goes"),
+        "animation_output": Param(S3Object(output=True), "where the animation goes"),
     }),
     JobSpec("immersity.batch",
             "Disparity maps (and animations) for every image under a prefix, a bounded number at a time.", {
         "prefix": Param(S3Prefix(), "the images", required=True),
-        "output_prefix": Param(S3Prefix(), "where the outputs go (default: the fleet's bucket)"),
+        "output_prefix": Param(S3Prefix(output=True),
+                               "where the outputs go (default: in the app's part of the output area)"),
         "options": Param(DISPARITY_OPTIONS, "disparity options"),
         "animation": Param(ANIMATION_OPTIONS, "animation options: also makes an animation per image"),
         "max_parallel": Param(Whole(1, MAX_PARALLEL),
@@ -46,7 +48,7 @@ JOBS = (
     JobSpec("immersity.animation", "An animation from an image and its disparity map.", {
         "image": Param(S3Object(), "the image", required=True),
         "disparity": Param(S3Object(), "its disparity map", required=True),
-        "output": Param(S3Object(), "where the animation goes"),
+        "output": Param(S3Object(output=True), "where the animation goes"),
         "options": Param(ANIMATION_OPTIONS, "animation options"),
     }),
 )

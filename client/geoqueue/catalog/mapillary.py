@@ -78,7 +78,7 @@ JOBS = (
         "creator_id": Param(Digits(), "or the creator whose imagery to harvest"),
         "bbox": Param(ListOf(Number(-180, 180), 4, 4), "[min_lon, min_lat, max_lon, max_lat], latitudes within "
                                                        f"±{MERCATOR_LATITUDE} (web mercator)", required=True),
-        "destination": Param(S3Prefix(), "where the CSVs and images go", required=True),
+        "destination": Param(S3Prefix(output=True), "where the CSVs and images go", required=True),
         "fields": Param(ListOf(ImageField(), 1, unique=True), "Graph image fields, default captured_at, "
                                                               "compass_angle, the thumbnail URL and width"),
         "quality": Param(Choice(QUALITIES), "thumbnail size, default 256"),
