@@ -21,13 +21,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.cpu import CpuMeter  # noqa: E402
-from bench.memory import process_tree  # noqa: E402
-from config.settings import Settings  # noqa: E402
-from devstack.local_stack import LocalStack  # noqa: E402
-from devstack.samples import scene  # noqa: E402
-from geoqueue import GeoQueue  # noqa: E402
-from geoqueue.s3ref import S3Ref  # noqa: E402
+from bench.cpu import CpuMeter
+from bench.memory import process_tree
+from config.settings import Settings
+from devstack.local_stack import LocalStack
+from devstack.samples import scene
+from geoqueue import GeoQueue
+from geoqueue.s3ref import S3Ref
 
 
 def put_images(stack: LocalStack, count: int) -> str:

@@ -19,11 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.memory import MiB, PeakMemory, process_tree  # noqa: E402
-from devstack.local_stack import LocalStack  # noqa: E402
-from devstack.samples import scene  # noqa: E402
-from geoqueue import GeoQueue  # noqa: E402
-from geoqueue.s3ref import S3Ref  # noqa: E402
+from bench.memory import MiB, PeakMemory, process_tree
+from devstack.local_stack import LocalStack
+from devstack.samples import scene
+from geoqueue import GeoQueue
+from geoqueue.s3ref import S3Ref
 
 
 def cpu_seconds(processes) -> float:

@@ -45,7 +45,7 @@ class LocalStack(EmbeddedRedis, SandboxServices, FleetProcesses):
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     # --- starting ---
-    def start(self) -> "LocalStack":
+    def start(self) -> LocalStack:
         try:
             self._start()
             if self.supervise:
@@ -125,7 +125,7 @@ class LocalStack(EmbeddedRedis, SandboxServices, FleetProcesses):
             if name in self.processes:
                 self.processes[name].stop()
 
-    def __enter__(self) -> "LocalStack":
+    def __enter__(self) -> LocalStack:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -48,7 +48,7 @@ class WorkerKills:
         """What each worker runs now (`celery inspect active`); {} while Redis is away."""
         try:
             replies = self.control.control.inspect(timeout=0.5).active() or {}
-        except Exception:  # noqa: BLE001 - Redis away, a worker restarting: ask again next round
+        except Exception:  # Redis away, a worker restarting: ask again next round
             return {}
         return {host.split("@")[0]: tasks for host, tasks in replies.items() if host.split("@")[0] in WORKERS}
 

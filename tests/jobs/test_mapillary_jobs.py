@@ -11,7 +11,7 @@ import math
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import piexif
@@ -40,7 +40,7 @@ WALKERS = WORLD.organization_by_slug("sandbox-walkers")   # 1,335 images in 20 s
 REGION = (WORLD.bbox[0] - 0.002, WORLD.bbox[1] - 0.002, WORLD.bbox[2] + 0.002, WORLD.bbox[3] + 0.002)
 TOOLSET_META_COLUMNS = ["seq_id", "img_id", "captured_at", "compass_angle", "thumb_256_url", "width"]
 TRANSFER_PROCESSES = 4                                    # GEOQUEUE_TRANSFER_CONCURRENCY in the test stack
-START = datetime(2025, 5, 1, 9, 0, 0, tzinfo=timezone.utc)
+START = datetime(2025, 5, 1, 9, 0, 0, tzinfo=UTC)
 ORIGIN = (35.17, 33.365)                                  # lat, lon of test tracks
 
 
@@ -314,8 +314,8 @@ def test_fleet_limits_in_redis(stack):
     name = f"test:{uuid.uuid4().hex}"
     daily = Budget(3, 86_400)
     assert [limiter.take(f"{name}:day", daily) for _ in range(3)] == [0.0, 0.0, 0.0]
-    now = datetime.now(timezone.utc)
-    midnight = datetime(now.year, now.month, now.day, tzinfo=timezone.utc) + timedelta(days=1)
+    now = datetime.now(UTC)
+    midnight = datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
     assert limiter.take(f"{name}:day", daily) == pytest.approx((midnight - now).total_seconds(), abs=2)
     with pytest.raises(FleetLimitReached) as caught:
         limiter.acquire(f"{name}:day", daily, max_wait=5)
