@@ -1,5 +1,6 @@
 """The whole stack on one machine, on loopback: Redis, S3 (moto), the sandbox vendors,
-workers per queue, beat, Flower, the HTTP API and the webhook deliverer. Used by `geoqueue stack`, `geoqueue demo` and the tests.
+workers per queue, beat, Flower, the HTTP API and the webhook deliverer. Used by `geoqueue stack`,
+`geoqueue demo` and the tests.
 
 Its parts: Redis (devstack/redis_service.py), the stand-ins (devstack/sandbox_service.py), the
 fleet's workers and API (devstack/fleet_processes.py), the settings its processes get

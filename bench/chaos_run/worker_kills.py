@@ -87,8 +87,8 @@ class WorkerKills:
     def summary(self) -> list[str]:
         restarts = sum((self.stack.supervisor.restarts if self.stack.supervisor else {}).values())
         aimed = ", ".join(f"{what}: {'yes' if hit else 'MISSED'}" for what, hit in self.aimed.items())
-        return [f"{len(self.kills)} SIGKILLs of busy workers ({aimed}); the stack restarted killed workers "
-                f"{restarts} times"]
+        return [(f"{len(self.kills)} SIGKILLs of busy workers ({aimed}); "
+                 f"the stack restarted killed workers {restarts} times")]
 
     def close(self) -> None:
         self.control.close()

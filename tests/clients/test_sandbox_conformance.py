@@ -196,7 +196,8 @@ def test_immersal_a_revoked_token_answers_auth_and_login_gives_the_new_one(sandb
     assert (refused.status_code, refused.json()) == (200, {"error": "auth"})
     new = requests.post(url + "/login", data=credentials, timeout=5).json()["token"]
     assert new != old
-    assert requests.post(url + "/status", data=json.dumps({"token": new, "bank": 0}), timeout=5).json()["error"] == "none"
+    status = requests.post(url + "/status", data=json.dumps({"token": new, "bank": 0}), timeout=5)
+    assert status.json()["error"] == "none"
 
 
 # --- Immersity AI: immersity-ai-api-getting-started.txt ---

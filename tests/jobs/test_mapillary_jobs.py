@@ -90,7 +90,7 @@ def kill_mid_work(stack, *names: str) -> None:
 def read_csv(store, uri: str) -> tuple[list[str], list[dict[str, str]]]:
     reader = csv.reader(io.StringIO(store.read(parse_ref(uri)).decode()))
     header = next(reader)
-    return header, [dict(zip(header, row)) for row in reader]
+    return header, [dict(zip(header, row, strict=True)) for row in reader]
 
 
 def ground_truth(organization) -> tuple[set[str], set[str]]:
@@ -146,7 +146,8 @@ def test_the_tile_drill_fetches_the_tiles_of_a_zoom_level_at_once(queue, sandbox
     sandbox.faults("mapillary", latency_ms=latency * 1000, latency_paths="/tiles/")
     job = queue.wait(queue.submit("mapillary.harvest", harvest_params(WALKERS, destination())), timeout=240)
     assert job.state == "succeeded", job.error
-    served = [(int(e["path"].split("/")[-3]), e["time"]) for e in sandbox.journal("mapillary") if "/tiles/" in e["path"]]
+    served = [(int(e["path"].split("/")[-3]), e["time"])
+              for e in sandbox.journal("mapillary") if "/tiles/" in e["path"]]
     levels = len({z for z, _ in served})
     assert len(served) > 2 * levels + 1, f"too few tiles to tell: {served}"
     span = max(t for _, t in served) - min(t for _, t in served)
