@@ -7,7 +7,7 @@ and its reaped children's seconds.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import psutil
 
@@ -31,7 +31,7 @@ class CpuMeter:
         self.groups = groups
         self.seconds = 0.0
 
-    def __enter__(self) -> "CpuMeter":
+    def __enter__(self) -> CpuMeter:
         self._start = cpu_seconds(*self.groups)
         return self
 

@@ -105,7 +105,8 @@ def main() -> None:
     url = f"redis://127.0.0.1:{port}/0"
     wait_until(lambda: redis_answers(url), 20, "redis")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GEOQUEUE_")}
-    env.update({"GEOQUEUE_REDIS_URL": url, "BENCH_REDIS_URL": url, "GEOQUEUE_CONTROL_CONCURRENCY": str(args.concurrency),
+    env.update({"GEOQUEUE_REDIS_URL": url, "BENCH_REDIS_URL": url,
+                "GEOQUEUE_CONTROL_CONCURRENCY": str(args.concurrency),
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
     names = ["geoqueue", "plain", *(f"undo-{u}" for u in filter(None, args.undo.split(",")))]
     workers = {}
@@ -139,8 +140,8 @@ def main() -> None:
                   f"{', '.join(f'{r:.0f}' for r in rates[name])} | {ms[0]:.2f} | {ms[1]:.2f} | {ms[2]:.2f} |")
         for name in names:
             if name != "plain":
-                print(f"ratio {name}/plain: median {statistics.median(rates[name]) / statistics.median(rates['plain']):.2f}, "
-                      f"best {max(rates[name]) / max(rates['plain']):.2f}")
+                median = statistics.median(rates[name]) / statistics.median(rates["plain"])
+                print(f"ratio {name}/plain: median {median:.2f}, best {max(rates[name]) / max(rates['plain']):.2f}")
     finally:
         for worker in workers.values():
             worker.terminate()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import base64
 import csv
+import functools
 import io
 import json
 import sys
@@ -84,7 +85,8 @@ def put_site(store, photo: bytes, count: int, label: str) -> tuple[str, list[dic
 # --- the baselines: one image after the other ---
 def doc_loop(url: str, store, prefix: str, rows: list[dict]) -> float:
     """The vendor doc's Login and SubmitImage (/captureb64), one image at a time."""
-    token = json.loads(requests.post(url + "/login", data=json.dumps({"login": LOGIN, "password": PASSWORD})).text)["token"]
+    login = requests.post(url + "/login", data=json.dumps({"login": LOGIN, "password": PASSWORD}))
+    token = json.loads(login.text)["token"]
     requests.post(url + "/clear", data=json.dumps({"token": token, "bank": 0, "anchor": True}))
     started = time.perf_counter()
     for row in rows:
@@ -175,6 +177,13 @@ def speed_table(results: list[dict]) -> None:
                   f"{doc / seconds:.1f}x | {cpu} |")
 
 
+def note_quarters(quarters: dict[int, float], memory: PeakMemory, count: int, done: int) -> None:
+    """Note the peak so far (MB) the first time `done` of `count` images passes each quarter."""
+    for quarter in range(1, 4):
+        if done >= quarter * count / 4 and quarter not in quarters:
+            quarters[quarter] = memory.peak_total / 2**20
+
+
 def measure_memory(stack: LocalStack, queue: GeoQueue, store, photo: bytes, counts: list[int]) -> None:
     print("peak memory (RSS, MB) while build_map submits, fresh workers each run:")
     for count in counts:
@@ -184,12 +193,7 @@ def measure_memory(stack: LocalStack, queue: GeoQueue, store, photo: bytes, coun
         control = PeakMemory(process_tree(stack.processes["control"].popen.pid))
         idle = transfer.peak_total
         quarters: dict[int, float] = {}       # the transfer worker's peak so far when a quarter of the images was in
-
-        def progress(done: int) -> None:
-            for quarter in range(1, 4):
-                if done >= quarter * count / 4 and quarter not in quarters:
-                    quarters[quarter] = transfer.peak_total / 2**20
-
+        progress = functools.partial(note_quarters, quarters, transfer, count)
         with transfer, control:
             build(queue, stack, prefix, count, f"BenchMemory{count}", progress)
         so_far = ", ".join(f"{q * 25}% {mb:.0f}" for q, mb in sorted(quarters.items()))

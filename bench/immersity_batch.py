@@ -21,21 +21,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.cpu import CpuMeter  # noqa: E402
-from bench.memory import process_tree  # noqa: E402
-from config.settings import Settings  # noqa: E402
-from devstack.local_stack import LocalStack  # noqa: E402
-from devstack.samples import scene  # noqa: E402
-from geoqueue import GeoQueue  # noqa: E402
-from geoqueue.s3ref import S3Ref  # noqa: E402
+from bench.cpu import CpuMeter
+from bench.memory import process_tree
+from config.settings import Settings
+from devstack.local_stack import LocalStack
+from devstack.samples import scene
+from geoqueue import GeoQueue
+from geoqueue.s3ref import S3Ref
 
 
 def put_images(stack: LocalStack, count: int) -> str:
     prefix = f"bench-immersity/{time.time_ns()}/"
     store = stack.object_store()
+
+    def put_one(i: int) -> None:
+        store.write(S3Ref("geoqueue", f"{prefix}{i:04d}.jpg"), scene(i, 160, 120), "image/jpeg")
+
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda i: store.write(S3Ref("geoqueue", f"{prefix}{i:04d}.jpg"), scene(i, 160, 120), "image/jpeg"),
-                      range(count)))
+        list(pool.map(put_one, range(count)))
     return f"s3://geoqueue/{prefix}"
 
 
@@ -67,8 +70,9 @@ def main() -> None:
     stack = LocalStack(isolated=True, flower=False, beat=False).start()
     try:
         prefix = put_images(stack, args.images)
+        fields = Settings.model_fields
         print(f"{args.images} images, every call held {args.hold:g} s; transfer worker: "
-              f"{Settings.model_fields['transfer_pool'].default} x {Settings.model_fields['transfer_concurrency'].default}")
+              f"{fields['transfer_pool'].default} x {fields['transfer_concurrency'].default}")
         print("| latency | max_parallel | peak calls in flight | wall time | CPU ms/image (workers, Redis) |")
         print("|---|---|---|---|---|")
         for latency in (float(v) for v in args.latency_ms.split(",")):

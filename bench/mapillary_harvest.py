@@ -205,7 +205,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--sequence-images", type=int, default=1000, help="images of the one long sequence")
     parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
-                        help="a GEOQUEUE_ setting for the stack, e.g. MAPILLARY_CALLS_PER_SEQUENCE=32 (default: the fleet's)")
+                        help="a GEOQUEUE_ setting for the stack, e.g. MAPILLARY_CALLS_PER_SEQUENCE=32 "
+                             "(default: the fleet's)")
     args = parser.parse_args()
 
     settings = {f"GEOQUEUE_{k.upper()}": v for k, v in (item.split("=", 1) for item in args.setting)}

@@ -3,7 +3,7 @@ and for the tests that bound a worker's memory."""
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import psutil
 
@@ -41,7 +41,7 @@ class PeakMemory:
                 self.peak[pid] = max(self.peak.get(pid, 0), value)
             self.peak_total = max(self.peak_total, sum(rss.values()))
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         self._thread.start()
         return self
 

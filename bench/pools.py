@@ -19,11 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.memory import MiB, PeakMemory, process_tree  # noqa: E402
-from devstack.local_stack import LocalStack  # noqa: E402
-from devstack.samples import scene  # noqa: E402
-from geoqueue import GeoQueue  # noqa: E402
-from geoqueue.s3ref import S3Ref  # noqa: E402
+from bench.memory import MiB, PeakMemory, process_tree
+from devstack.local_stack import LocalStack
+from devstack.samples import scene
+from geoqueue import GeoQueue
+from geoqueue.s3ref import S3Ref
 
 
 def cpu_seconds(processes) -> float:
@@ -74,7 +74,8 @@ def main() -> None:
     try:
         queue = GeoQueue(stack.redis_url)
         print(f"Immersity calls held {args.hold:g} s each by the stand-in")
-        print(f"  {'pool':<8} {'-c':>4} {'in flight':>9} {'seconds':>8} {'peak RSS':>9} {'RSS/call':>9} {'CPU s/image':>11}")
+        print(f"  {'pool':<8} {'-c':>4} {'in flight':>9} {'seconds':>8} {'peak RSS':>9} {'RSS/call':>9} "
+              f"{'CPU s/image':>11}")
         for pool, concurrency, images in variants:
             r = run(stack, queue, pool, concurrency, images, args.hold)
             print(f"  {r['pool']:<8} {r['concurrency']:>4} {r['in_flight']:>9} {r['seconds']:>8.1f} "

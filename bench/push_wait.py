@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.redis_server import redis_server  # noqa: E402
-from geoqueue import GeoQueue  # noqa: E402
-from geoqueue.job_record import CANCELED, SUCCEEDED, Job  # noqa: E402
+from bench.redis_server import redis_server
+from geoqueue import GeoQueue
+from geoqueue.job_record import CANCELED, SUCCEEDED, Job
 
 POLL_SECONDS = 0.5  # today's wait() and watch()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from devstack.http_demo import submit_over_http
 from devstack.local_stack import LocalStack
@@ -147,7 +147,7 @@ def visual_gps(queue: GeoQueue, site: str, intrinsics: dict, build_job: str) -> 
 def upload_drive(stack: LocalStack, prefix: str) -> str:
     """Two short drives twenty minutes apart (so two sequences), and one photo without EXIF."""
     store = stack.object_store()
-    start = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
     for i in range(12):
         drive, step = divmod(i, 6)
         taken = start + timedelta(minutes=20 * drive, seconds=2 * step)

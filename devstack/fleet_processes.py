@@ -62,7 +62,8 @@ class FleetProcesses:
 
         app = Celery(broker=self.redis_url)
         if self.redis_url.startswith("sentinel://"):
-            app.conf.broker_transport_options = {"master_name": self.env.get("GEOQUEUE_REDIS_SENTINEL_MASTER", "mymaster")}
+            master = self.env.get("GEOQUEUE_REDIS_SENTINEL_MASTER", "mymaster")
+            app.conf.broker_transport_options = {"master_name": master}
         try:
             def ready() -> bool:
                 for name in names:

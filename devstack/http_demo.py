@@ -41,8 +41,10 @@ def submit_over_http(stack: LocalStack, image_uri: str, say) -> bool:
         [request] = receiver.wait_for(1, timeout=120)
         headers = request["headers"]
         say(f"  webhook received at {request['path'].split('?')[0]}: webhook-id {headers['webhook-id']}, "
-            f"webhook-timestamp {headers['webhook-timestamp']}, webhook-signature {headers['webhook-signature'][:18]}...")
-        say(f"  signature {'verified' if request['verified'] else 'NOT verified'} with the fleet's secret (standardwebhooks)")
+            f"webhook-timestamp {headers['webhook-timestamp']}, "
+            f"webhook-signature {headers['webhook-signature'][:18]}...")
+        verified = "verified" if request["verified"] else "NOT verified"
+        say(f"  signature {verified} with the fleet's secret (standardwebhooks)")
         payload = request["payload"]
         if request["verified"]:
             say(f"  {payload['type']}: " + json.dumps(payload["data"]["result"]))

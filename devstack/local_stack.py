@@ -1,5 +1,6 @@
 """The whole stack on one machine, on loopback: Redis, S3 (moto), the sandbox vendors,
-workers per queue, beat, Flower, the HTTP API and the webhook deliverer. Used by `geoqueue stack`, `geoqueue demo` and the tests.
+workers per queue, beat, Flower, the HTTP API and the webhook deliverer. Used by `geoqueue stack`,
+`geoqueue demo` and the tests.
 
 Its parts: Redis (devstack/redis_service.py), the stand-ins (devstack/sandbox_service.py), the
 fleet's workers and API (devstack/fleet_processes.py), the settings its processes get
@@ -45,7 +46,7 @@ class LocalStack(EmbeddedRedis, SandboxServices, FleetProcesses):
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     # --- starting ---
-    def start(self) -> "LocalStack":
+    def start(self) -> LocalStack:
         try:
             self._start()
             if self.supervise:
@@ -125,7 +126,7 @@ class LocalStack(EmbeddedRedis, SandboxServices, FleetProcesses):
             if name in self.processes:
                 self.processes[name].stop()
 
-    def __enter__(self) -> "LocalStack":
+    def __enter__(self) -> LocalStack:
         return self.start()
 
     def __exit__(self, *exc) -> None:

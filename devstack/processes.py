@@ -3,8 +3,10 @@ from __future__ import annotations
 
 # name -> command; ${VAR} is filled from the environment (with the default after ':-').
 PROCESSES = {
-    "control": "celery -A workers worker -Q control -n control@%h -c ${GEOQUEUE_CONTROL_CONCURRENCY:-4} -E --loglevel INFO",
-    "transfer": "celery -A workers worker -Q transfer -n transfer@%h -P ${GEOQUEUE_TRANSFER_POOL:-threads} -c ${GEOQUEUE_TRANSFER_CONCURRENCY:-100} -E --loglevel INFO",
+    "control": ("celery -A workers worker -Q control -n control@%h -c ${GEOQUEUE_CONTROL_CONCURRENCY:-4}"
+                " -E --loglevel INFO"),
+    "transfer": ("celery -A workers worker -Q transfer -n transfer@%h -P ${GEOQUEUE_TRANSFER_POOL:-threads}"
+                 " -c ${GEOQUEUE_TRANSFER_CONCURRENCY:-100} -E --loglevel INFO"),
     "beat": "celery -A workers beat --loglevel INFO",
     "flower": "python -m workers.flower",
     "metrics": "python -m workers.metrics",

@@ -68,7 +68,7 @@ class Supervisor:
     doubling up to `max_delay` while it keeps dying within `stable_after` seconds of its start.
     Each restart is logged (logger `geoqueue.stack` and `stack.log` in the run directory)."""
 
-    def __init__(self, stack: "LocalStack", interval: float = 0.5, max_delay: float = 30.0,
+    def __init__(self, stack: LocalStack, interval: float = 0.5, max_delay: float = 30.0,
                  stable_after: float = 60.0) -> None:
         self.stack, self.interval, self.max_delay, self.stable_after = stack, interval, max_delay, stable_after
         self.restarts: dict[str, int] = {}      # name -> restarts so far

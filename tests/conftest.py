@@ -46,7 +46,8 @@ EMPTY_PATH = tempfile.mkdtemp(prefix="geoqueue-empty-path-")
 RUN_DIRS: list[str] = []
 
 
-def start_stack(flower: bool = True, beat: bool = True, worker_queues=("control", "transfer"), **settings: str) -> LocalStack:
+def start_stack(flower: bool = True, beat: bool = True, worker_queues=("control", "transfer"),
+                **settings: str) -> LocalStack:
     stack = LocalStack(settings_env={"PATH": EMPTY_PATH, **TEST_SETTINGS, **settings}, isolated=True, flower=flower,
                        beat=beat, worker_queues=worker_queues)
     RUN_DIRS.append(str(stack.run_dir))
@@ -156,7 +157,8 @@ def chromium():
         if os.geteuid() != 0 or not shutil.which("apt-get"):
             pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
         subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"], check=True, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"], check=True,
+                       capture_output=True)
     from selenium import webdriver
 
     options = webdriver.ChromeOptions()

@@ -41,7 +41,8 @@ def scrape(url: str) -> dict[str, float]:
     return values
 
 
-BEAT_SEND = re.compile(r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+): INFO/MainProcess\] Scheduler: Sending due task poll-immersal")
+BEAT_SEND = re.compile(r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+): INFO/MainProcess\] "
+                       r"Scheduler: Sending due task poll-immersal")
 
 
 def sends(log: str) -> list[float]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from devstack.samples import drive_photos, immersal_site, scene, survey_photos
 from sandbox.mapillary_world import build_world
@@ -12,7 +12,7 @@ from sandbox.mapillary_world import build_world
 BUCKET = "geoqueue"
 VENDORS = ("immersity", "immersal", "dronemapper", "mapillary")
 ANIMATION = {"animationType": "gif", "animationLength": 2}
-DRIVE_START = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
+DRIVE_START = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,10 @@ class ResultChecks:
         # The stand-in's map format: one line per image it was built from (run, index, sha256, pose).
         lines = lzma.decompress(data).decode().splitlines()[1:]
         built = {(int(run), int(index), digest) for run, index, digest, *_ in (line.split() for line in lines)}
-        return [] if built == expected else [f"the map holds {len(built & expected)} of the {len(expected)} images "
-                                             f"and {len(built - expected)} others"]
+        if built == expected:
+            return []
+        return [(f"the map holds {len(built & expected)} of the {len(expected)} images "
+                 f"and {len(built - expected)} others")]
 
     def check_survey(self, job: Job, digests: dict[str, str]) -> list[str]:
         assets = job.result["assets"]
@@ -50,8 +52,10 @@ class ResultChecks:
             problems.append(f"assets delivered: {sorted(assets)}")
         task = self.stack.sandbox("GET", "/_sandbox/status/dronemapper")["tasks"][str(job.result["task"])]
         held = {name: image["sha256"] for name, image in task["images"].items()}
-        return problems + ([] if held == digests else [f"the vendor task holds {len(held)} images, "
-                                                       f"{sum(held.get(n) == d for n, d in digests.items())} as sent"])
+        if held == digests:
+            return problems
+        as_sent = sum(held.get(n) == d for n, d in digests.items())
+        return [*problems, f"the vendor task holds {len(held)} images, {as_sent} as sent"]
 
     def check_harvest(self, job: Job, destination: str, image_ids: set[str]) -> list[str]:
         r = job.result

@@ -90,6 +90,6 @@ class Chaos(threading.Thread):
 
     def summary(self) -> list[str]:
         return [*self.kills.summary(), *self.redis_fault.summary(),
-                f"{ERRORS['error_rate']:.0%} HTTP 500 and {ERRORS['rate_limit_rate']:.0%} 429 (Retry-After "
-                f"{ERRORS['retry_after_s']:g} s) from every vendor",
+                (f"{ERRORS['error_rate']:.0%} HTTP 500 and {ERRORS['rate_limit_rate']:.0%} 429 (Retry-After "
+                 f"{ERRORS['retry_after_s']:g} s) from every vendor"),
                 *self.tokens.summary()]

@@ -3,7 +3,8 @@ speed and faults set, the batch submitted all at once and waited for."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -66,7 +67,7 @@ class Run(BatchPlan, ResultChecks, Verdicts):
     def put(self, key: str, data: bytes, content_type: str = "image/jpeg") -> None:
         self.store.write(S3Ref(BUCKET, key), data, content_type)
 
-    def plan(self, label: str, name: str, params: dict, check: Callable[["Run", Job], list[str]]) -> None:
+    def plan(self, label: str, name: str, params: dict, check: Callable[[Run, Job], list[str]]) -> None:
         self.planned.append((label, name, params, check))
 
     def submit_all(self) -> None:
@@ -74,7 +75,7 @@ class Run(BatchPlan, ResultChecks, Verdicts):
         for label, name, params, check in self.planned:
             self.submitted.append(Submitted(label, self.queue.submit(name, params), check))
 
-    def wait(self, chaos: "Chaos | None") -> float:
+    def wait(self, chaos: Chaos | None) -> float:
         started = time.monotonic()
         deadline = started + self.batch.deadline_s
         while time.monotonic() < deadline:

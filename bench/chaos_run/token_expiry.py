@@ -33,8 +33,8 @@ class TokenExpiries:
         self.note("tokens: Immersity's expired, Immersal's revoked, DroneMapper's expired (its clock jumped 7 h)")
 
     def summary(self) -> list[str]:
-        return [f"tokens stopped working {self.expiries} times (Immersity's expired, Immersal's revoked, "
-                f"DroneMapper's expired)"]
+        return [(f"tokens stopped working {self.expiries} times (Immersity's expired, Immersal's revoked, "
+                 "DroneMapper's expired)")]
 
     def close(self) -> None:
         pass

@@ -3,8 +3,9 @@ twice; what the fleet still holds once every job ended; and whether the run met 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 class Submitted:
     label: str
     job_id: str
-    check: Callable[["Run", Job], list[str]]     # what is wrong with the succeeded job (nothing: right)
+    check: Callable[[Run, Job], list[str]]  # what is wrong with the succeeded job (nothing: right)
 
 
 @dataclass

@@ -48,7 +48,7 @@ class WorkerKills:
         """What each worker runs now (`celery inspect active`); {} while Redis is away."""
         try:
             replies = self.control.control.inspect(timeout=0.5).active() or {}
-        except Exception:  # noqa: BLE001 - Redis away, a worker restarting: ask again next round
+        except Exception:  # Redis away, a worker restarting: ask again next round
             return {}
         return {host.split("@")[0]: tasks for host, tasks in replies.items() if host.split("@")[0] in WORKERS}
 
@@ -87,8 +87,8 @@ class WorkerKills:
     def summary(self) -> list[str]:
         restarts = sum((self.stack.supervisor.restarts if self.stack.supervisor else {}).values())
         aimed = ", ".join(f"{what}: {'yes' if hit else 'MISSED'}" for what, hit in self.aimed.items())
-        return [f"{len(self.kills)} SIGKILLs of busy workers ({aimed}); the stack restarted killed workers "
-                f"{restarts} times"]
+        return [(f"{len(self.kills)} SIGKILLs of busy workers ({aimed}); "
+                 f"the stack restarted killed workers {restarts} times")]
 
     def close(self) -> None:
         self.control.close()

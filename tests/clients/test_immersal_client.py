@@ -157,7 +157,8 @@ def test_a_revoked_login_token_that_the_new_login_cannot_cure_fails_after_one_re
     store = MemoryTokenStore()
     client = ImmersalClient(base_url, login=DEFAULT_LOGIN, password=DEFAULT_PASSWORD, token_store=store)
     client.status()
-    sandbox.configure("immersal", revoke_tokens=[DEFAULT_LOGIN], accounts={DEFAULT_LOGIN: {"password": "changed", "token": "x"}})
+    sandbox.configure("immersal", revoke_tokens=[DEFAULT_LOGIN],
+                      accounts={DEFAULT_LOGIN: {"password": "changed", "token": "x"}})
     with pytest.raises(ImmersalAuthError):
         client.status()
     seen = sandbox.counters("immersal")

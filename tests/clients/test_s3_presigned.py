@@ -172,4 +172,4 @@ def test_immersity_given_a_url_presigned_for_get_reports_the_refused_write(store
     assert refused.value.status == 400
     assert "resultPresignedUrl" in message and "403 SignatureDoesNotMatch" in message
     assert store.size(out) is None
-    assert sandbox.status("immersity")["spent"] == {}                                           # a failed call costs nothing
+    assert sandbox.status("immersity")["spent"] == {}  # a failed call costs nothing

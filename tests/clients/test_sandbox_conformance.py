@@ -39,7 +39,7 @@ def test_dronemapper_quickstart_runs_as_written(dronemapper, tmp_path):
     """"Getting Started / Processing Imagery", step by step, options=[{"name": "null", "value": "null"}] included."""
     base = dronemapper
     token = dm_token(base)
-    res = requests.post(f"{base}/api/projects/", headers={"Authorization": "JWT {}".format(token)},
+    res = requests.post(f"{base}/api/projects/", headers={"Authorization": f"JWT {token}"},
                         data={"name": "My First Project"}, timeout=5).json()
     project_id = res["id"]
 
@@ -54,7 +54,7 @@ def test_dronemapper_quickstart_runs_as_written(dronemapper, tmp_path):
             {"name": "null", "value": "null"}
         ])
         response = requests.post(f"{base}/api/projects/{project_id}/tasks/",
-                                 headers={"Authorization": "JWT {}".format(token)},
+                                 headers={"Authorization": f"JWT {token}"},
                                  files=images, data={"options": options, "name": "Optional Task Name"}, timeout=10)
     assert response.status_code == 201, response.text
     res = response.json()
@@ -64,7 +64,7 @@ def test_dronemapper_quickstart_runs_as_written(dronemapper, tmp_path):
     deadline = time.monotonic() + 20
     while True:
         res = requests.get(f"{base}/api/projects/{project_id}/tasks/{task_id}/",
-                           headers={"Authorization": "JWT {}".format(token)}, timeout=5).json()
+                           headers={"Authorization": f"JWT {token}"}, timeout=5).json()
         assert res["status"] != FAILED, res
         if res["status"] == COMPLETED:
             break
@@ -72,7 +72,7 @@ def test_dronemapper_quickstart_runs_as_written(dronemapper, tmp_path):
         time.sleep(0.05)
 
     res = requests.get(f"{base}/api/projects/{project_id}/tasks/{task_id}/download/ORT-DrnMppr.tif",
-                       headers={"Authorization": "JWT {}".format(token)}, stream=True, timeout=10)
+                       headers={"Authorization": f"JWT {token}"}, stream=True, timeout=10)
     assert res.status_code == 200
     with open(tmp_path / "orthophoto.tif", "wb") as f:
         for chunk in res.iter_content(chunk_size=1024):
@@ -196,7 +196,8 @@ def test_immersal_a_revoked_token_answers_auth_and_login_gives_the_new_one(sandb
     assert (refused.status_code, refused.json()) == (200, {"error": "auth"})
     new = requests.post(url + "/login", data=credentials, timeout=5).json()["token"]
     assert new != old
-    assert requests.post(url + "/status", data=json.dumps({"token": new, "bank": 0}), timeout=5).json()["error"] == "none"
+    status = requests.post(url + "/status", data=json.dumps({"token": new, "bank": 0}), timeout=5)
+    assert status.json()["error"] == "none"
 
 
 # --- Immersity AI: immersity-ai-api-getting-started.txt ---

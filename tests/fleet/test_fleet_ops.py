@@ -57,7 +57,7 @@ def test_two_beats_dispatch_once_and_the_standby_takes_over():
         leader = max(first, key=lambda name: len(first[name]))
         standby = next(name for name in beats if name != leader)
         assert len(first[leader]) >= 2 and first[standby] == []
-        gaps = [b - a for a, b in zip(first[leader], first[leader][1:])]
+        gaps = [b - a for a, b in zip(first[leader], first[leader][1:], strict=False)]
         assert all(gap > 4 for gap in gaps), gaps  # once per 5 s interval
 
         beats[leader].kill()

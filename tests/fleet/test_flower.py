@@ -31,7 +31,8 @@ def secrets_of(stack, sandbox) -> list[str]:
 
 def flower_refuses(**settings: str) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GEOQUEUE_FLOWER")} | settings
-    started = subprocess.run([sys.executable, "-m", "workers.flower"], env=env, capture_output=True, text=True, timeout=60)
+    started = subprocess.run([sys.executable, "-m", "workers.flower"], env=env, capture_output=True, text=True,
+                             timeout=60)
     assert started.returncode != 0
     return started.stderr
 
@@ -46,7 +47,8 @@ def test_flower_refuses_to_start_without_auth_or_with_the_example_password():
 def test_flower_is_read_only_and_needs_auth(stack, store, queue):
     [image] = put_images(store, 1)
     body = {"kwargs": {"image": image.uri}}
-    assert flower(stack, "/api/task/async-apply/immersity.disparity", method="POST", json=body, auth=None).status_code == 401
+    unauthenticated = flower(stack, "/api/task/async-apply/immersity.disparity", method="POST", json=body, auth=None)
+    assert unauthenticated.status_code == 401
     for path in ("/api/task/async-apply/immersity.disparity", "/api/task/async-apply/geoqueue.sweep",
                  "/api/task/send-task/immersity.item", "/api/task/apply/immersity.disparity"):
         assert flower(stack, path, method="POST", json=body).status_code == 403, path

@@ -80,7 +80,8 @@ def test_readme_first_command_as_printed_in_a_fresh_venv(tmp_path):
 
 
 TOP_LEVEL_NAMES = ("import json, pkgutil, sys; "
-                   "print(json.dumps(sorted({m.name for m in pkgutil.iter_modules() if m.name not in sys.builtin_module_names})))")
+                   "print(json.dumps(sorted({m.name for m in pkgutil.iter_modules()"
+                   " if m.name not in sys.builtin_module_names})))")
 
 
 @pytest.mark.slow

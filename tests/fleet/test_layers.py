@@ -71,10 +71,12 @@ def test_a_forbidden_import_is_found_wherever_it_stands(tmp_path):
     function, and of the runtime from the HTTP API, are both caught."""
     (tmp_path / "tasks").mkdir()
     (tmp_path / "api").mkdir()
-    (tmp_path / "tasks" / "x.py").write_text("from runtime.tasks import task\n\ndef f():\n    from workers import app\n")
+    (tmp_path / "tasks" / "x.py").write_text("from runtime.tasks import task\n\n"
+                                             "def f():\n    from workers import app\n")
     (tmp_path / "api" / "y.py").write_text("import config.settings\nfrom runtime import ending\n")
     problems = forbidden_imports([tmp_path / "tasks" / "x.py", tmp_path / "api" / "y.py"], tmp_path)
-    assert problems == ["tasks/x.py:4: tasks may not import workers.app", "api/y.py:2: api may not import runtime.ending"]
+    assert problems == ["tasks/x.py:4: tasks may not import workers.app",
+                        "api/y.py:2: api may not import runtime.ending"]
 
 
 def test_config_and_the_api_load_without_building_the_celery_app():

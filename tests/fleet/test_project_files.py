@@ -9,7 +9,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_ci_runs_the_test_command_that_readme_gives():
-    command = [l for l in (ROOT / ".ci/run").read_text().splitlines() if l and not l.startswith(("#", "set ", "cd "))]
+    lines = (ROOT / ".ci/run").read_text().splitlines()
+    command = [line for line in lines if line and not line.startswith(("#", "set ", "cd "))]
     assert len(command) == 1
     assert f"   {command[0]}\n" in (ROOT / "README.md").read_text()
 

@@ -216,5 +216,5 @@ def test_an_ack_that_meets_no_redis_is_settled_when_the_worker_reconnects(server
     message.ack()                  # Redis is down: kept (stock kombu logs it and the message waits an hour)
     server.start()
     assert held(server) == (1, 0)
-    Connection(server.url, transport="workers.broker:Transport").default_channel  # the reconnection
+    _ = Connection(server.url, transport="workers.broker:Transport").default_channel  # the reconnection
     assert held(server) == (0, 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -48,7 +48,7 @@ def busy(stack, worker: str) -> bool:
 
 def put_drive(store, count: int) -> str:
     prefix = f"drives/{time.time_ns()}/"
-    for name, data in drive_photos(count, datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)):
+    for name, data in drive_photos(count, datetime(2026, 11, 20, 9, 0, tzinfo=UTC)):
         store.write(S3Ref("geoqueue", f"{prefix}{name}"), data, "image/jpeg")
     return f"s3://geoqueue/{prefix}"
 

@@ -28,7 +28,8 @@ def test_no_secret_in_redis_results_or_logs(queue, store, stack, sandbox):
     refs = put_images(store, 3)
     prefix = prefix_of(refs)
     batch = queue.wait(queue.submit("immersity.batch", {"prefix": prefix}), timeout=90)
-    single = queue.wait(queue.submit("immersity.disparity", {"image": refs[0].uri, "animation": {"animationType": "gif"}}), timeout=90)
+    single_params = {"image": refs[0].uri, "animation": {"animationType": "gif"}}
+    single = queue.wait(queue.submit("immersity.disparity", single_params), timeout=90)
     assert batch.state == single.state == "succeeded"
 
     issued = sandbox.status("immersity")["tokens_issued"]

@@ -21,7 +21,8 @@ def test_jobs_run_with_redis_behind_a_sentinel(tmp_path):
     servers = [
         subprocess.Popen([redis_server_binary(), "--port", str(master_port), "--bind", "127.0.0.1", "--save", "",
                           "--dir", str(tmp_path)], stdout=subprocess.DEVNULL),
-        subprocess.Popen([redis_server_binary(), str(tmp_path / "sentinel.conf"), "--sentinel"], stdout=subprocess.DEVNULL),
+        subprocess.Popen([redis_server_binary(), str(tmp_path / "sentinel.conf"), "--sentinel"],
+                         stdout=subprocess.DEVNULL),
     ]
     url = f"sentinel://127.0.0.1:{sentinel_port}/0"
     try:

@@ -23,7 +23,8 @@ from vendors.dronemapper.states import Status
 from vendors.errors import NotFound
 
 STATUS_PATH = re.compile(r"^/dronemapper/api/projects/(\d+)/tasks/(?:(\d+)/)?$")
-WORKER_PROCESSES = int(TEST_SETTINGS["GEOQUEUE_CONTROL_CONCURRENCY"]) + int(TEST_SETTINGS["GEOQUEUE_TRANSFER_CONCURRENCY"])
+WORKER_PROCESSES = (int(TEST_SETTINGS["GEOQUEUE_CONTROL_CONCURRENCY"])
+                    + int(TEST_SETTINGS["GEOQUEUE_TRANSFER_CONCURRENCY"]))
 JWT_HEADER = "eyJ0eXAiOiJKV1Qi"  # base64 of '{"typ":"JWT"': the start of every token the sandbox issues
 
 
@@ -267,7 +268,7 @@ def test_cancel_by_the_producer_or_by_job_cancels_the_vendor_task(queue, store, 
     by_producer = queue.submit("dronemapper.process_survey", {"images": prefix})
     by_job = queue.submit("dronemapper.process_survey", {"images": prefix})
     for job_id in (by_producer, by_job):
-        wait_until(lambda: queue.status(job_id).phase == "processing: running", 30, "processing")
+        wait_until(lambda job_id=job_id: queue.status(job_id).phase == "processing: running", 30, "processing")
     queue.cancel(by_producer)
     cancel = queue.wait(queue.submit("dronemapper.cancel", {"job_id": by_job}), timeout=30)
     assert cancel.result == {"job_id": by_job, "canceled": True, "vendor_action": "cancel"}

@@ -167,7 +167,7 @@ def test_cut_off_captures_that_left_are_sent_again_one_at_a_time_until_the_count
 
 def capture_answer_gaps(sandbox) -> list[float]:
     times = sorted(e["time"] for e in sandbox.journal("immersal") if e["path"] == "/immersal/capture")
-    return [later - earlier for earlier, later in zip(times, times[1:])]
+    return [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
 
 
 def test_an_exact_build_sends_no_image_twice_when_a_kill_cuts_off_captures_the_vendor_refused(queue, store, stack,

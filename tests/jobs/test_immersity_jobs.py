@@ -30,7 +30,8 @@ def test_single_image_disparity(queue, store, sandbox):
 
 def s3_requests(stack, method: str, ref: S3Ref) -> int:
     """How often the S3 stand-in was asked `method` on this object."""
-    return requests.get(stack.s3_url + "/_sandbox/requests", timeout=10).json().get(f"{method} /{ref.bucket}/{ref.key}", 0)
+    asked = requests.get(stack.s3_url + "/_sandbox/requests", timeout=10).json()
+    return asked.get(f"{method} /{ref.bucket}/{ref.key}", 0)
 
 
 def test_a_disparity_costs_one_head_of_its_image_and_one_of_its_output(stack, queue, store):
@@ -101,7 +102,8 @@ def test_payment_required_fails_without_retry(queue, store, sandbox):
         queue.wait(queue.submit("immersity.disparity", {"image": image.uri}), timeout=60)
     error = failed.value.job.error
     assert error["type"] == "PaymentRequired"
-    assert error["message"] == f"disparity into s3://geoqueue/immersity/{failed.value.job.id}/img-000.png: not enough credits"
+    assert error["message"] == (f"disparity into s3://geoqueue/immersity/{failed.value.job.id}/img-000.png: "
+                                "not enough credits")
     assert error["vendor_message"] == "Not enough credit balance"
     assert sandbox.counters("immersity")["payment_required"] == 1
 

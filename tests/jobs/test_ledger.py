@@ -41,7 +41,7 @@ def test_lists_read_the_index_of_their_filters_and_counts_follow_every_transitio
         for state in rng.sample(STATES[1:], k=rng.randint(0, 3)):
             ledger.transition(f"j{n}", state, force=rng.random() < 0.1)
     truth = {f"j{n}": ledger.get(f"j{n}") for n in range(200)}
-    assert ledger.counts() == {key: count for key, count in Counter((j.vendor, j.state) for j in truth.values()).items()} \
+    assert ledger.counts() == dict(Counter((j.vendor, j.state) for j in truth.values())) \
         | {key: 0 for key in ledger.counts() if key not in Counter((j.vendor, j.state) for j in truth.values())}
     for state in STATES:
         for vendor in (None, "immersity", "mapillary"):

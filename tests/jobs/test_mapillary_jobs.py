@@ -11,7 +11,7 @@ import math
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import piexif
@@ -40,7 +40,7 @@ WALKERS = WORLD.organization_by_slug("sandbox-walkers")   # 1,335 images in 20 s
 REGION = (WORLD.bbox[0] - 0.002, WORLD.bbox[1] - 0.002, WORLD.bbox[2] + 0.002, WORLD.bbox[3] + 0.002)
 TOOLSET_META_COLUMNS = ["seq_id", "img_id", "captured_at", "compass_angle", "thumb_256_url", "width"]
 TRANSFER_PROCESSES = 4                                    # GEOQUEUE_TRANSFER_CONCURRENCY in the test stack
-START = datetime(2025, 5, 1, 9, 0, 0, tzinfo=timezone.utc)
+START = datetime(2025, 5, 1, 9, 0, 0, tzinfo=UTC)
 ORIGIN = (35.17, 33.365)                                  # lat, lon of test tracks
 
 
@@ -90,7 +90,7 @@ def kill_mid_work(stack, *names: str) -> None:
 def read_csv(store, uri: str) -> tuple[list[str], list[dict[str, str]]]:
     reader = csv.reader(io.StringIO(store.read(parse_ref(uri)).decode()))
     header = next(reader)
-    return header, [dict(zip(header, row)) for row in reader]
+    return header, [dict(zip(header, row, strict=True)) for row in reader]
 
 
 def ground_truth(organization) -> tuple[set[str], set[str]]:
@@ -146,7 +146,8 @@ def test_the_tile_drill_fetches_the_tiles_of_a_zoom_level_at_once(queue, sandbox
     sandbox.faults("mapillary", latency_ms=latency * 1000, latency_paths="/tiles/")
     job = queue.wait(queue.submit("mapillary.harvest", harvest_params(WALKERS, destination())), timeout=240)
     assert job.state == "succeeded", job.error
-    served = [(int(e["path"].split("/")[-3]), e["time"]) for e in sandbox.journal("mapillary") if "/tiles/" in e["path"]]
+    served = [(int(e["path"].split("/")[-3]), e["time"])
+              for e in sandbox.journal("mapillary") if "/tiles/" in e["path"]]
     levels = len({z for z, _ in served})
     assert len(served) > 2 * levels + 1, f"too few tiles to tell: {served}"
     span = max(t for _, t in served) - min(t for _, t in served)
@@ -316,8 +317,8 @@ def test_fleet_limits_in_redis(stack):
     name = f"test:{uuid.uuid4().hex}"
     daily = Budget(3, 86_400)
     assert [limiter.take(f"{name}:day", daily) for _ in range(3)] == [0.0, 0.0, 0.0]
-    now = datetime.now(timezone.utc)
-    midnight = datetime(now.year, now.month, now.day, tzinfo=timezone.utc) + timedelta(days=1)
+    now = datetime.now(UTC)
+    midnight = datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
     assert limiter.take(f"{name}:day", daily) == pytest.approx((midnight - now).total_seconds(), abs=2)
     with pytest.raises(FleetLimitReached) as caught:
         limiter.acquire(f"{name}:day", daily, max_wait=5)
