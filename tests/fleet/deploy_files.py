@@ -103,7 +103,8 @@ def compose_services() -> dict[str, dict]:
 def kubernetes_containers() -> dict[str, dict]:
     """The first container of each geoqueue Deployment, by process name (geoqueue-api -> api)."""
     return {doc["metadata"]["name"].removeprefix("geoqueue-"): doc["spec"]["template"]["spec"]["containers"][0]
-            for _, doc in k8s_documents() if doc["kind"] == "Deployment" and doc["metadata"]["name"] != "geoqueue-redis"}
+            for _, doc in k8s_documents()
+            if doc["kind"] == "Deployment" and doc["metadata"]["name"] != "geoqueue-redis"}
 
 
 def systemd_services() -> dict[str, configparser.SectionProxy]:
@@ -185,15 +186,16 @@ def _compose(changes: dict[str, str]) -> dict[str, Launch]:
             continue  # redis: not ours
         image = image_config(_compose_target(service))
         env = {**image.env, **settings, **service.get("environment", {}), **changes}
-        result[name] = Launch(shell_expand(service["command"], settings), env, service.get("working_dir", image.workdir),
-                              _compose_target(service))
+        result[name] = Launch(shell_expand(service["command"], settings), env,
+                              service.get("working_dir", image.workdir), _compose_target(service))
     return result
 
 
 def _kubernetes(changes: dict[str, str]) -> dict[str, Launch]:
     sources = {doc["metadata"]["name"]: doc.get("data") or doc.get("stringData") or {}
                for _, doc in k8s_documents() if doc["kind"] in ("ConfigMap", "Secret")}
-    targets = {service["image"]: _compose_target(service) for service in compose_services().values() if "build" in service}
+    targets = {service["image"]: _compose_target(service) for service in compose_services().values()
+               if "build" in service}
     result = {}
     for name, container in kubernetes_containers().items():
         target = targets[container["image"]]
@@ -204,8 +206,8 @@ def _kubernetes(changes: dict[str, str]) -> dict[str, Launch]:
             env.update(sources[ref["name"]])
         env.update({item["name"]: item["value"] for item in container.get("env", [])})
         env.update(changes)
-        result[name] = Launch(kubernetes_expand(container["command"], env), env, container.get("workingDir", image.workdir),
-                              target)
+        result[name] = Launch(kubernetes_expand(container["command"], env), env,
+                              container.get("workingDir", image.workdir), target)
     return result
 
 

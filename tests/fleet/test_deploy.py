@@ -2,8 +2,11 @@
 same processes with the same commands."""
 from __future__ import annotations
 
+import yaml
+
 from devstack.processes import STAND_INS
 from tests.fleet.deploy_files import (
+    DEPLOY,
     FLAVOURS,
     compose_services,
     dockerfile_stages,
