@@ -40,7 +40,7 @@ from geoqueue.callback_url import shown_url
 from geoqueue.job_record import Job, app_of
 from geoqueue.ledger import Ledger
 from geoqueue.ledger_keys import ENDED_STREAM
-from webhooks.destinations import CallbackRefused, check_destination
+from webhooks.destinations import NOT_PUBLIC, CallbackRefused, check_destination
 
 log = logging.getLogger("geoqueue.webhooks")
 
@@ -175,10 +175,10 @@ class Deliverer:
         except CallbackRefused as exc:
             outcome.update(outcome="refused", error=str(exc))
             retry = False
-        except InvalidIPAddress as exc:
+        except InvalidIPAddress:
             host = urlsplit(state["url"]).hostname
-            outcome.update(outcome="refused", error=f"callback_url: {host} resolved to {exc} when connecting, "
-                                                    "not a public address")
+            outcome.update(outcome="refused", error=f"callback_url: {host} resolved to {NOT_PUBLIC} when "
+                                                    "connecting")
             retry = False
         except requests.RequestException as exc:
             outcome.update(outcome="failed", error=type(exc).__name__)

@@ -9,9 +9,14 @@ from urllib.parse import urlsplit
 
 from geoqueue.callback_url import check_callback_url
 
+# Why a host is refused, never where it led: the address a name resolves to would let a producer
+# map the fleet's network through its DNS.
+NOT_PUBLIC = "a loopback, private or other non-public address"
+
 
 class CallbackRefused(ValueError):
-    """The callback URL may not be used; the message says why (never the URL's query)."""
+    """The callback URL may not be used; the message says why (never the URL's query, nor the
+    address its host resolves to)."""
 
 
 def addresses(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
@@ -29,13 +34,13 @@ def addresses(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IP
 
 
 def check_destination(url: str, allow_private: bool) -> str:
-    """The URL if a webhook may go there; CallbackRefused naming the address otherwise."""
+    """The URL if a webhook may go there; CallbackRefused otherwise."""
     check_callback_url(url)
     parts = urlsplit(url)
     if allow_private:
         return url
     for address in addresses(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)):
         if not address.is_global or address.is_multicast:
-            raise CallbackRefused(f"callback_url: {parts.hostname} is {address}, not a public address "
-                                  "(loopback, private and link-local addresses are refused)")
+            raise CallbackRefused(f"callback_url: {parts.hostname} resolves to {NOT_PUBLIC}, which callbacks "
+                                  "may not use")
     return url

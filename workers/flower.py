@@ -1,4 +1,5 @@
-"""Start Flower for the fleet's operators: authenticated, read-only, never with the example password.
+"""Start Flower for the fleet's operators: authenticated, read-only, never with a weak password
+(workers/flower_password.py says which are) nor the example one.
 
 Read-only: Flower cannot start a task (an internal one, or a job under an id already used, which
 would run and charge it twice) nor control workers (shut down, resize pools). Jobs come in through
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 from config.settings import get_settings
+from workers.flower_password import weakness
 
 # The password deploy/env.example and deploy/k8s/secret.yaml ship, to be replaced before use.
 EXAMPLE_PASSWORDS = frozenset({"change-me"})
@@ -30,6 +32,10 @@ def refusal(basic_auth: str | None, allow_unauthenticated: bool) -> str | None:
             return "refusing to start Flower: GEOQUEUE_FLOWER_BASIC_AUTH must be user:password[,user:password...]"
         if password in EXAMPLE_PASSWORDS:
             return f"refusing to start Flower with the example password of user {user}: choose your own"
+        weak = weakness(user, password)
+        if weak:
+            return (f"refusing to start Flower: the password of user {user} in GEOQUEUE_FLOWER_BASIC_AUTH is too "
+                    f"weak: {weak}")
     return None
 
 

@@ -1,8 +1,8 @@
 """Flower's configuration file (`celery flower --conf=workers/flowerconfig.py`).
 
-`format_task` masks secrets in what Flower's pages show of a task's args, kwargs and result
-(defense in depth: tasks carry references, not secrets). A running job's progress arrives in
-custom `task-progress` events and shows in the result column (see runtime/context.py).
+`format_task` masks secrets in what Flower's pages show of a task's args, kwargs and result, text
+or nested values (defense in depth: tasks carry references, not secrets). A running job's progress
+arrives in custom `task-progress` events and shows in the result column (see runtime/context.py).
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ _SECRETS = redaction.secret_values(get_settings())
 def format_task(task):
     for name in ("args", "kwargs", "result", "exception", "traceback"):
         value = getattr(task, name, None)
-        if isinstance(value, str):
-            setattr(task, name, redaction.redact(value, _SECRETS))
+        if value is not None:
+            setattr(task, name, redaction.redact_value(value, _SECRETS))
     return task
 
 

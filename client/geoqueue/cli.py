@@ -12,6 +12,7 @@ from geoqueue.catalog import CATALOG
 from geoqueue.client import VENDORS, GeoQueue, UnknownJob
 from geoqueue.job_record import STATES
 from geoqueue.params import InvalidParams
+from geoqueue.terminal import json_text, printable
 
 
 def parse_params(pairs: list[str], raw_json: str | None) -> dict:
@@ -40,7 +41,7 @@ def progress_line(job, width: int = 30) -> str:
     """One line of a job's progress: name, state/phase, a bar and done/total."""
     filled = round(width * job.done / job.total) if job.total else 0
     count = f" {job.done}/{job.total}" if job.total else ""
-    return f"{job.name} {job.state}/{job.phase} [{'#' * filled}{'.' * (width - filled)}]{count}"
+    return printable(f"{job.name} {job.state}/{job.phase} [{'#' * filled}{'.' * (width - filled)}]{count}")
 
 
 def watch(queue: GeoQueue, job_id: str, out=sys.stderr) -> int:
@@ -53,25 +54,25 @@ def watch(queue: GeoQueue, job_id: str, out=sys.stderr) -> int:
         shown = len(line)
     out.write("\n")
     job = queue.status(job_id)
-    print(json.dumps(job.to_dict(), indent=2))
+    print(json_text(job.to_dict()))
     return 0 if job.state == "succeeded" else 1
 
 
 def print_jobs(jobs) -> None:
     for job in jobs:
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.created))
-        print(f"{job.id}  {created}  {job.state:<9}  {job.name:<28} {job.phase} {job.done}/{job.total}")
+        print(printable(f"{job.id}  {created}  {job.state:<9}  {job.name:<28} {job.phase} {job.done}/{job.total}"))
 
 
 def print_job(job) -> None:
     """A job's record for a person; `-o json` gives all of it."""
-    print(f"{job.id}  {job.name}  {job.state}")
+    print(printable(f"{job.id}  {job.name}  {job.state}"))
     print(f"  progress  {progress_line(job)}")
     print(f"  created   {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(job.created))}   credits {job.credits}")
     if job.error:
-        print(f"  error     {job.error.get('type')}: {job.error.get('message')}")
+        print(f"  error     {printable(job.error.get('type'))}: {printable(job.error.get('message'))}")
     if job.result is not None:
-        print(f"  result    {json.dumps(job.result)}")
+        print(f"  result    {printable(json.dumps(job.result))}")
 
 
 def print_items(items: dict[str, dict]) -> None:
@@ -79,7 +80,7 @@ def print_items(items: dict[str, dict]) -> None:
         error = outcome.get("error")
         shown = f"{error.get('type')}: {error.get('message')}" if isinstance(error, dict) else \
             ("ok" if outcome.get("ok", True) else json.dumps(outcome))
-        print(f"{item}  {shown}")
+        print(printable(f"{item}  {shown}"))
 
 
 def is_http(url: str | None) -> bool:
@@ -163,10 +164,10 @@ def main(argv: list[str] | None = None) -> int:
             return watch(queue, job_id) if args.watch else 0
         if args.command == "status":
             job = queue.status(args.job_id)
-            print(json.dumps(job.to_dict(), indent=2)) if args.output == "json" else print_job(job)
+            print(json_text(job.to_dict())) if args.output == "json" else print_job(job)
         elif args.command == "items":
             items = queue.items(args.job_id)
-            print(json.dumps(items, indent=2)) if args.output == "json" else print_items(items)
+            print(json_text(items)) if args.output == "json" else print_items(items)
         elif args.command == "watch":
             return watch(queue, args.job_id)
         elif args.command == "cancel":
@@ -176,14 +177,14 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "list":
             found = queue.list(args.limit, state=args.state, vendor=args.vendor)
             if args.output == "json":
-                print(json.dumps([job.to_dict() for job in found], indent=2))
+                print(json_text([job.to_dict() for job in found]))
             else:
                 print_jobs(found)
     except UnknownJob as exc:
-        print(f"no job {exc.args[0]}", file=sys.stderr)
+        print(printable(f"no job {exc.args[0]}"), file=sys.stderr)
         return 2
     except InvalidParams as exc:
-        print(f"refused: {exc}", file=sys.stderr)
+        print(printable(f"refused: {exc}"), file=sys.stderr)
         return 2
     return 0
 

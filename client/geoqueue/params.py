@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,8 +24,29 @@ class InvalidParams(ValueError):
         self.field = field
 
 
+# A refusal quotes the start of a value only: the value may be as large as a body allows.
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 80
+_SHORT.maxlist = _SHORT.maxdict = 8
+
+
+def shown(value: Any) -> str:
+    """The value as a refusal quotes it: its repr, cut short."""
+    return _SHORT.repr(value)
+
+
+def listed(names: list[str], most: int = 8) -> str:
+    """Names as a refusal lists them: the first few, each cut short."""
+    cut = [name if len(name) <= 80 else name[:77] + "..." for name in names[:most]]
+    return ", ".join(cut) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
 def _refuse(field: str, expected: str, value: Any) -> InvalidParams:
-    return InvalidParams(f"{field}: must be {expected}, got {value!r}", field=field)
+    return InvalidParams(f"{field}: must be {expected}, got {shown(value)}", field=field)
+
+
+def _too_long(field: str, most: int, length: int, unit: str = "characters") -> InvalidParams:
+    return InvalidParams(f"{field}: at most {most} {unit}, got {length}", field=field)
 
 
 def _is_number(value: Any) -> bool:
@@ -103,8 +125,9 @@ class Text(Type):
     describe: str = "a non-empty text"
 
     def check(self, value: Any, field: str) -> str:
-        if (not isinstance(value, str) or not value.strip() or len(value) > self.max_length
-                or (self.pattern and not re.fullmatch(self.pattern, value))):
+        if isinstance(value, str) and len(value) > self.max_length:
+            raise _too_long(field, self.max_length, len(value))
+        if not isinstance(value, str) or not value.strip() or (self.pattern and not re.fullmatch(self.pattern, value)):
             raise _refuse(field, self.describe, value)
         return value
 
@@ -115,16 +138,21 @@ class Text(Type):
 
 @dataclass(frozen=True)
 class Digits(Type):
-    """A numeric id that may come as a JSON number or a string of digits (ids outgrow JSON's safe integers)."""
+    """A numeric id that may come as a JSON number or a string of digits (ids outgrow JSON's safe
+    integers), of at most 20 digits: any 64-bit id fits."""
+
+    MOST = 20
 
     def check(self, value: Any, field: str) -> str | int:
-        if isinstance(value, bool) or not (isinstance(value, int) and value >= 0 or isinstance(value, str)
+        if isinstance(value, bool) or not (isinstance(value, int) and 0 <= value < 10 ** self.MOST
+                                           or isinstance(value, str) and len(value) <= self.MOST
                                            and value.isdigit() and value.isascii()):
-            raise _refuse(field, "a numeric id", value)
+            raise _refuse(field, f"a numeric id of at most {self.MOST} digits", value)
         return value
 
     def schema(self) -> dict[str, Any]:
-        return {"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": "^[0-9]+$"}]}
+        return {"oneOf": [{"type": "integer", "minimum": 0, "maximum": 10 ** self.MOST - 1},
+                          {"type": "string", "pattern": "^[0-9]+$", "maxLength": self.MOST}]}
 
 
 @dataclass(frozen=True)
@@ -140,6 +168,10 @@ class Choice(Type):
         return {"enum": list(self.values)}
 
 
+# "s3://", a bucket name of at most 63 characters, "/" and a key of at most 1024 (S3's limits).
+MAX_S3_URI = 5 + 63 + 1 + 1024
+
+
 @dataclass(frozen=True)
 class S3Location(Type):
     """An s3:// reference: an object, or with `prefix` a folder; an input the job reads, or with
@@ -149,6 +181,8 @@ class S3Location(Type):
     output: bool = False
 
     def check(self, value: Any, field: str) -> str:
+        if isinstance(value, str) and len(value) > MAX_S3_URI:
+            raise _too_long(field, MAX_S3_URI, len(value))
         try:
             parse_ref(value, field, prefix=self.prefix)
         except BadReference as exc:
@@ -158,9 +192,9 @@ class S3Location(Type):
     def schema(self) -> dict[str, Any]:
         if self.prefix:
             return {"type": "string", "pattern": "^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$",
-                    "description": "a prefix: s3://bucket/folder/ (a trailing '/' is implied)"}
+                    "maxLength": MAX_S3_URI, "description": "a prefix: s3://bucket/folder/ (a trailing '/' is implied)"}
         return {"type": "string", "pattern": "^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.*[^/]$",
-                "description": "an object: s3://bucket/key"}
+                "maxLength": MAX_S3_URI, "description": "an object: s3://bucket/key"}
 
 
 def S3Object(output: bool = False) -> S3Location:
@@ -173,29 +207,34 @@ def S3Prefix(output: bool = False) -> S3Location:
 
 @dataclass(frozen=True)
 class ListOf(Type):
+    """A list of typed items. `max_items` is required: an unbounded list lets one submit fill Redis."""
+
     item: Type
     min_items: int = 0
     max_items: int | None = None
     unique: bool = False
     single: bool = False              # a lone item stands for a list of one
 
+    def __post_init__(self) -> None:
+        if self.max_items is None:
+            raise TypeError("ListOf needs max_items")
+
     def check(self, value: Any, field: str) -> list:
         if self.single and not isinstance(value, list):
             value = [value]
         if not isinstance(value, list):
             raise _refuse(field, "a list", value)
-        if len(value) < self.min_items or (self.max_items is not None and len(value) > self.max_items):
-            most = f" and at most {self.max_items}" if self.max_items is not None else ""
-            raise InvalidParams(f"{field}: needs at least {self.min_items}{most} items, got {len(value)}", field=field)
+        if not self.min_items <= len(value) <= self.max_items:
+            raise InvalidParams(f"{field}: needs at least {self.min_items} and at most {self.max_items} items, "
+                                f"got {len(value)}", field=field)
         checked = [self.item.check(item, f"{field}[{n}]") for n, item in enumerate(value)]
         if self.unique and len({repr(v) for v in checked}) != len(checked):
-            raise InvalidParams(f"{field}: an item appears twice in {value!r}", field=field)
+            raise InvalidParams(f"{field}: an item appears twice in {shown(value)}", field=field)
         return checked
 
     def schema(self) -> dict[str, Any]:
-        schema: dict[str, Any] = {"type": "array", "items": self.item.schema(), "minItems": self.min_items}
-        if self.max_items is not None:
-            schema["maxItems"] = self.max_items
+        schema: dict[str, Any] = {"type": "array", "items": self.item.schema(), "minItems": self.min_items,
+                                  "maxItems": self.max_items}
         if self.unique:
             schema["uniqueItems"] = True
         return {"oneOf": [self.item.schema(), schema]} if self.single else schema
@@ -213,7 +252,7 @@ class Options(Type):
             raise _refuse(field, f"an object of {self.what}s", value)
         unknown = sorted(map(str, set(value) - set(self.fields)))
         if unknown:
-            raise InvalidParams(f"{field}: unknown {self.what}(s) {', '.join(unknown)} "
+            raise InvalidParams(f"{field}: unknown {self.what}(s) {listed(unknown)} "
                                 f"(known: {', '.join(self.fields)})", field=f"{field}.{unknown[0]}")
         return {name: self.fields[name].check(item, f"{field}.{name}") for name, item in value.items()}
 
@@ -289,12 +328,12 @@ class JobSpec:
     def check(self, params: Any) -> dict[str, Any]:
         """The parameters if they fit this job; InvalidParams naming every unknown or missing one, or the bad field."""
         if not isinstance(params, dict):
-            raise InvalidParams(f"params: {self.name} takes an object of named parameters, got {params!r}",
+            raise InvalidParams(f"params: {self.name} takes an object of named parameters, got {shown(params)}",
                                 field="params")
         unknown = sorted(map(str, set(params) - set(self.params)))
         missing = [name for name, p in self.params.items() if p.required and params.get(name) is None]
         if unknown or missing:
-            parts = [f"unknown parameter(s) {', '.join(unknown)} (known: {', '.join(self.params)})"] if unknown else []
+            parts = [f"unknown parameter(s) {listed(unknown)} (known: {', '.join(self.params)})"] if unknown else []
             parts += [f"missing parameter(s) {', '.join(missing)}"] if missing else []
             raise InvalidParams(f"{self.name}: {'; '.join(parts)}", field=(unknown or missing)[0])
         checked = {name: self.params[name].type.check(value, name) if value is not None else None
@@ -331,7 +370,8 @@ class Catalog:
 
     def __getitem__(self, name: str) -> JobSpec:
         if not isinstance(name, str) or name not in self.specs:
-            raise InvalidParams(f"unknown job {name!r}; the jobs are: {', '.join(sorted(self.specs))}", field="name")
+            raise InvalidParams(f"unknown job {shown(name)}; the jobs are: {', '.join(sorted(self.specs))}",
+                                field="name")
         return self.specs[name]
 
     def __contains__(self, name: object) -> bool:

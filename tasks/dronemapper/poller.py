@@ -19,7 +19,9 @@ from collections import defaultdict
 from functools import partial
 from typing import Any
 
+from config import redaction
 from config.redis_client import get_ledger
+from config.settings import get_settings
 from geoqueue.job_record import CANCELED, Job
 from runtime import JobContext, liveness, on_job_end
 from runtime.fanout import Fanout
@@ -166,7 +168,9 @@ def sync_console(vendor: DroneMapperClient, survey: Survey, state: dict) -> int:
     offset = int(state.get("console_offset") or 0)
     lines = vendor.output(int(state["project"]), state["task"], line=offset)
     if lines:
-        survey.append_console(lines, offset + len(lines))
+        # kept as logs are: the vendor's console may quote what it was given (a token, a URL)
+        shown = redaction.redact_value(lines, redaction.secret_values(get_settings()))
+        survey.append_console(shown, offset + len(lines))
     state["console_offset"] = str(offset + len(lines))
     return len(lines)
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.conftest import wait_until
@@ -42,6 +44,27 @@ def test_flower_refuses_to_start_without_auth_or_with_the_example_password():
     shipped = dict(line.split("=", 1) for line in (DEPLOY / "env.example").read_text().splitlines()
                    if line.startswith("GEOQUEUE_FLOWER_BASIC_AUTH="))
     assert "example password" in flower_refuses(**shipped)
+
+
+@pytest.mark.parametrize("password, rule", [
+    ("Tr0ub4dor&3", "shorter than 12 characters"),
+    ("abababababababab", "fewer than 8 different characters"),
+    ("Password1234!", "a common password"),
+    ("Welcome2flower", "the user name"),        # the user is "flower"
+    ("qwertyuiopasdf", "keyboard or alphabet sequence"),
+    ("0123456789012", "keyboard or alphabet sequence"),
+    ("horsestapler", "estimated strength is below 60 bits"),
+])
+def test_flower_refuses_a_weak_password_naming_the_rule_not_the_password(password, rule):
+    said = flower_refuses(GEOQUEUE_FLOWER_BASIC_AUTH=f"ops:{secrets.token_urlsafe(12)},flower:{password}")
+    assert rule in said and "user flower" in said and "Traceback" not in said, said
+    assert password not in said
+
+
+def test_a_random_password_passes_the_checks():
+    from workers.flower_password import weakness
+
+    assert all(weakness("admin", secrets.token_urlsafe(12)) is None for _ in range(200))
 
 
 def test_flower_is_read_only_and_needs_auth(stack, store, queue):

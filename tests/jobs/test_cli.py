@@ -32,6 +32,30 @@ def test_unknown_states_and_job_ids_are_refused(stack):
     assert unknown.returncode == 2 and "no job no-such-job" in unknown.stderr and unknown.stdout == ""
 
 
+# What a vendor's message may carry: colours and a screen clear (ANSI CSI), a window title (OSC), a
+# carriage return that writes over the line, a bell, and a right-to-left override that reverses text.
+HOSTILE = "\x1b[2J\x1b[31mdone\x1b]0;owned\x07\rOK: all good\u202egnp.exe\x7f\x9b1m"
+
+
+def test_vendor_text_reaches_the_terminal_with_control_characters_escaped(stack, queue):
+    job_id = f"cli-hostile-{stack.api_port}"
+    queue.ledger.create(job_id, "immersity.batch", {"prefix": "s3://geoqueue/x/"})
+    queue.ledger.record_item(job_id, f"a{HOSTILE}.jpg", {"error": {"type": "VendorError", "message": HOSTILE}})
+    queue.ledger.transition(job_id, "failed", error={"type": "VendorError", "message": f"Immersity: {HOSTILE}",
+                                                     "vendor_message": HOSTILE})
+    runs = [geoqueue(stack, "status", job_id), geoqueue(stack, "items", job_id),
+            geoqueue(stack, "status", job_id, "-o", "json"), geoqueue(stack, "items", job_id, "-o", "json"),
+            geoqueue(stack, "list", "--state", "failed", "-o", "json", "--limit", "500")]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+        shown = run.stdout + run.stderr
+        assert not [c for c in shown if not c.isprintable() and c != "\n"], repr(shown)
+    status = runs[0].stdout
+    assert "Immersity: \\x1b[2J\\x1b[31mdone\\x1b]0;owned\\x07\\rOK: all good\\u202egnp.exe\\x7f\\x9b1m" in status
+    assert "a\\x1b[2J" in runs[1].stdout and "VendorError: \\x1b[2J" in runs[1].stdout
+    assert json.loads(runs[2].stdout)["error"]["vendor_message"] == HOSTILE   # JSON keeps the text, escaped
+
+
 def refused_in_one_line(run) -> str:
     """A refusal as the command gives it: exit status 2, one line on stderr, no traceback."""
     assert run.returncode == 2 and run.stdout == "", (run.returncode, run.stdout, run.stderr)

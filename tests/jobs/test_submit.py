@@ -9,6 +9,7 @@ import math
 import pytest
 
 from geoqueue import GeoQueue, InvalidParams, JobConflict
+from geoqueue.catalog import CATALOG
 from geoqueue.routes import queue_for
 from tests.inputs import BUCKET, put_images
 from tests.probes import enqueued
@@ -94,3 +95,60 @@ def test_a_job_id_names_one_job(queue, store, sandbox):
     assert other_params.value.field == other_name.value.field == "job_id"
     assert queue.status(job_id).params == params
     assert sum(v for k, v in sandbox.counters("immersity").items() if k.startswith("disparity:")) == 1
+
+
+def unbounded(schema: dict, where: str) -> list[str]:
+    """Where a JSON Schema lets a value grow without a bound: a string without maxLength, a list
+    without maxItems, an object of any names without maxProperties (and names without maxLength)."""
+    if "enum" in schema or "const" in schema:
+        return []
+    found = []
+    for alternative in schema.get("oneOf", []) + schema.get("anyOf", []):
+        found += unbounded(alternative, where)
+    if schema.get("type") == "string" and "maxLength" not in schema:
+        found.append(where)
+    if schema.get("type") == "array":
+        found += [] if "maxItems" in schema else [where]
+        found += unbounded(schema["items"], f"{where}[]")
+    for name, value in schema.get("properties", {}).items():
+        found += unbounded(value, f"{where}.{name}")
+    free = schema.get("additionalProperties")
+    if isinstance(free, dict):
+        found += [] if "maxProperties" in schema and "maxLength" in schema.get("propertyNames", {}) else [where]
+        found += unbounded(free, f"{where}.*")
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(CATALOG.specs))
+def test_every_list_string_and_free_object_of_a_job_has_a_bound_its_schema_shows(name):
+    assert unbounded(CATALOG[name].schema(), name) == []
+
+
+LONG_KEY = "k" * 1100
+
+
+@pytest.mark.parametrize("name, params, field", [
+    ("immersal.stitch", {"name": "big", "map_ids": list(range(1, 150_001))}, "map_ids"),
+    ("immersal.build_map", {"images": f"s3://{BUCKET}/m/", "name": "m", "extend": list(range(1, 34))}, "extend"),
+    ("immersity.disparity", {"image": f"s3://{BUCKET}/{LONG_KEY}.jpg"}, "image"),
+    ("immersity.batch", {"prefix": f"s3://{BUCKET}/{LONG_KEY}/"}, "prefix"),
+    ("mapillary.upload_sequence", {"images": f"s3://{BUCKET}/u/", "organization_id": "1" * 21}, "organization_id"),
+    ("mapillary.upload_sequence", {"images": f"s3://{BUCKET}/u/", "organization_id": 10 ** 21}, "organization_id"),
+    ("mapillary.harvest", {"organization_id": 1, "bbox": [0, 0, 1, 1], "destination": f"s3://{BUCKET}/h/",
+                           "fields": [f"creator.f{n}" for n in range(65)]}, "fields"),
+    ("dronemapper.process_survey", {"images": f"s3://{BUCKET}/s/",
+                                    "options": {f"o{n}": 1 for n in range(201)}}, "options"),
+    ("dronemapper.process_survey", {"images": f"s3://{BUCKET}/s/",
+                                    "options": [{"name": f"o{n}", "value": 1} for n in range(201)]}, "options"),
+    ("dronemapper.process_survey", {"images": f"s3://{BUCKET}/s/",
+                                    "options": {f"o{n}": "x" * 9000 for n in range(8)}}, "options"),
+    ("dronemapper.process_survey", {"images": f"s3://{BUCKET}/s/", "options": {"o" * 201: 1}}, "options"),
+    ("dronemapper.restart", {"job_id": "j", "options": {f"o{n}": "x" * 9000 for n in range(8)}}, "options"),
+])
+def test_lists_strings_and_options_past_their_bound_are_refused_naming_the_field(queue, stack, name, params, field):
+    """Unbounded, 150,000 map ids made a 1.45 MB message: a few hundred such submits fill a 1 GB Redis."""
+    before = enqueued(stack)
+    refused = refusal(queue, name, params)
+    assert refused.field == field, str(refused)
+    assert len(str(refused)) < 300, "the refusal names the bound, it does not quote the value"
+    assert enqueued(stack) == before

@@ -102,9 +102,17 @@ def test_a_job_end_is_delivered_after_the_deliverer_was_down(stack, store, queue
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8080/hook", "http://10.0.0.7/hook", "http://169.254.169.254/latest",
                                  "http://[::1]/hook", "http://localhost/hook", "http://[::ffff:192.168.1.1]/"])
 def test_callbacks_to_private_addresses_are_refused_unless_allowed(url):
-    with pytest.raises(CallbackRefused, match="not a public address"):
+    with pytest.raises(CallbackRefused, match="resolves to a loopback, private or other non-public address"):
         check_destination(url, allow_private=False)
     assert check_destination(url, allow_private=True) == url
+
+
+def test_a_refused_callback_does_not_say_what_its_name_resolves_to():
+    """Naming the address would let a producer map the fleet's network through its DNS."""
+    with pytest.raises(CallbackRefused) as refused:
+        check_destination("http://localhost:8080/hook", allow_private=False)
+    assert "localhost" in str(refused.value)
+    assert "127.0.0.1" not in str(refused.value) and "::1" not in str(refused.value), str(refused.value)
 
 
 def test_the_api_refuses_a_private_callback_before_enqueueing(stack):
@@ -115,6 +123,12 @@ def test_the_api_refuses_a_private_callback_before_enqueueing(stack):
                                 json={"name": "immersity.disparity", "params": {"image": "s3://geoqueue/a.jpg"},
                                       "callback_url": "http://169.254.169.254/latest/meta-data/"})
         assert refused.status_code == 422 and refused.json()["field"] == "callback_url"
+        named = requests.post(url + "/v1/jobs", headers={"Authorization": f"Bearer {stack.api_key}"}, timeout=30,
+                              json={"name": "immersity.disparity", "params": {"image": "s3://geoqueue/a.jpg"},
+                                    "callback_url": "http://localhost:8080/hook"})
+        assert named.status_code == 422 and named.json()["field"] == "callback_url"
+        assert "non-public address" in named.json()["detail"]
+        assert "127.0.0.1" not in named.text and "::1" not in named.text, named.text
         bad = requests.post(url + "/v1/jobs", headers={"Authorization": f"Bearer {stack.api_key}"}, timeout=30,
                             json={"name": "immersity.disparity", "params": {"image": "s3://geoqueue/a.jpg"},
                                   "callback_url": "ftp://example.com/x"})
@@ -206,7 +220,8 @@ def test_a_host_that_resolves_to_the_fleet_when_posting_gets_no_post(stack, monk
         deliverer.schedule("rebound", SUCCEEDED, time.time())
         outcome = deliverer.attempt("rebound")
         assert answers[0] == "93.184.216.34"                      # what the check saw
-        assert outcome["outcome"] == "refused" and "127.0.0.1" in outcome["error"], outcome
+        assert outcome["outcome"] == "refused" and "non-public address" in outcome["error"], outcome
+        assert "127.0.0.1" not in str(ledger.deliveries("rebound")), "the refusal does not say where the name led"
         assert receiver.seen == []
     finally:
         receiver.close()

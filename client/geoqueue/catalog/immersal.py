@@ -23,6 +23,10 @@ from geoqueue.params import (
 MAX_CHUNK_SIZE = 100
 MAX_PARALLEL = 32
 MAX_LOCALIZE_MAPS = 8
+# Immersal documents no limit for /fuse (a stitch) nor for maps restored before a build; its /align
+# takes at most 32 maps (docs/vendors/immersal.md, "Construction"), and so does the catalog for both.
+MAX_STITCH_MAPS = 32
+MAX_EXTEND_MAPS = 32
 MAP_NAME = Text(pattern="[A-Za-z0-9]+", max_length=256,
                 describe="an Immersal map name: letters and digits only (A-Z, a-z, 0-9)")
 MAP_ID = Whole(1)
@@ -67,7 +71,8 @@ JOBS = (
         "bank": Param(Whole(0), "the workspace (image bank), default 0"),
         "window_size": Param(Whole(0), "Immersal's windowSize, default 0 (off)"),
         "options": Param(CONSTRUCT_OPTIONS, "construct options"),
-        "extend": Param(ListOf(MAP_ID, unique=True, single=True), "maps restored into the workspace first"),
+        "extend": Param(ListOf(MAP_ID, 0, MAX_EXTEND_MAPS, unique=True, single=True),
+                        f"up to {MAX_EXTEND_MAPS} maps restored into the workspace first"),
         "output": Param(S3Object(output=True), "where the map's .bytes go"),
         "chunk_size": Param(Whole(1, MAX_CHUNK_SIZE), "images per submission task, default 8"),
         "max_parallel": Param(Whole(1, MAX_PARALLEL),
@@ -78,7 +83,8 @@ JOBS = (
     }),
     JobSpec("immersal.stitch", "Fuse finished maps into a new one.", {
         "name": Param(MAP_NAME, "the new map's name", required=True),
-        "map_ids": Param(ListOf(MAP_ID, 2, unique=True), "two or more finished maps", required=True),
+        "map_ids": Param(ListOf(MAP_ID, 2, MAX_STITCH_MAPS, unique=True),
+                         f"two to {MAX_STITCH_MAPS} finished maps", required=True),
         "output": Param(S3Object(output=True), "where the map's .bytes go"),
     }),
     JobSpec("immersal.restore", "Put a map's images back into its workspace, to extend the map.", {

@@ -8,6 +8,7 @@ from typing import Any
 from geoqueue.params import Choice, Digits, InvalidParams, JobSpec, ListOf, Number, Param, S3Prefix, Text, Type, Whole
 
 MAX_PARALLEL = 64
+MAX_FIELDS = 64   # the image fields are 29; a few subfields of each is plenty
 QUALITIES = ("256", "1024", "2048", "original", 256, 1024, 2048)  # as text, or a number
 OWNER_FIELDS = ("organization_id", "creator_id")
 MERCATOR_LATITUDE = 85.0511
@@ -32,7 +33,8 @@ class ImageField(Type):
         return name
 
     def schema(self) -> dict[str, Any]:
-        return {"type": "string", "pattern": f"^({'|'.join(sorted(IMAGE_FIELDS))})(\\..+)?$"}
+        return {"type": "string", "pattern": f"^({'|'.join(sorted(IMAGE_FIELDS))})(\\..+)?$",
+                "maxLength": self.NAME.max_length}
 
 
 def capture_time_ms(value: str) -> int:
@@ -79,8 +81,9 @@ JOBS = (
         "bbox": Param(ListOf(Number(-180, 180), 4, 4), "[min_lon, min_lat, max_lon, max_lat], latitudes within "
                                                        f"±{MERCATOR_LATITUDE} (web mercator)", required=True),
         "destination": Param(S3Prefix(output=True), "where the CSVs and images go", required=True),
-        "fields": Param(ListOf(ImageField(), 1, unique=True), "Graph image fields, default captured_at, "
-                                                              "compass_angle, the thumbnail URL and width"),
+        "fields": Param(ListOf(ImageField(), 1, MAX_FIELDS, unique=True),
+                        f"up to {MAX_FIELDS} Graph image fields, default captured_at, compass_angle, the thumbnail "
+                        "URL and width"),
         "quality": Param(Choice(QUALITIES), "thumbnail size, default 256"),
         "max_parallel": Param(Whole(1, MAX_PARALLEL), "sequences at once (default GEOQUEUE_MAPILLARY_MAX_PARALLEL)"),
         "captured_since": Param(CaptureTime(), "only images captured at or after this time, added to the "
