@@ -29,8 +29,11 @@ import requests
 from celery import Celery
 
 from api.keys import new_key
-from devstack.local_stack import Process, free_port, redis_answers, redis_server_binary, wait_until
-from geoqueue.jobs import ENDED_STREAM
+from devstack.loopback import free_port
+from devstack.redis_service import redis_answers, redis_server_binary
+from devstack.supervision import Process
+from devstack.waiting import wait_until
+from geoqueue.ledger_keys import ENDED_STREAM
 from tests.fleet import image_tree
 from tests.fleet.deploy_files import FLAVOURS, ROOT, Launch, launches
 from tests.fleet.test_fresh_machine import copy_of_the_checkout
