@@ -3,10 +3,9 @@ twice; what the fleet still holds once every job ended; and whether the run met 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
-
-import redis
+from typing import TYPE_CHECKING
 
 from geoqueue.job_record import Job
 
@@ -18,7 +17,7 @@ if TYPE_CHECKING:
 class Submitted:
     label: str
     job_id: str
-    check: Callable[["Run", Job], list[str]]     # what is wrong with the succeeded job (nothing: right)
+    check: Callable[[Run, Job], list[str]]     # what is wrong with the succeeded job (nothing: right)
 
 
 @dataclass
@@ -36,6 +35,7 @@ class Report:
     seconds: float
     chaos: list[str] = field(default_factory=list)     # what was done to the fleet
     left_held: dict[str, int] = field(default_factory=dict)
+    exited: dict[str, int] = field(default_factory=dict)      # processes that exited unasked: how often
 
     def count(self, verdict: str) -> int:
         return sum(1 for o in self.outcomes if o.verdict == verdict)
@@ -46,8 +46,10 @@ class Report:
 
     @property
     def goal_met(self) -> bool:
-        """Every job right (none failed, unfinished or lost), no duplicate, and nothing left held."""
-        return self.count("right") == len(self.outcomes) and self.duplicate_total == 0 and not self.left_held
+        """Every job right (none failed, unfinished or lost), no duplicate, nothing left held, and no
+        process of the fleet exited unasked."""
+        return self.count("right") == len(self.outcomes) and self.duplicate_total == 0 and not self.left_held \
+            and not self.exited
 
 
 class Verdicts:
@@ -76,7 +78,7 @@ class Verdicts:
 
     def left_held(self) -> dict[str, int]:
         """What the fleet still holds for the batch once every job ended: nothing, when each let go."""
-        r = redis.Redis.from_url(self.stack.redis_url, decode_responses=True)
+        r = self.redis_client()
         try:
             return {name: n for name, n in {
                 "jobs holding something (gq:holders)": r.scard("gq:holders"),

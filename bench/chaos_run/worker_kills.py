@@ -4,10 +4,8 @@ supervisor starts each killed worker again."""
 from __future__ import annotations
 
 import random
+from collections import Counter
 from typing import TYPE_CHECKING
-
-import redis
-from celery import Celery
 
 from bench.chaos_run.fleet import WORKERS
 
@@ -22,9 +20,10 @@ class WorkerKills:
         self.gap = max(3.0, 0.5 * chaos.horizon_s / self.batch.kills)        # between two kills not aimed at a call
         self.last_kill = 0.0
         self.kills: list[str] = []
+        self.killed: Counter[str] = Counter()      # kills per worker
         self.aimed = {"immersal capture": False, "dronemapper task creation": False, "mapillary upload": False}
-        self.control = Celery(broker=self.stack.redis_url)
-        self.redis = redis.Redis.from_url(self.stack.redis_url, decode_responses=True)
+        self.control = chaos.run_.control_app()
+        self.redis = chaos.run_.redis_client()
 
     def delivered(self) -> bool:
         return len(self.kills) >= self.batch.kills
@@ -48,7 +47,7 @@ class WorkerKills:
         """What each worker runs now (`celery inspect active`); {} while Redis is away."""
         try:
             replies = self.control.control.inspect(timeout=0.5).active() or {}
-        except Exception:  # noqa: BLE001 - Redis away, a worker restarting: ask again next round
+        except Exception:
             return {}
         return {host.split("@")[0]: tasks for host, tasks in replies.items() if host.split("@")[0] in WORKERS}
 
@@ -82,13 +81,15 @@ class WorkerKills:
         if why in self.aimed:
             self.aimed[why] = True
         self.kills.append(f"{worker} ({why})")
+        self.killed[worker] += 1
         self.chaos.note(f"SIGKILL {worker} during {why}; it ran: {running}")
 
     def summary(self) -> list[str]:
         restarts = sum((self.stack.supervisor.restarts if self.stack.supervisor else {}).values())
         aimed = ", ".join(f"{what}: {'yes' if hit else 'MISSED'}" for what, hit in self.aimed.items())
-        return [f"{len(self.kills)} SIGKILLs of busy workers ({aimed}); the stack restarted killed workers "
-                f"{restarts} times"]
+        return [(f"{len(self.kills)} SIGKILLs of busy workers ({aimed}); the stack restarted killed workers "
+                f"{restarts} times")]
 
     def close(self) -> None:
         self.control.close()
+        self.redis.close()
