@@ -12,7 +12,8 @@
 It prints, for both runs, the jobs right (succeeded, with the expected outputs in S3 and at the
 vendor), failed (with their errors), unfinished and lost (no record, or a record that never moved),
 the duplicate vendor side effects the sandbox's counters show, and the time to finish; it exits
-non-zero when a run misses the goal: every job right, no duplicate, none lost, no process exited.
+non-zero when a run misses the goal: every job right, no duplicate, none lost, no process exited,
+every event stream followed to the job's end.
 
     python bench/chaos.py            # the batch of the issue: 10 jobs, 10 kills
     python bench/chaos.py --small    # one job of each kind, 3 kills (tests/fleet/test_chaos.py, in CI)
@@ -26,7 +27,8 @@ With --failover, Redis fails over instead of restarting, both runs on the Redis 
                           every write) for 10 s, then primary again, as behind a managed service's DNS name
 
 Every run also checks that no process of the fleet (workers, beat, the API, the webhook deliverer,
-the exporter) exited without being killed on purpose.
+the exporter) exited without being killed on purpose, and that each job's server-sent event stream,
+followed over the HTTP API from the submit, ended with the job's end.
 
 Both runs slow a few calls on purpose (the vendor's speed, not a fault), so that a kill can land
 while one of them is under way.
@@ -68,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                             redis_setup=args.failover))
     print_reports(batch, reports)
     met = all(report.goal_met for report in reports)
-    print("\ngoal " + ("met: every job right, no duplicate, none lost, nothing left held, no process exited"
-                        if met else "MISSED"))
+    print("\ngoal " + ("met: every job right, no duplicate, none lost, nothing left held, no process exited, "
+                        "every event stream followed to the end" if met else "MISSED"))
     return 0 if met else 1
 
 

@@ -1,7 +1,9 @@
-"""Fault kinds of the chaos run, in place of the Redis restart: a failover, 40% into the horizon.
+"""Fault kinds of the chaos run, in place of the Redis restart: a failover, begun 40% into the horizon
+and ended in a later round, the other faults going on meanwhile.
 
 - `SentinelFailover`: the primary is SIGKILLed; the sentinels promote the replica; the old primary
-  is started again on its data once the new one serves, and the sentinels make it a replica.
+  is started again on its data once the new one serves, and it is over when the sentinels have
+  made the old primary a replica that is in sync.
 - `ManagedFailover`: as ElastiCache, Memorystore or Azure Cache fail over behind one DNS name: the
   Redis the fleet points at hands its role to its replica (`FAILOVER`: writes paused until the
   replica has every one, so nothing is lost) and follows it, answering `READONLY` to every write,
@@ -12,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from bench.chaos_run.redis_ha import LOCALHOST, ManagedSetup, SentinelSetup
+from bench.chaos_run.redis_ha import LOCALHOST, ManagedSetup, RedisNode, SentinelSetup
 from devstack.waiting import wait_until
 
 if TYPE_CHECKING:
@@ -23,8 +25,13 @@ AT_HORIZON = 0.4
 
 
 class Failover:
+    """Begun once due (`begin`), then asked each round whether it is over (`over`)."""
+
+    name = "failover"
+
     def __init__(self, chaos: Chaos) -> None:
         self.chaos = chaos
+        self.begun_at: float | None = None
         self.done = False
         self.figures: dict[str, float] = {}
 
@@ -32,11 +39,22 @@ class Failover:
         return self.done
 
     def strike_if_due(self, elapsed: float) -> None:
-        if not self.done and elapsed >= AT_HORIZON * self.chaos.horizon_s:
-            self.fail_over()
-            self.done = True
+        if self.begun_at is None and elapsed >= AT_HORIZON * self.chaos.horizon_s:
+            self.begun_at = time.monotonic()
+            self.begin()
+        elif self.begun_at is not None and not self.done:
+            self.done = self.over(time.monotonic() - self.begun_at)
 
-    def fail_over(self) -> None:
+    def begin(self) -> None:
+        raise NotImplementedError
+
+    def over(self, since_begun: float) -> bool:
+        raise NotImplementedError
+
+    def summary(self) -> list[str]:
+        return [self.figures_line() if self.done else f"{self.name} NOT made"]
+
+    def figures_line(self) -> str:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -44,68 +62,73 @@ class Failover:
 
 
 class SentinelFailover(Failover):
+    name = "Sentinel failover"
+
     def __init__(self, chaos: Chaos, setup: SentinelSetup) -> None:
         super().__init__(chaos)
         self.setup = setup
 
-    def fail_over(self) -> None:
-        old = self.setup.node_at(self.setup.master_port())
-        self.chaos.note(f"Redis: SIGKILL of the primary ({old.name}); the sentinels are to promote the replica")
-        killed = time.monotonic()
-        old.kill()
-        new_port = wait_until(lambda: (port := self.setup.master_port()) != old.port and port, 60,
+    def begin(self) -> None:
+        self.old = self.setup.node_at(self.setup.master_port())
+        self.chaos.note(f"Redis: SIGKILL of the primary ({self.old.name}); the sentinels are to promote the replica")
+        self.old.kill()
+        new_port = wait_until(lambda: (port := self.setup.master_port()) != self.old.port and port, 60,
                               "the sentinels' promotion of the replica")
-        new = self.setup.node_at(new_port)
-        wait_until(lambda: (role := new.role()) and role[0] == "master", 30, "the promoted replica serving")
-        self.figures["promotion_s"] = time.monotonic() - killed
-        self.chaos.note(f"Redis: {new.name} promoted in {self.figures['promotion_s']:.1f} s; {old.name} started again")
-        old.start()
-        wait_until(lambda: old.follows(new), 90, f"{old.name} back as a replica", interval=0.3)
-        self.figures["rejoined_s"] = time.monotonic() - killed
-        self.chaos.note(f"Redis: {old.name} is a replica of {new.name}")
+        self.new: RedisNode = self.setup.node_at(new_port)
+        wait_until(lambda: (role := self.new.role()) and role[0] == "master", 30, "the promoted replica serving")
+        self.figures["promotion_s"] = time.monotonic() - self.begun_at
+        self.chaos.note(f"Redis: {self.new.name} promoted in {self.figures['promotion_s']:.1f} s; "
+                        f"{self.old.name} started again")
+        self.old.start()
 
-    def summary(self) -> list[str]:
-        if not self.done:
-            return ["Sentinel failover NOT made"]
+    def over(self, since_begun: float) -> bool:
+        if not self.old.follows(self.new):
+            return False
+        self.figures["rejoined_s"] = since_begun
+        self.chaos.note(f"Redis: {self.old.name} is a replica of {self.new.name}")
+        return True
+
+    def figures_line(self) -> str:
         figures = self.figures
-        return [(f"Sentinel failover: the primary SIGKILLed, the replica promoted in {figures['promotion_s']:.1f} s, "
-                 f"the old primary a replica again {figures['rejoined_s']:.1f} s after the kill")]
+        return (f"Sentinel failover: the primary SIGKILLed, the replica promoted in {figures['promotion_s']:.1f} s, "
+                f"the old primary a replica again {figures['rejoined_s']:.1f} s after the kill")
 
 
 class ManagedFailover(Failover):
+    name = "managed failover"
+
     def __init__(self, chaos: Chaos, setup: ManagedSetup) -> None:
         super().__init__(chaos)
-        self.setup = setup
+        self.fleets, self.other = setup.primary, setup.replica
 
-    def fail_over(self) -> None:
-        fleets, other = self.setup.primary, self.setup.replica
+    def begin(self) -> None:
         self.chaos.note(f"Redis: the fleet's Redis hands its role to its replica, read-only for {READ_ONLY_S:g} s")
-        asked = time.monotonic()
-        client = fleets.client()
+        self.command(self.fleets, "FAILOVER", "TO", LOCALHOST, self.other.port, "TIMEOUT", 20_000)
+        wait_until(lambda: self.fleets.follows(self.other), 30, "the fleet's Redis a replica")
+        self.figures["handover_s"] = time.monotonic() - self.begun_at
+        self.chaos.note(f"Redis: the fleet's Redis is a replica ({self.figures['handover_s']:.1f} s); "
+                        "writes answer READONLY")
+
+    def over(self, since_begun: float) -> bool:
+        if since_begun < self.figures["handover_s"] + READ_ONLY_S:
+            return False
+        self.command(self.fleets, "REPLICAOF", "NO", "ONE")
+        self.figures["read_only_s"] = since_begun - self.figures["handover_s"]
+        self.command(self.other, "REPLICAOF", LOCALHOST, self.fleets.port)
+        self.chaos.note(f"Redis: the fleet's Redis primary again after {self.figures['read_only_s']:.1f} s read-only")
+        return True
+
+    @staticmethod
+    def command(node: RedisNode, *args: object) -> None:
+        client = node.client()
         try:
-            client.execute_command("FAILOVER", "TO", LOCALHOST, other.port, "TIMEOUT", 20_000)
-            wait_until(lambda: fleets.follows(other), 30, "the fleet's Redis a replica")
-            demoted = time.monotonic()
-            self.figures["handover_s"] = demoted - asked
-            self.chaos.note(f"Redis: the fleet's Redis is a replica ({self.figures['handover_s']:.1f} s); "
-                            "writes answer READONLY")
-            time.sleep(max(0.0, demoted + READ_ONLY_S - time.monotonic()))
-            client.execute_command("REPLICAOF", "NO", "ONE")
-            self.figures["read_only_s"] = time.monotonic() - demoted
+            client.execute_command(*args)
         finally:
             client.close()
-        other_client = other.client()
-        try:
-            other_client.execute_command("REPLICAOF", LOCALHOST, fleets.port)
-        finally:
-            other_client.close()
-        self.chaos.note(f"Redis: the fleet's Redis primary again after {self.figures['read_only_s']:.1f} s read-only")
 
-    def summary(self) -> list[str]:
-        if not self.done:
-            return ["managed failover NOT made"]
-        return [(f"managed failover: the fleet's Redis a replica (READONLY) for {self.figures['read_only_s']:.1f} s "
-                 f"(handover {self.figures['handover_s']:.1f} s), then primary again")]
+    def figures_line(self) -> str:
+        return (f"managed failover: the fleet's Redis a replica (READONLY) for {self.figures['read_only_s']:.1f} s "
+                f"(handover {self.figures['handover_s']:.1f} s), then primary again")
 
 
 def failover_for(chaos: Chaos, setup: ManagedSetup) -> Failover:

@@ -12,6 +12,7 @@ from celery import Celery
 
 from bench.chaos_run.batch import BUCKET, VENDORS, Batch, BatchPlan
 from bench.chaos_run.checks import ResultChecks
+from bench.chaos_run.event_streams import EventStreams
 from bench.chaos_run.redis_ha import ManagedSetup, SentinelSetup
 from bench.chaos_run.verdict import Submitted, Verdicts
 from devstack.local_stack import LocalStack
@@ -67,6 +68,7 @@ class Run(BatchPlan, ResultChecks, Verdicts):
             self.stack.start_worker("transfer", name=name, queues="control,transfer")
         self.stack.wait_for_workers(list(WORKERS))
         self.queue, self.store = GeoQueue(self.stack.redis_url, self.master), self.stack.object_store()
+        self.streams = EventStreams(self.stack.api_url, self.stack.api_key)
         for vendor, options in VENDOR_SPEED.items():
             self.stack.sandbox("POST", f"/_sandbox/config/{vendor}", json=options)
 
@@ -82,9 +84,11 @@ class Run(BatchPlan, ResultChecks, Verdicts):
         self.planned.append((label, name, params, check))
 
     def submit_all(self) -> None:
-        """All at once, the inputs in S3 already: the faults meet every job from its start."""
+        """All at once, the inputs in S3 already: the faults meet every job from its start. Each job's
+        event stream is followed over the API from then on."""
         for label, name, params, check in self.planned:
             self.submitted.append(Submitted(label, self.queue.submit(name, params), check))
+            self.streams.follow(self.submitted[-1].job_id)
 
     def wait(self, chaos: Chaos | None) -> float:
         started = time.monotonic()

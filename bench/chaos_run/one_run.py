@@ -35,6 +35,7 @@ def run_once(batch: Batch, seed: int, settings: dict[str, str], with_faults: boo
         report.duplicates = run.duplicates()
         report.left_held = run.left_held()
         report.exited = run.unasked_exits(chaos.kills.killed if chaos else Counter())
+        report.streams_cut = run.streams_cut()
         return report
     finally:
         run.stop()

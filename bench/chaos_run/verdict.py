@@ -36,6 +36,7 @@ class Report:
     chaos: list[str] = field(default_factory=list)     # what was done to the fleet
     left_held: dict[str, int] = field(default_factory=dict)
     exited: dict[str, int] = field(default_factory=dict)      # processes that exited unasked: how often
+    streams_cut: dict[str, str] = field(default_factory=dict)  # job label -> how its event stream fell short
 
     def count(self, verdict: str) -> int:
         return sum(1 for o in self.outcomes if o.verdict == verdict)
@@ -46,10 +47,10 @@ class Report:
 
     @property
     def goal_met(self) -> bool:
-        """Every job right (none failed, unfinished or lost), no duplicate, nothing left held, and no
-        process of the fleet exited unasked."""
+        """Every job right (none failed, unfinished or lost), no duplicate, nothing left held, no
+        process of the fleet exited unasked, and each ended job's event stream showed its end."""
         return self.count("right") == len(self.outcomes) and self.duplicate_total == 0 and not self.left_held \
-            and not self.exited
+            and not self.exited and not self.streams_cut
 
 
 class Verdicts:
@@ -75,6 +76,13 @@ class Verdicts:
                 outcomes.append(Outcome(s.label, "failed" if problems else "right",
                                         "succeeded, but " + "; ".join(problems) if problems else ""))
         return outcomes
+
+    def streams_cut(self) -> dict[str, str]:
+        """Ended jobs whose event stream, followed over the API, did not show their end: label -> what it did."""
+        ends = {s.job_id: (s.label, job.state) for s in self.submitted
+                if (job := self.queue.ledger.get(s.job_id)) is not None and job.finished}
+        problems = self.streams.not_followed_to_the_end({job_id: state for job_id, (_, state) in ends.items()})
+        return {ends[job_id][0]: problem for job_id, problem in problems.items()}
 
     def left_held(self) -> dict[str, int]:
         """What the fleet still holds for the batch once every job ended: nothing, when each let go."""
