@@ -32,7 +32,7 @@ def is_read_only(exc: BaseException) -> bool:
     if not isinstance(exc, redis.exceptions.ResponseError):
         return False
     message = str(exc)
-    # Redis 7 starts a script's error with READONLY; Redis 6 quotes "-READONLY" after the script's name.
+    # A command's answer starts with READONLY; a script's error quotes "-READONLY" after the script's name.
     return message.startswith("READONLY") or "-READONLY" in message or \
         (message.startswith("UNBLOCKED") and "instance state changed" in message)
 
