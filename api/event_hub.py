@@ -22,6 +22,7 @@ CHANNEL_PREFIX = event_channel("")
 BACKLOG = 1000
 # The subscription came back after a loss: events may have been missed meanwhile.
 RESUBSCRIBED = object()
+QUIET = object()            # no event within the time a listener waited
 # The stream fell too far behind: it ends.
 OVERFLOWED = object()
 
@@ -51,11 +52,14 @@ class Listener:
             self.group.discard(self)
         self.release()
 
-    async def next(self) -> object:
-        """The next event's data (str), or RESUBSCRIBED, or OVERFLOWED."""
+    async def next(self, timeout: float | None = None) -> object:
+        """The next event's data (str), or RESUBSCRIBED, or OVERFLOWED; QUIET after `timeout` s without one."""
         if self.overflowed:
             return OVERFLOWED
-        item = await self.queue.get()
+        try:
+            item = await asyncio.wait_for(self.queue.get(), timeout)
+        except TimeoutError:
+            return QUIET
         return OVERFLOWED if self.overflowed else item
 
 

@@ -1,7 +1,12 @@
 """Server-sent events from the ledger's pub/sub, through the process's one subscription
 (api/event_hub.py): `event: state` when a job's state changes, `event: progress` otherwise; data is
 the job's summary (the ledger's event). A stream for one job listens before it reads the job, so
-no change falls between, and ends with the job."""
+no change falls between, and ends with the job.
+
+A Redis restart or failover cuts the subscription, and pub/sub keeps nothing for a subscriber away:
+the hub subscribes again and tells every stream, and a job's stream also reads the record again
+after each quiet QUIET_S, so a change published meanwhile, or on a node the address no longer names
+(a managed failover moves a DNS name), is still shown."""
 from __future__ import annotations
 
 import json
@@ -13,7 +18,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiError
-from api.event_hub import OVERFLOWED, RESUBSCRIBED, EventHub, Listener, TooManyStreams
+from api.event_hub import OVERFLOWED, QUIET, RESUBSCRIBED, EventHub, Listener, TooManyStreams
 from api.keys import ApiKey
 from geoqueue.client import GeoQueue, UnknownJob
 from geoqueue.job_record import TERMINAL, Job, event_seen_by
@@ -33,6 +38,10 @@ def summary(job: Job) -> dict:
     return {"id": job.id, "name": job.name, "vendor": job.vendor, "state": job.state, "phase": job.phase,
             "done": job.done, "total": job.total, "credits": job.credits, "updated": job.updated,
             **({"error": job.error} if job.error else {})}
+
+
+QUIET_S = 5.0                  # a job's record is read again after this long without an event
+SHOWN = ("state", "phase", "done", "total", "credits", "error")    # what a change changes (not `updated`)
 
 
 def listen(request: Request, key: ApiKey, job_id: str | None) -> Listener:
@@ -58,22 +67,25 @@ async def _job_events(queue: GeoQueue, job_id: str, hub: EventHub, listener: Lis
     try:
         await hub.ready()
         job = await run_in_threadpool(queue.status, job_id)
-        yield {"event": "state", "id": repr(job.updated), "data": json.dumps(summary(job))}
+        shown = summary(job)
+        yield {"event": "state", "id": repr(job.updated), "data": json.dumps(shown)}
         state = job.state
         while state not in TERMINAL:
-            data = await listener.next()
+            data = await listener.next(QUIET_S)
             if data is OVERFLOWED:
                 return  # the client reconnects and reads the job anew
-            if data is RESUBSCRIBED:  # changes may have been missed: the job as it is now
+            if data is RESUBSCRIBED or data is QUIET:  # changes may have been missed: the job as it is now
                 try:
                     job = await run_in_threadpool(queue.status, job_id)
                 except (UnknownJob, redis.RedisError):
                     return  # gone meanwhile, or Redis away again: the client reconnects and finds out
                 event = summary(job)
+                if not any(event.get(k) != shown.get(k) for k in SHOWN):
+                    continue
             else:
                 event = event_seen_by(queue.app, json.loads(data))
             kind = "state" if event["state"] != state else "progress"
-            state = event["state"]
+            state, shown = event["state"], event
             yield {"event": kind, "id": repr(event["updated"]), "data": json.dumps(event)}
     finally:
         listener.close()

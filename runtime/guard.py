@@ -1,6 +1,7 @@
 """The guard: the one place where every exception of every task is classified.
 
-    transient (5xx, 429, timeouts, dropped connections, a call still in flight)
+    transient (5xx, 429, timeouts, dropped connections, a call still in flight, Redis away or
+               answering READONLY during a failover)
                            -> this task is tried again with backoff, while retries remain
     vendor, job or input error -> the job fails with that typed error
     soft time limit        -> tried again (the task resumes from its checkpoints), then TimedOut
@@ -27,6 +28,7 @@ from config import redaction
 from config.settings import get_settings
 from geoqueue.backoff import backoff
 from geoqueue.catalog import CATALOG
+from geoqueue.redis_failover import is_read_only
 from runtime import ending
 from runtime.errors import FailureRecorded, InternalError, JobError, JobStopped, TimedOut, error_dict
 from vendors.errors import TransientError, VendorError
@@ -86,10 +88,12 @@ def classify(exc: Exception, where: str) -> tuple[str, dict[str, Any] | None, fl
         return RETRY, TimedOut(f"{where} ran past its time limit ({limit}s) on every try").to_dict(), 1.0
     if isinstance(exc, TransientError):
         return RETRY, exc.to_dict(), exc.retry_after
-    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
-        # Redis away longer than the client's own tries (GEOQUEUE_REDIS_OUTAGE_TOLERANCE): the task is
-        # tried again when the broker can take the retry; it was not the job's fault.
-        return RETRY, {"type": "RedisUnavailable", "message": f"Redis did not answer: {exc}"}, None
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)) or is_read_only(exc):
+        # Redis away or still a replica (READONLY, a failover) longer than the client's own tries
+        # (GEOQUEUE_REDIS_OUTAGE_TOLERANCE): the task is tried again when the broker can take the
+        # retry; it was not the job's fault.
+        what = "answered as a replica (a failover)" if is_read_only(exc) else "did not answer"
+        return RETRY, {"type": "RedisUnavailable", "message": f"Redis {what}: {exc}"}, None
     if isinstance(exc, (VendorError, JobError)):
         return FAIL, error_dict(exc), None
     log.error("unexpected %s in %s", type(exc).__name__, where, exc_info=exc)

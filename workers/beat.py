@@ -1,10 +1,16 @@
-"""RedBeat's scheduler, kept running through a Redis restart (the fleet's `beat_scheduler`).
+"""RedBeat's scheduler, kept running through a Redis restart or failover (the fleet's `beat_scheduler`).
 
 RedBeat 2.4.2 (and its main branch, read in redbeat/schedulers.py) lets every Redis error of a tick
 escape: `tick()` extends the leader lock first (`self.lock.extend`) and then reads the schedule, and
 Celery's beat service exits on the first ConnectionError (sibson/redbeat#285 for the same crash
 through a lock that was never taken; sibson/redbeat#208 on what to do about the lock). Its
 `retry_period` option only wraps the client's own methods, not the lock's Lua script nor pipelines.
+
+A failover adds two answers that are no connection error: a demoted primary answers `READONLY`,
+as `ReadOnlyError`, or, inside the lock's Lua script, as a plain `ResponseError` quoting
+`-READONLY`; beat exited on the latter. RedBeat's client keeps its connection to that node, which
+after a managed failover stays a replica, so a tick that meets either also drops the client's
+connections: the next reaches where the address (or the sentinels) point now.
 
 Here a tick that meets a Redis error is skipped: beat logs it and tries again a second later. The
 leader lock lives in Redis with a TTL (`GEOQUEUE_BEAT_LOCK_TIMEOUT`); an outage longer than that
@@ -20,6 +26,8 @@ import logging
 import redis
 from redbeat import RedBeatScheduler
 from redbeat.schedulers import LUA_EXTEND_TO_SCRIPT, get_redis
+
+from geoqueue.redis_failover import is_read_only
 
 log = logging.getLogger("geoqueue.beat")
 
@@ -41,7 +49,11 @@ class Scheduler(RedBeatScheduler):
             log.warning("beat: lost the leader lock (%s); standing by until it is free", exc)
             self._holding = False
             return RETRY_SECONDS
-        except REDIS_ERRORS as exc:
+        except redis.RedisError as exc:
+            if is_read_only(exc):
+                get_redis(self.app).connection_pool.disconnect()
+            elif not isinstance(exc, REDIS_ERRORS):
+                raise
             if not self._redis_down:
                 log.warning("beat: Redis unavailable (%s); trying again every %gs", exc, RETRY_SECONDS)
             self._redis_down = True

@@ -1,4 +1,4 @@
-"""kombu's Redis transport, made to ride out a Redis restart (the `broker_transport` of the fleet).
+"""kombu's Redis transport, made to ride out a Redis restart or failover (the `broker_transport` of the fleet).
 
 What kombu 5.7.0 does when a worker loses its broker connection (read in kombu/transport/redis.py,
 kombu/transport/virtual/base.py, kombu/connection.py and celery/worker/consumer/consumer.py):
@@ -39,6 +39,8 @@ from celery.signals import worker_shutting_down
 from kombu import connection as kombu_connection
 from kombu.transport import redis as kombu_redis
 from kombu.transport.virtual import base as virtual
+
+from geoqueue.redis_failover import dropping_when_not_primary
 
 log = logging.getLogger("geoqueue.broker")
 
@@ -176,12 +178,17 @@ class _Lossless:
         return None
 
 
+# A server that answers as a replica (a managed failover: READONLY, or UNBLOCKED in BRPOP) counts as
+# a lost connection: kombu reconnects, where it would otherwise hand Celery a ResponseError that
+# ends the worker (geoqueue/redis_failover.py; docs/redis.md, "Managed Redis failover").
 class Channel(_Lossless, kombu_redis.Channel):
-    pass
+    connection_class = dropping_when_not_primary(kombu_redis.Channel.connection_class)
+    connection_class_ssl = dropping_when_not_primary(kombu_redis.Channel.connection_class_ssl)
 
 
 class SentinelChannel(_Lossless, kombu_redis.SentinelChannel):
-    pass
+    connection_class = dropping_when_not_primary(kombu_redis.SentinelChannel.connection_class)
+    connection_class_ssl = dropping_when_not_primary(kombu_redis.SentinelChannel.connection_class_ssl)
 
 
 class _LosslessTransport:

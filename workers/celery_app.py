@@ -13,6 +13,7 @@ from config.settings import Settings, get_settings
 from geoqueue.redis_url import is_sentinel, sentinel_hosts
 from geoqueue.routes import QUEUES, TASK_ROUTES, TRANSFER, queue_for
 from workers.outage import publish_retry_policy
+from workers.results import result_backend
 
 TASK_MODULES = [
     "workers.sweeper", "tasks.immersity.jobs",
@@ -81,7 +82,8 @@ def configure(app: Celery, settings: Settings) -> None:
     app.amqp_cls = AMQP   # before anything sends: the app builds its sender on first use
     redbeat = {"redbeat_redis_url": settings.redis_url}
     # kombu's Redis transport, made to keep and settle the messages a worker holds across a broker
-    # connection loss instead of crashing or leaving them to the visibility timeout (workers/broker.py).
+    # connection loss instead of crashing or leaving them to the visibility timeout, and to take a
+    # server's READONLY (a failover) for such a loss (workers/broker.py).
     broker_transport = "workers.broker:Transport"
     if is_sentinel(settings.redis_url):
         broker_transport = "workers.broker:SentinelTransport"
@@ -92,7 +94,8 @@ def configure(app: Celery, settings: Settings) -> None:
             "sentinels": hosts, "service_name": settings.redis_sentinel_master, "db": db, "password": password}}
     app.conf.update(
         broker_url=settings.redis_url,
-        result_backend=settings.redis_url,
+        # Celery's Redis backend on connections that notice a failover (workers/results.py).
+        result_backend=result_backend(settings.redis_url),
         broker_transport_options=transport,
         result_backend_transport_options={k: v for k, v in transport.items()
                                           if k in ("visibility_timeout", "master_name")},

@@ -1,8 +1,9 @@
 """The chaos run's fault schedule: while the batch runs, each kind of fault is delivered when due,
 spread over the horizon, until every kind was delivered as often as the batch asks. The kinds:
-kills of busy workers (worker_kills.py), a Redis restart (redis_restart.py) and tokens that stop
-working (token_expiry.py); the vendors' errors are set up with the fleet (fleet.py). A new kind is
-a module with a class of FaultKind's methods, made in Chaos.__init__, put in its `kinds` and its summary."""
+kills of busy workers (worker_kills.py), a Redis restart (redis_restart.py) or failover
+(failovers.py) and tokens that stop working (token_expiry.py); the vendors' errors are set up with
+the fleet (fleet.py). A new kind is a module with a class of FaultKind's methods, made in
+Chaos.__init__, put in its `kinds` and its summary."""
 from __future__ import annotations
 
 import threading
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import redis
 
+from bench.chaos_run.failovers import failover_for
 from bench.chaos_run.fleet import ERRORS
 from bench.chaos_run.redis_restart import RedisRestart
 from bench.chaos_run.token_expiry import TokenExpiries
@@ -35,7 +37,7 @@ class FaultKind(Protocol):
 
 
 class Chaos(threading.Thread):
-    """Kills busy workers (some at chosen moments), restarts Redis once and makes tokens stop working,
+    """Kills busy workers (some at chosen moments), restarts or fails over Redis once and makes tokens stop working,
     spread over `horizon_s` seconds, while the batch runs."""
 
     def __init__(self, run: Run, horizon_s: float, seed: int) -> None:
@@ -46,7 +48,8 @@ class Chaos(threading.Thread):
         self.error: BaseException | None = None
         self.log: list[str] = []
         self.tokens = TokenExpiries(self)
-        self.redis_fault = RedisRestart(self)
+        # On a Redis set up for a failover (fleet.REDIS_SETUPS), the failover in place of the restart.
+        self.redis_fault = failover_for(self, run.redis_setup) if run.redis_setup else RedisRestart(self)
         self.kills = WorkerKills(self, seed)
         # A round delivers what is due in this order: the timed faults, then a kill among what runs after them.
         self.kinds: tuple[FaultKind, ...] = (self.tokens, self.redis_fault, self.kills)
@@ -83,7 +86,7 @@ class Chaos(threading.Thread):
                 continue
 
     def chaos_round(self) -> None:
-        """Whatever is due now: a token expiry, the Redis restart, a kill."""
+        """Whatever is due now: a token expiry, the Redis restart or failover, a kill."""
         elapsed = self.elapsed()
         for kind in self.kinds:
             kind.strike_if_due(elapsed)

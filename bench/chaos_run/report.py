@@ -20,6 +20,8 @@ def print_reports(batch: Batch, reports: list[Report]) -> None:
         for kind in reports[0].duplicates[vendor]:
             rows.append((f"  {vendor}: {kind}"[:width], [str(r.duplicates[vendor][kind]) for r in reports]))
     rows.append(("held after the end", [str(sum(r.left_held.values())) for r in reports]))
+    rows.append(("processes exited unasked", [str(sum(r.exited.values())) for r in reports]))
+    rows.append(("event streams not followed to the end", [str(len(r.streams_cut)) for r in reports]))
     rows.append(("time to finish (s)", [f"{r.seconds:.0f}" for r in reports]))
     if len(reports) == 2:
         rows.append(("ratio chaos/baseline", ["", f"{reports[1].seconds / reports[0].seconds:.2f}"]))
@@ -28,6 +30,10 @@ def print_reports(batch: Batch, reports: list[Report]) -> None:
     for report in reports:
         for what, n in report.left_held.items():
             print(f"  {report.title}: held after the end: {n} {what}")
+        for name, n in report.exited.items():
+            print(f"  {report.title}: {name} exited unasked {n} time(s) (the stack started it again)")
+        for label, problem in report.streams_cut.items():
+            print(f"  {report.title}: {label}: {problem}")
         for outcome in report.outcomes:
             if outcome.verdict != "right":
                 print(f"  {report.title}: {outcome.label}: {outcome.verdict}: {outcome.detail}")

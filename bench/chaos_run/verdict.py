@@ -7,8 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import redis
-
 from geoqueue.job_record import Job
 
 if TYPE_CHECKING:
@@ -37,6 +35,8 @@ class Report:
     seconds: float
     chaos: list[str] = field(default_factory=list)     # what was done to the fleet
     left_held: dict[str, int] = field(default_factory=dict)
+    exited: dict[str, int] = field(default_factory=dict)      # processes that exited unasked: how often
+    streams_cut: dict[str, str] = field(default_factory=dict)  # job label -> how its event stream fell short
 
     def count(self, verdict: str) -> int:
         return sum(1 for o in self.outcomes if o.verdict == verdict)
@@ -47,8 +47,10 @@ class Report:
 
     @property
     def goal_met(self) -> bool:
-        """Every job right (none failed, unfinished or lost), no duplicate, and nothing left held."""
-        return self.count("right") == len(self.outcomes) and self.duplicate_total == 0 and not self.left_held
+        """Every job right (none failed, unfinished or lost), no duplicate, nothing left held, no
+        process of the fleet exited unasked, and each ended job's event stream showed its end."""
+        return self.count("right") == len(self.outcomes) and self.duplicate_total == 0 and not self.left_held \
+            and not self.exited and not self.streams_cut
 
 
 class Verdicts:
@@ -75,9 +77,16 @@ class Verdicts:
                                         "succeeded, but " + "; ".join(problems) if problems else ""))
         return outcomes
 
+    def streams_cut(self) -> dict[str, str]:
+        """Ended jobs whose event stream, followed over the API, did not show their end: label -> what it did."""
+        ends = {s.job_id: (s.label, job.state) for s in self.submitted
+                if (job := self.queue.ledger.get(s.job_id)) is not None and job.finished}
+        problems = self.streams.not_followed_to_the_end({job_id: state for job_id, (_, state) in ends.items()})
+        return {ends[job_id][0]: problem for job_id, problem in problems.items()}
+
     def left_held(self) -> dict[str, int]:
         """What the fleet still holds for the batch once every job ended: nothing, when each let go."""
-        r = redis.Redis.from_url(self.stack.redis_url, decode_responses=True)
+        r = self.redis_client()
         try:
             return {name: n for name, n in {
                 "jobs holding something (gq:holders)": r.scard("gq:holders"),

@@ -4,10 +4,8 @@ supervisor starts each killed worker again."""
 from __future__ import annotations
 
 import random
+from collections import Counter
 from typing import TYPE_CHECKING
-
-import redis
-from celery import Celery
 
 from bench.chaos_run.fleet import WORKERS
 
@@ -22,9 +20,10 @@ class WorkerKills:
         self.gap = max(3.0, 0.5 * chaos.horizon_s / self.batch.kills)        # between two kills not aimed at a call
         self.last_kill = 0.0
         self.kills: list[str] = []
+        self.killed: Counter[str] = Counter()      # kills per worker
         self.aimed = {"immersal capture": False, "dronemapper task creation": False, "mapillary upload": False}
-        self.control = Celery(broker=self.stack.redis_url)
-        self.redis = redis.Redis.from_url(self.stack.redis_url, decode_responses=True)
+        self.control = chaos.run_.control_app()
+        self.redis = chaos.run_.redis_client()
 
     def delivered(self) -> bool:
         return len(self.kills) >= self.batch.kills
@@ -82,6 +81,7 @@ class WorkerKills:
         if why in self.aimed:
             self.aimed[why] = True
         self.kills.append(f"{worker} ({why})")
+        self.killed[worker] += 1
         self.chaos.note(f"SIGKILL {worker} during {why}; it ran: {running}")
 
     def summary(self) -> list[str]:
@@ -92,3 +92,4 @@ class WorkerKills:
 
     def close(self) -> None:
         self.control.close()
+        self.redis.close()
