@@ -131,6 +131,37 @@ def test_a_producer_hears_of_a_jobs_end_only_once_a_replica_holds_it(primary, re
     assert replica.client.hget(job_key(job_id), "state") == "succeeded"
 
 
+def test_a_lease_is_granted_once_a_replica_holds_the_grant(replica):
+    from config.redis_client import get_redis
+    from runtime.lease import Lease
+
+    lease = Lease(get_redis(), f"gq:test:lease:{uuid.uuid4().hex}", 30)
+    lease.wait("job-a")
+    resumer = lagging_for(replica, RESUME_AFTER)
+    grant = lease.grant_next()
+    granted_at = time.monotonic()
+    resumer.join()
+    assert grant is not None and grant.owner == "job-a"
+    assert granted_at >= resumer.resumed_at, "the grant was handed out while no replica held it"
+    assert replica.client.get(lease.name) == "job-a"
+
+
+def test_a_grant_after_a_failover_that_lost_one_outnumbers_it_and_fences_its_holder(primary):
+    from config.redis_client import get_redis
+    from runtime.lease import Lease
+
+    lease = Lease(get_redis(), f"gq:test:lease:{uuid.uuid4().hex}", 30)
+    first = lease.acquire("job-a")
+    get_redis().delete(lease.name, lease.fence_key)     # the new primary never had that grant
+    second = lease.acquire("job-b")
+    assert second > first > 0
+    assert not lease.refresh("job-a", first)
+    # Granted again to the same job, by a later grant: what it did under the first grant is fenced off.
+    get_redis().delete(lease.name, lease.fence_key)
+    third = lease.acquire("job-a")
+    assert third > second and not lease.refresh("job-a", first) and lease.refresh("job-a", third)
+
+
 def test_without_a_replica_nothing_waits(primary, monkeypatch):
     """Not a new behaviour (nothing waited before): the guard that WAIT costs nothing without replicas."""
     from runtime.once import Once
