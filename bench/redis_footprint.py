@@ -177,16 +177,21 @@ def main() -> None:
         for job in jobs[::2]:              # what a vendor's first job creates for all (indexes, streams)
             settled(stack, queue.wait(queue.submit(job.name, job.warm_up_params()), timeout=1800).id)
         idle = idle_rates(reader, redis_cpu, args.idle)
-        results = []
+        results, retained_in_all, memory_at_start = [], 0, reader.info("memory")
         for job in jobs:
             runs = []
             for _ in range(args.repeat):
                 runs.append(measure(stack, queue, reader, job, idle, redis_cpu))
+                retained_in_all += runs[-1]["bytes"]
                 print(f"{job.label}: {runs[-1]['bytes']:,} bytes retained, {runs[-1]['commands']:,.0f} commands, "
                       f"Redis CPU {1000 * runs[-1]['cpu']:.0f} ms, {runs[-1]['seconds']:.0f} s", flush=True)
             results.append(median_of(runs))
         report(results, idle)
         capacity(results, idle)
+        memory = reader.info("memory")
+        print(f"\nover all the measured runs: keys retained {retained_in_all:,} bytes by MEMORY USAGE; Redis's "
+              f"used_memory_dataset grew {memory['used_memory_dataset'] - memory_at_start['used_memory_dataset']:,}, "
+              f"used_memory {memory['used_memory'] - memory_at_start['used_memory']:,}")
         held = connections(stack, int(stack.redis_url.rsplit(":", 1)[1].split("/")[0]))
         print("\nRedis connections held by each process (its process tree) after the jobs: " +
               ", ".join(f"{name} {n}" for name, n in held.items()))
