@@ -13,9 +13,12 @@ sending process (this one). `--undo` adds fleet workers with one of the measures
 `recycle`: a prefork child replaced after 200 tasks, not 1000), to show what each saves, or with one
 of the fleet's reliability settings set back to Celery's default (`prefetch`: 4 messages per process,
 not 1; `acks`: acked as the task starts, not after it; `taskevents`: no -E), to show what each costs.
+`--replica` runs every round twice, without and then with a replica of the Redis attached
+(devstack/redis_replica.py), and then times job records created one after another (each waits for
+the replica when there is one: geoqueue/replicas.py) without and with it.
 
     python bench/dispatch.py [--tasks 2000] [--concurrency 4] [--rounds 5]
-                             [--undo events,freeze,recycle,prefetch,acks,taskevents]
+                             [--undo events,freeze,recycle,prefetch,acks,taskevents] [--replica]
     python bench/dispatch.py --tasks 200 --rounds 2        # the small version
 """
 from __future__ import annotations
@@ -27,6 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from contextlib import nullcontext
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +42,7 @@ from bench.memory import process_tree  # noqa: E402
 from devstack.commands import local_argv  # noqa: E402
 from devstack.loopback import free_port  # noqa: E402
 from devstack.processes import PROCESSES  # noqa: E402
+from devstack.redis_replica import Replica  # noqa: E402
 from devstack.redis_service import redis_answers, redis_server_binary  # noqa: E402
 from devstack.waiting import wait_until  # noqa: E402
 
@@ -89,6 +95,42 @@ def run_round(app, queue: str, count: int, meters: list) -> float:
     return count / elapsed, [1000 * m.seconds / count for m in (worker, redis, me)]
 
 
+def guarded_writes(url: str, count: int) -> tuple[float, int]:
+    """Job records created one after another, per second, through a fresh client (so that it counts
+    the replicas afresh); and the WAITs they sent."""
+    from geoqueue.ledger import Ledger
+    from geoqueue.redis_url import connect
+
+    client = connect(url, decode_responses=True)
+    ledger, prefix, waits = Ledger(client), uuid.uuid4().hex, wait_calls(client)
+    started = time.perf_counter()
+    for n in range(count):
+        ledger.create(f"bench-{prefix}-{n}", "immersity.disparity", {"image": "s3://bench/image.jpg"})
+    rate = count / (time.perf_counter() - started)
+    return rate, wait_calls(client) - waits
+
+
+def wait_calls(client) -> int:
+    return int(client.info("commandstats").get("cmdstat_wait", {}).get("calls", 0))
+
+
+def guarded_writes_table(url: str, port: int, count: int, rounds: int) -> None:
+    rates: dict[str, list[float]] = {"no replica": [], "replica": []}
+    waits = dict.fromkeys(rates, 0)
+    for _ in range(rounds):
+        for label in rates:
+            with Replica(port) if label == "replica" else nullcontext():
+                rate, waited = guarded_writes(url, count)
+            rates[label].append(rate)
+            waits[label] += waited
+    print(f"job records created one after another ({count} a round; with a replica each waits for it):")
+    for label, values in rates.items():
+        print(f"  {label}: median {statistics.median(values):.0f}/s ({', '.join(f'{v:.0f}' for v in values)}), "
+              f"{1000 / statistics.median(values):.2f} ms each, {waits[label] / (count * rounds):.2f} WAIT per record")
+    ratio = statistics.median(rates["replica"]) / statistics.median(rates["no replica"])
+    print(f"ratio replica/no replica: {ratio:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=2000)
@@ -96,6 +138,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--undo", default="",
                         help="comma-separated: events, freeze, recycle, prefetch, acks, taskevents")
+    parser.add_argument("--replica", action="store_true", help="every round without and with a replica of the Redis")
     args = parser.parse_args()
 
     port = free_port()
@@ -124,24 +167,30 @@ def main() -> None:
                   for name in names}
         for name in names:
             run_round(*senders[name], 50, meters[name])   # warm up: connections, pool processes
-        rates = {name: [] for name in names}
-        cpu = {name: [] for name in names}
+        phases = ["", " +replica"] if args.replica else [""]
+        rates = {name + phase: [] for name in names for phase in phases}
+        cpu = {name + phase: [] for name in names for phase in phases}
         for _ in range(args.rounds):
-            for name in names:
-                rate, ms = run_round(*senders[name], args.tasks, meters[name])
-                rates[name].append(rate)
-                cpu[name].append(ms)
+            for phase in phases:
+                with Replica(port) if phase else nullcontext():
+                    for name in names:
+                        rate, ms = run_round(*senders[name], args.tasks, meters[name])
+                        rates[name + phase].append(rate)
+                        cpu[name + phase].append(ms)
         print(f"{args.tasks} no-op tasks a round, {args.rounds} rounds, worker concurrency {args.concurrency}")
         print("| worker | tasks/s median | best | rounds | CPU ms/task: worker | redis | sender |")
         print("|---|---|---|---|---|---|---|")
-        for name in names:
-            ms = [statistics.median(c[i] for c in cpu[name]) for i in range(3)]
-            print(f"| {name} | {statistics.median(rates[name]):.0f} | {max(rates[name]):.0f} | "
-                  f"{', '.join(f'{r:.0f}' for r in rates[name])} | {ms[0]:.2f} | {ms[1]:.2f} | {ms[2]:.2f} |")
-        for name in names:
-            if name != "plain":
-                median = statistics.median(rates[name]) / statistics.median(rates["plain"])
-                print(f"ratio {name}/plain: median {median:.2f}, best {max(rates[name]) / max(rates['plain']):.2f}")
+        for label in rates:
+            ms = [statistics.median(c[i] for c in cpu[label]) for i in range(3)]
+            print(f"| {label} | {statistics.median(rates[label]):.0f} | {max(rates[label]):.0f} | "
+                  f"{', '.join(f'{r:.0f}' for r in rates[label])} | {ms[0]:.2f} | {ms[1]:.2f} | {ms[2]:.2f} |")
+        for label in rates:
+            plain = "plain" + label[len(label.split(" ")[0]):]
+            if label != plain:
+                median = statistics.median(rates[label]) / statistics.median(rates[plain])
+                print(f"ratio {label}/{plain}: median {median:.2f}, best {max(rates[label]) / max(rates[plain]):.2f}")
+        if args.replica:
+            guarded_writes_table(url, port, args.tasks, args.rounds)
     finally:
         for worker in workers.values():
             worker.terminate()

@@ -8,11 +8,16 @@
 2. memory: peak RSS of the transfer worker (which submits) and of the control worker (which checks
    the inputs) while build_map submits 200 and then 1,000 images, each run on freshly started workers.
 
+`--replica N` then runs build_map N more times on the same images without a replica and N times with
+one attached to the stack's Redis (devstack/redis_replica.py), alternating, so that every capture's
+marker waits for it (runtime/once.py); reported: the medians, their ratio, and the WAITs each build sent.
+
 Every loop reads its images from the same S3 (moto) as the workers do. The stack runs the fleet's
 default settings unless --setting says otherwise. Run by hand:
 
     python bench/immersal_submit.py --latency-ms 20,100 [--images 200] [--memory-runs 200,1000]
     python bench/immersal_submit.py --latency-ms 20 --images 40 --memory-runs ""     # the small version
+    python bench/immersal_submit.py --latency-ms 20,100 --images 200 --memory-runs "" --replica 3
 """
 from __future__ import annotations
 
@@ -22,9 +27,11 @@ import csv
 import functools
 import io
 import json
+import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +46,9 @@ from bench.memory import PeakMemory, process_tree  # noqa: E402
 from bench.options import add_setting_option, settings_from  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from devstack.local_stack import LocalStack  # noqa: E402
+from devstack.redis_replica import Replica  # noqa: E402
 from devstack.samples import scene  # noqa: E402
-from geoqueue import GeoQueue  # noqa: E402
+from geoqueue import GeoQueue, replicas  # noqa: E402
 from geoqueue.s3ref import S3Ref  # noqa: E402
 from tasks.immersal.records import DEFAULT_CHUNK_SIZE  # noqa: E402
 from vendors.immersal import ImmersalClient  # noqa: E402
@@ -120,6 +128,7 @@ def build(queue: GeoQueue, stack: LocalStack, prefix: str, count: int, name: str
     with the images submitted so far at every look at the job."""
     since = time.time()
     ours = [process_tree(stack.processes[name].popen.pid) for name in ("control", "transfer", "redis")]
+    waits = wait_calls(queue)
     with CpuMeter(*ours) as cpu:
         started = time.perf_counter()
         job_id = queue.submit("immersal.build_map", {"images": prefix, "name": name})
@@ -133,7 +142,23 @@ def build(queue: GeoQueue, stack: LocalStack, prefix: str, count: int, name: str
     captures = [e["time"] for e in stack.sandbox("GET", "/_sandbox/journal/immersal")
                 if e["path"] == "/immersal/capture" and e["time"] >= since]
     assert len(captures) == count, len(captures)
-    return {"to_construct": to_construct, "capture_span": max(captures) - min(captures), "cpu": cpu.seconds}
+    return {"to_construct": to_construct, "capture_span": max(captures) - min(captures), "cpu": cpu.seconds,
+            "waits": wait_calls(queue) - waits}
+
+
+def wait_calls(queue: GeoQueue) -> int:
+    return int(queue.redis.info("commandstats").get("cmdstat_wait", {}).get("calls", 0))
+
+
+def replica_rounds(queue: GeoQueue, stack: LocalStack, prefix: str, count: int, label: str, rounds: int) -> dict:
+    """build_map without and with a replica of the stack's Redis, alternating; medians of each."""
+    runs: dict[str, list[dict]] = {"without": [], "with": []}
+    for n in range(rounds):
+        for way in runs:
+            with Replica(stack.redis_port) if way == "with" else nullcontext():
+                time.sleep(replicas.CHECK_SECONDS + 1)     # every process counts the replicas afresh
+                runs[way].append(build(queue, stack, prefix, count, f"Bench{way.title()}{label}{n}"))
+    return {way: {key: statistics.median(r[key] for r in done) for key in done[0]} for way, done in runs.items()}
 
 
 def restart_workers(stack: LocalStack) -> None:
@@ -143,13 +168,16 @@ def restart_workers(stack: LocalStack) -> None:
     stack.wait_for_workers(["control", "transfer"])
 
 
-def measure_speed(stack: LocalStack, queue: GeoQueue, store, photo: bytes, images: int, latency_ms: float) -> dict:
+def measure_speed(stack: LocalStack, queue: GeoQueue, store, photo: bytes, images: int, latency_ms: float,
+                  replica: bool) -> dict:
     url = f"{stack.sandbox_url}/immersal"
     stack.sandbox("POST", "/_sandbox/faults/immersal", json={"latency_ms": latency_ms})
     prefix, rows = put_site(store, photo, images, f"speed{latency_ms:g}")
     doc = doc_loop(url, store, prefix, rows)
     ours = client_loop(url, store, prefix, rows)
     fleet = build(queue, stack, prefix, images, f"BenchSpeed{latency_ms:g}".replace(".", "_"))
+    compared = replica_rounds(queue, stack, prefix, images, f"{latency_ms:g}".replace(".", "_"), replica) \
+        if replica else None
     print(f"latency {latency_ms:g} ms, {images} images")
     print(f"  vendor doc loop (/captureb64, one by one)     {doc:7.2f} s  {images / doc:6.1f} images/s")
     print(f"  client loop (/capture, one by one)            {ours:7.2f} s  {images / ours:6.1f} images/s")
@@ -160,19 +188,31 @@ def measure_speed(stack: LocalStack, queue: GeoQueue, store, photo: bytes, image
     print(f"  speed-up of geoqueue over the doc loop: {doc / fleet['capture_span']:.1f}x "
           f"(submit to construct: {doc / fleet['to_construct']:.1f}x); geoqueue's CPU "
           f"{1000 * fleet['cpu'] / images:.1f} ms/image (workers and Redis, submit to construct)", flush=True)
-    return {"latency": latency_ms, "images": images, "doc": doc, "client": ours, **fleet}
+    if compared:
+        print(f"  {replica} builds without and {replica} with a replica, alternating (medians):")
+        for way, r in compared.items():
+            print(f"    {way + ' a replica':17} captures first to last {r['capture_span']:6.2f} s, submit to construct "
+                  f"{r['to_construct']:6.2f} s, CPU {1000 * r['cpu'] / images:.1f} ms/image, {r['waits']:.0f} WAITs")
+        without, with_ = compared["without"], compared["with"]
+        print(f"  with/without a replica: capture rate {without['capture_span'] / with_['capture_span']:.2f}, "
+              f"submit to construct {without['to_construct'] / with_['to_construct']:.2f}", flush=True)
+    return {"latency": latency_ms, "images": images, "doc": doc, "client": ours, **fleet, "replica": compared}
 
 
 def speed_table(results: list[dict]) -> None:
     print("| latency | way | time | images/s | vs doc loop | geoqueue CPU ms/image (workers, Redis) |")
     print("|---|---|---|---|---|---|")
     for r in results:
-        n, doc = r["images"], r["doc"]
-        for way, seconds, cpu in (("vendor doc loop, /captureb64 one by one", doc, ""),
-                                  ("client loop, /capture one by one", r["client"], ""),
-                                  ("geoqueue build_map, first to last capture", r["capture_span"], ""),
-                                  ("geoqueue build_map, submit to construct call", r["to_construct"],
-                                   f"{1000 * r['cpu'] / n:.1f}")):
+        n, doc, replica = r["images"], r["doc"], (r["replica"] or {}).get("with")
+        ways = [("vendor doc loop, /captureb64 one by one", doc, ""),
+                ("client loop, /capture one by one", r["client"], ""),
+                ("geoqueue build_map, first to last capture", r["capture_span"], ""),
+                ("geoqueue build_map, submit to construct call", r["to_construct"], f"{1000 * r['cpu'] / n:.1f}")]
+        if replica:
+            ways += [("geoqueue build_map with a replica, first to last capture", replica["capture_span"], ""),
+                     ("geoqueue build_map with a replica, submit to construct call", replica["to_construct"],
+                      f"{1000 * replica['cpu'] / n:.1f}")]
+        for way, seconds, cpu in ways:
             print(f"| {r['latency']:g} ms | {way} | {seconds:.2f} s | {n / seconds:.1f} | "
                   f"{doc / seconds:.1f}x | {cpu} |")
 
@@ -206,6 +246,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200, help="images of the speed runs (0: memory runs only)")
     parser.add_argument("--memory-runs", default="200,1000", help="image counts of the memory runs (empty: none)")
     parser.add_argument("--latency-ms", default="20,100", help="comma-separated added latencies")
+    parser.add_argument("--replica", type=int, default=0, metavar="N",
+                        help="then N builds without and N with a replica of the Redis, alternating")
     add_setting_option(parser)
     args = parser.parse_args()
     memory_runs = [int(n) for n in args.memory_runs.split(",") if n]
@@ -223,7 +265,8 @@ def main() -> None:
               f"{defaults['immersal_max_parallel'].default}, chunks of {DEFAULT_CHUNK_SIZE})", flush=True)
         latencies = [float(v) for v in args.latency_ms.split(",")]
         if args.images:
-            speed_table([measure_speed(stack, queue, store, photo, args.images, latency) for latency in latencies])
+            speed_table([measure_speed(stack, queue, store, photo, args.images, latency, args.replica)
+                         for latency in latencies])
         if memory_runs:
             stack.sandbox("POST", "/_sandbox/faults/immersal", json={"latency_ms": latencies[0]})
             measure_memory(stack, queue, store, photo, memory_runs)

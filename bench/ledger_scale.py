@@ -112,7 +112,7 @@ def load_after(client: redis.Redis, mixed: list) -> None:
         if state != QUEUED:
             extra = {k: fields[k] for k in ("result", "error") if k in fields}
             ledger._transition(keys=[job_key(job_id)], client=pipe, args=[
-                state, "0", TTL, fields["updated"], job_id, "phase", state,
+                state, "0", TTL, fields["updated"], job_id, "1", "phase", state,
                 *[v for pair in extra.items() for v in pair], "updated", fields["updated"]])
         if n % BATCH == BATCH - 1:
             pipe.execute()

@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     max_retries: int = Field(6, description="Retries of a task whose vendor call ran out of its own tries, or that ran past its soft time limit.")
     result_expires: int = Field(7 * 24 * 3600, description="Seconds Celery results and finished job records are kept.")
     redis_outage_tolerance: int = Field(300, description="Seconds a worker, its tasks and beat keep retrying Redis while it is away (a restart, a failover) before a call fails; work resumes as soon as Redis is back.")
+    redis_replica_wait_ms: int = Field(1000, ge=0, description="When the Redis primary has replicas: longest wait (ms) for one of them to acknowledge a write that guards a paid or creating vendor call, grants a lease, or creates or ends a job (Redis WAIT), so that a failover cannot lose it; a paid call whose marker no replica acknowledged in time is tried again later. 0: never wait. Without replicas nothing waits.")
     worker_max_tasks_per_child: int = Field(1000, description="Tasks a prefork child runs before it is replaced by a fresh one (frees what a long-lived process accumulates); 0: no limit.")
     worker_max_memory_per_child: int = Field(409_600, description="Resident memory (KiB) above which a prefork child is replaced after its current task; 0: no limit.")
     control_concurrency: int = Field(4, description="Processes of a control-queue worker (short work: planning, polling).")

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from config.redis_client import get_redis
+from geoqueue import replicas
 from geoqueue.ledger import RECORD_TTL_SECONDS
 from geoqueue.ledger_keys import job_key
 from vendors.errors import TransientError, VendorError
@@ -74,6 +75,10 @@ return 0
 
 class EffectInFlight(TransientError):
     """An earlier attempt of this call may still be running at the vendor; try again later."""
+
+
+class NotOnReplica(TransientError):
+    """No replica acknowledged the marker in time: its call waits for a later attempt."""
 
 
 class CutOff(Exception):
@@ -132,6 +137,18 @@ class Once:
     def forget(self, name: str) -> None:
         self.redis.hdel(self.key, name)
 
+    def _mark_durably(self, name: str) -> None:
+        """Write the marker of `name`, and when Redis has replicas, wait until one holds it."""
+        marked = replicas.write(self.redis, lambda pipe: self._mark(
+            keys=[self.key, f"{self.key}:seq"], args=[name, time.time(), RECORD_TTL_SECONDS], client=pipe),
+            f"the marker of {name} in {self.key}")
+        if marked.result:
+            raise EffectInFlight(f"another attempt of {name} began just now", retry_after=1.0)
+        if not marked.held:
+            self.forget(name)       # its call was not made: a later attempt marks it again
+            raise NotOnReplica(f"no Redis replica acknowledged the marker of {name} within "
+                               f"{replicas.wait_ms()} ms; its call waits", retry_after=5.0)
+
     def run(self, name: str, call: Callable[[], T], lookup: Callable[[float], T | None] | None = None, *,
             in_flight: float = 0.0) -> Effect[T]:
         """Make the effect `name` happen once. `lookup(since)` finds the effect made by a call cut off
@@ -152,8 +169,7 @@ class Once:
             if lookup is None:
                 raise CutOff(name, entry)
             self.forget(name)     # looked for and not there, and no longer in flight: call again
-        if self._mark(keys=[self.key, f"{self.key}:seq"], args=[name, time.time(), RECORD_TTL_SECONDS]):
-            raise EffectInFlight(f"another attempt of {name} began just now", retry_after=1.0)
+        self._mark_durably(name)
         try:
             result = call()
         except BaseException as exc:

@@ -35,6 +35,7 @@ from standardwebhooks import Webhook
 from config.apps import AppAccess
 from config.redis_client import get_redis
 from config.settings import Settings, get_settings
+from geoqueue import replicas
 from geoqueue.backoff import backoff, equal_jitter
 from geoqueue.callback_url import shown_url
 from geoqueue.job_record import Job, app_of
@@ -119,6 +120,8 @@ class Deliverer:
         claimed = self.redis.xautoclaim(ENDED_STREAM, GROUP, self.name, RECLAIM_IDLE_MS, "0-0", count=100)[1]
         fresh = self.redis.xreadgroup(GROUP, self.name, {ENDED_STREAM: ">"}, count=100, block=block_ms or None)
         entries = claimed + [entry for _, stream_entries in fresh for entry in stream_entries]
+        if entries:     # no webhook for an end a Redis failover could still lose (geoqueue/replicas.py)
+            replicas.barrier(self.redis, "the job ends read for webhooks")
         for entry_id, fields in entries:
             if fields:  # a claimed entry trimmed from the stream comes back empty
                 self.schedule(fields["id"], fields["state"], int(entry_id.split("-")[0]) / 1000, entry_id)

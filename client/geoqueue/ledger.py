@@ -14,10 +14,12 @@ from typing import Any
 
 import redis
 
-from geoqueue.job_record import DEFAULT_APP, QUEUED, STATES, STORED_ID, Job, app_of, canonical, check_state
+from geoqueue import replicas
+from geoqueue.job_record import DEFAULT_APP, QUEUED, STATES, STORED_ID, TERMINAL, Job, app_of, canonical, check_state
 from geoqueue.ledger_keys import APPS_KEY, COUNTS_KEY, EXPIRING_KEY, VENDORS_KEY, index_key, job_key
 from geoqueue.ledger_scripts import (
     ADD_CREDITS_SCRIPT,
+    ANNOUNCE_SCRIPT,
     CREATE_SCRIPT,
     EXPIRE_DUE_SCRIPT,
     RECORD_ITEM_SCRIPT,
@@ -45,6 +47,7 @@ class Ledger:
         self._add_credits = client.register_script(ADD_CREDITS_SCRIPT)
         self._record_item = client.register_script(RECORD_ITEM_SCRIPT)
         self._expire_due = client.register_script(EXPIRE_DUE_SCRIPT)
+        self._announce = client.register_script(ANNOUNCE_SCRIPT)
 
     # --- create and read ---
     def create(self, job_id: str, name: str, params: dict, state: str = QUEUED, callback_url: str | None = None) -> int:
@@ -60,7 +63,11 @@ class Ledger:
         if callback_url:
             record["callback_url"] = callback_url
         flat = [value for pair in record.items() for value in pair]
-        return int(self._create(keys=[job_key(job_id)], args=[job_id, now, name, stored, vendor, state, *flat]))
+        # On a replica before the producer has the id: a failover cannot lose a job it was told of.
+        created = replicas.write(self.redis, lambda pipe: self._create(
+            keys=[job_key(job_id)], args=[job_id, now, name, stored, vendor, state, *flat], client=pipe),
+            f"the record of job {job_id}")
+        return int(created.result)
 
     def mark_sent(self, job_id: str) -> None:
         """The job's message reached the broker."""
@@ -158,8 +165,17 @@ class Ledger:
             if key in ("result", "error"):
                 value = json.dumps(value)
             flat += [key, value]
-        outcome = self._transition(keys=[job_key(job_id)],
-                                   args=[state, "1" if force else "0", self.ttl, now, job_id, *flat])
+        # An end is on a replica before anyone hears of it (its event), and before the caller goes on.
+        timeout = replicas.wait_timeout(self.redis) if state in TERMINAL else 0
+        pipe = self.redis.pipeline(transaction=False)
+        self._transition(keys=[job_key(job_id)], client=pipe,
+                         args=[state, "1" if force else "0", self.ttl, now, job_id, "0" if timeout else "1", *flat])
+        if timeout:
+            replicas.add_wait(pipe, timeout)
+            self._announce(keys=[job_key(job_id)], args=[job_id], client=pipe)
+        outcome, *waited = pipe.execute()
+        if timeout:
+            replicas.acknowledged(int(waited[0]), timeout, f"the end of job {job_id}")
         return outcome == 1
 
     def progress(self, job_id: str, phase: str, done: int | None = None, total: int | None = None) -> None:

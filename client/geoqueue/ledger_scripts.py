@@ -52,14 +52,15 @@ end
 """
 
 # A finished job stays finished: a late or redelivered task must not flip it back.
-# KEYS[1] record; ARGV: state, force, ttl, now, id, field, value, ...
+# KEYS[1] record; ARGV: state, force, ttl, now, id, publish ('1': the event now; '0': the caller
+# announces it with ANNOUNCE_SCRIPT once a replica holds the change), field, value, ...
 TRANSITION_SCRIPT = _LUA_COMMON + """
 local old = redis.call('HGET', KEYS[1], 'state')
 if not old then return -1 end
 local new, now, id = ARGV[1], tonumber(ARGV[4]), ARGV[5]
 if TERMINAL[old] and ARGV[2] ~= '1' then return 0 end
 local vendor = redis.call('HGET', KEYS[1], 'vendor') or ''
-redis.call('HSET', KEYS[1], 'state', new, unpack(ARGV, 6))
+redis.call('HSET', KEYS[1], 'state', new, unpack(ARGV, 7))
 if old ~= new then
   local created = redis.call('HGET', KEYS[1], 'created') or now
   redis.call('ZREM', index(app_of(id), vendor, old), id)
@@ -79,8 +80,13 @@ if old ~= new then
     expire_due(now, 10)
   end
 end
-publish(KEYS[1], id)
+if ARGV[6] == '1' then publish(KEYS[1], id) end
 return 1
+"""
+
+# The job's event, told after its change (KEYS[1] record; ARGV[1] id).
+ANNOUNCE_SCRIPT = _LUA_COMMON + """
+publish(KEYS[1], ARGV[1])
 """
 
 # A record is created once; submitting its id again is the same job only with the same name and params.

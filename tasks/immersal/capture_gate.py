@@ -8,6 +8,8 @@ likeliest missing again and may send one that had arrived. Through the gate at m
 in flight, its image noted as pending; whoever takes the gate next, or its own holder after a
 cut-off, counts the workspace and records the pending image as arrived or forgets it. No image
 that arrived is ever sent again. The cost is the speed of parallel submission (bench/README.md).
+The holder checks its grant's fencing token (runtime/lease.py) before it notes a capture or settles
+one: a holder whose gate went to another (its grant lost in a Redis failover) makes no call (GateLost).
 
     gq:immersal:capture-gate:<account>:<bank>            the holder's owner id; a holder alive keeps
                                                          renewing it, a dead one's expires in GATE_TTL
@@ -42,6 +44,10 @@ class GateBusy(TransientError):
     """Another capture holds the workspace's gate for longer than a task should wait."""
 
 
+class GateLost(TransientError):
+    """The gate is no longer this holder's (a failover lost its grant, or it expired): no call is made."""
+
+
 class CaptureGate:
     def __init__(self, bank: int, ttl_seconds: float = GATE_TTL_SECONDS, wait_seconds: float = WAIT_SECONDS) -> None:
         self.redis = get_redis()
@@ -49,26 +55,32 @@ class CaptureGate:
                            ttl_seconds)
         self.pending_key = f"{self.lease.name}:pending"
         self.renew_seconds, self.wait_seconds = ttl_seconds / 5, wait_seconds
+        self.owner, self.token = uuid.uuid4().hex, 0      # token: the grant this holder has (0: none yet)
 
     @contextmanager
     def held(self, settle: Callable[[dict], None]) -> Iterator[CaptureGate]:
         """Hold the gate for the block; first `settle(pending)` what a holder before left unsettled."""
-        owner = uuid.uuid4().hex
-        self._take(owner)
+        self.take()
         stop = threading.Event()
-        renewer = threading.Thread(target=self._renew, args=(owner, stop), daemon=True,
-                                   name="immersal-capture-gate")
+        renewer = threading.Thread(target=self._renew, args=(stop,), daemon=True, name="immersal-capture-gate")
         renewer.start()
         try:
             left = self.pending()
             if left is not None:
+                self.check()
                 settle(left)
                 self.settled()
             yield self
         finally:
             stop.set()
             renewer.join()
-            self.lease.release(owner)
+            self.lease.release(self.owner, self.token)
+
+    def check(self) -> None:
+        """Before a call made under the gate: it is still held, by this holder's grant."""
+        if not self.lease.refresh(self.owner, self.token):
+            raise GateLost(f"the workspace's capture gate ({self.lease.name}) is no longer this holder's",
+                           vendor="immersal", retry_after=1.0)
 
     def pending(self) -> dict | None:
         raw = self.redis.get(self.pending_key)
@@ -76,24 +88,27 @@ class CaptureGate:
 
     def capturing(self, job_id: str, image: str) -> None:
         """The capture of `image` is about to be made (or looked up): pending until settled."""
+        self.check()
         self.redis.set(self.pending_key, json.dumps({"job": job_id, "image": image}), ex=RECORD_TTL_SECONDS)
 
     def settled(self) -> None:
         self.redis.delete(self.pending_key)
 
-    def _take(self, owner: str) -> None:
+    def take(self) -> None:
+        """Take the gate, waiting up to `wait_seconds` for it (GateBusy after that)."""
         deadline = time.monotonic() + self.wait_seconds
-        while not self.lease.acquire(owner):
+        while not (token := self.lease.acquire(self.owner)):
             if time.monotonic() > deadline:
                 left = max(self.redis.pttl(self.lease.name), 0) / 1000
                 raise GateBusy(f"another capture holds the workspace's gate ({self.lease.name})",
                                vendor="immersal", retry_after=left + 1)
             time.sleep(POLL_SECONDS)
+        self.token = token
 
-    def _renew(self, owner: str, stop: threading.Event) -> None:
+    def _renew(self, stop: threading.Event) -> None:
         while not stop.wait(self.renew_seconds):
             try:
-                if not self.lease.refresh(owner):
+                if not self.lease.refresh(self.owner, self.token):
                     log.warning("capture gate %s expired under its holder (Redis away?)", self.lease.name)
                     return
             except Exception as exc:       # Redis away: try again at the next renewal

@@ -38,11 +38,10 @@ from tasks.immersal.records import (
     STEPS,
     SUBMIT,
     ImmersalRecords,
-    WorkspaceLost,
     image_key,
     log,
 )
-from tasks.immersal.workspace import free_workspace, hold_workspace, workspace_lease, workspace_mismatch, workspace_name
+from tasks.immersal.workspace import free_workspace, hold_workspace, lease_token, workspace_lease, workspace_mismatch
 from vendors.immersal import ImmersalClient
 
 PROGRESS_SECONDS = 1.0   # a chunk shows the images submitted at most this often; the end of each chunk shows it too
@@ -52,7 +51,7 @@ EXACT_PARALLEL = 2       # an exact build captures one image at a time: one chun
 def start(job: JobContext, state: dict) -> None:
     """The workspace is this job's now: a restore job restores; a build prepares and fans out its chunks."""
     bank = int(state["bank"])
-    hold_workspace(job.id, bank)
+    hold_workspace(job.id, bank, lease_token(state))
     if job.name == "immersal.restore":
         restore_into_workspace(job, bank)
     else:
@@ -100,13 +99,13 @@ def submit_chunk(job: JobContext, item: str) -> dict[str, Any]:
 
 
 def submit_images(job: JobContext, records: ImmersalRecords, item: str) -> dict[str, Any]:
-    bank = int(STEPS.state(job.id)["bank"])
-    vendor, lease, cut_off = client(), workspace_lease(bank), 0
+    state = STEPS.state(job.id)
+    bank, token = int(state["bank"]), lease_token(state)
+    vendor, cut_off = client(), 0
     rows, shown = records.chunk(item), time.monotonic()
     for row in rows:
         job.check_canceled()
-        if not lease.refresh(job.id):
-            raise WorkspaceLost(f"the job lost its lease on workspace {workspace_name(bank)} during submission")
+        hold_workspace(job.id, bank, token)
         try:
             capture_once(job, records, vendor, row, bank)
         except CutOff:
@@ -137,6 +136,7 @@ def capture_once(job: JobContext, records: ImmersalRecords, vendor: ImmersalClie
         try:
             records.captures.run(key, capture)
         finally:
+            gate.check()        # lost: what it left pending is the next holder's to settle
             settle_pending(job, vendor, bank, {"job": job.id, "image": key})
             gate.settled()
 
@@ -147,8 +147,8 @@ def chunks_done(job: JobContext) -> None:
 
 def settle(job: JobContext, state: dict) -> None:
     """Every chunk is done: make sure the workspace holds exactly this job's images, then construct."""
-    bank, images = int(state["bank"]), int(state["images"])
-    hold_workspace(job.id, bank)
+    bank, images, token = int(state["bank"]), int(state["images"]), lease_token(state)
+    hold_workspace(job.id, bank, token)
     vendor = client()
     summary: dict[str, Any] = {"images": images, "bank": bank}
     if job.params.get("extend"):
@@ -160,16 +160,17 @@ def settle(job: JobContext, state: dict) -> None:
             with CaptureGate(bank).held(lambda left: settle_pending(job, vendor, bank, left)):
                 pass               # the last capture a worker was killed in is settled
             summary |= exact_cut_offs(STEPS.state(job.id))
-        summary |= resolve_cut_off_calls(job, vendor, int(state["base"]), bank)
+        summary |= resolve_cut_off_calls(job, vendor, int(state["base"]), bank, token)
         count = int(vendor.status(bank).get("imageCount", 0))
         if count != int(state["base"]) + images:
             raise JobError(workspace_mismatch(bank, count, int(state["base"]), images))
     job.progress(STEP_PHASES[SETTLE], ImmersalRecords(job.id).captures.done(), images)
     options = job.params.get("options") or {}
+    hold_workspace(job.id, bank, token)
     map_id = create_map_once(job, vendor, bank, lambda: vendor.construct(
         job.params["name"], window_size=job.params.get("window_size") or 0, bank=bank, **options))
     record_map(job, map_id, summary)
-    workspace_lease(bank).release(job.id)
+    workspace_lease(bank).release(job.id, token)
     free_workspace(job.id)
 
 
@@ -177,7 +178,7 @@ def map_being_created(job_id: str) -> bool:
     return Once(job_id).entry(CONSTRUCT) is not None
 
 
-def resolve_cut_off_calls(job: JobContext, vendor: ImmersalClient, base: int, bank: int) -> dict:
+def resolve_cut_off_calls(job: JobContext, vendor: ImmersalClient, base: int, bank: int, token: int | None) -> dict:
     """Calls cut off without an answer (a worker died, a timeout): /status counts the workspace (Immersal
     cannot list it), and with every other image confirmed the difference is how many of them arrived."""
     records = ImmersalRecords(job.id)
@@ -198,6 +199,7 @@ def resolve_cut_off_calls(job: JobContext, vendor: ImmersalClient, base: int, ba
     for key in likeliest_missing:
         if count == complete:
             break
+        hold_workspace(job.id, bank, token)
         send_again(job, records, vendor, [key], bank)
         sent_again += 1
         count = int(vendor.status(bank).get("imageCount", 0))

@@ -1,6 +1,8 @@
 """The workspace (an image bank of the account) holds the images waiting for construction, so it is
 held by one job at a time: a lease on (account, bank), granted to the jobs asking in turn, from
-clearing the workspace to the construct call."""
+clearing the workspace to the construct call. The job keeps its grant's fencing token (runtime/lease.py)
+as `lease_token`, and every vendor call made in the workspace checks it first (`hold_workspace`): a job
+whose grant was lost (a Redis failover) and given again, to another job or to itself, stops."""
 from __future__ import annotations
 
 import time
@@ -65,20 +67,29 @@ def hand_over(bank: int) -> None:
         lease.leave(waiter)
     granted = lease.grant_next()
     if granted:
-        start_on_workspace(granted, bank)
+        start_on_workspace(granted.owner, bank, granted.token)
 
 
-def start_on_workspace(job_id: str, bank: int) -> None:
-    """The job holds the workspace now; it shows so while its start waits for a worker."""
+def start_on_workspace(job_id: str, bank: int, token: int | None = None) -> None:
+    """The job holds the workspace now (by the grant of `token`; None: the grant held now); it shows
+    so while its start waits for a worker."""
     if STEPS.move(job_id, START, QUEUED):
+        STEPS.set(job_id, lease_token=token or workspace_lease(bank).token() or "")
         get_ledger().transition(job_id, job_record.QUEUED, phase=f"starting on workspace {workspace_name(bank)}")
         STEPS.send(job_id, START)
 
 
-def hold_workspace(job_id: str, bank: int) -> None:
-    if not workspace_lease(bank).refresh(job_id):
-        raise WorkspaceLost(f"the job lost its lease on workspace {workspace_name(bank)} (it expired); "
-                            "its images may have been cleared by another job")
+def lease_token(state: dict) -> int | None:
+    """The token of the grant the job started on (None: a job started before leases had tokens)."""
+    return int(state["lease_token"]) if state.get("lease_token") else None
+
+
+def hold_workspace(job_id: str, bank: int, token: int | None) -> None:
+    """Before a vendor call in the workspace: the job still holds it, by the grant it started on."""
+    if not workspace_lease(bank).refresh(job_id, token):
+        raise WorkspaceLost(f"the job lost its lease on workspace {workspace_name(bank)} (it expired, or a "
+                            "Redis failover lost its grant and it was granted again); its images may have "
+                            "been cleared by another job")
 
 
 def tend_workspace(bank: int) -> None:

@@ -1,4 +1,4 @@
-"""The small version of each benchmark of issues 11 and 14 runs to its end and prints its figures
+"""The small version of each benchmark of issues 11, 14 and 22 runs to its end and prints its figures
 (bench/README.md gives the full runs and their figures). Each script starts its own stack, with
 nothing of ours found through PATH."""
 from __future__ import annotations
@@ -27,6 +27,10 @@ SMALL = [
                  "| worker | tasks/s median |", id="dispatch"),
     pytest.param(["bench/harvest_faults.py", "--latency-ms", "20", "--scale", "0.02"],
                  "| latency | faults | wall time |", id="harvest_faults"),
+    pytest.param(["bench/dispatch.py", "--tasks", "50", "--rounds", "1", "--replica"],
+                 "ratio replica/no replica", id="dispatch_replica"),
+    pytest.param(["bench/redis_footprint.py", "--vendors", "immersity", "--sizes", "2,4", "--idle", "3"],
+                 "| vendor | items per job | retained per job |", id="redis_footprint"),
 ]
 
 

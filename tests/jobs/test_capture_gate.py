@@ -44,7 +44,7 @@ def test_a_holder_keeps_the_gate_past_its_ttl_while_it_works(gate_for):
 
 def test_the_next_holder_settles_what_a_dead_holder_left_pending(gate_for):
     dead = gate_for(ttl_seconds=0.5)
-    assert dead.lease.acquire("a-killed-worker")       # taken, never renewed nor released
+    dead.take()                                         # taken, never renewed nor released
     dead.capturing("job-1", "0:7")
     settled: list[dict] = []
     asked = time.monotonic()
@@ -63,3 +63,18 @@ def test_a_gate_held_longer_than_a_task_should_wait_sends_the_task_to_try_again_
         with gate_for(ttl_seconds=30, wait_seconds=0.3).held(lambda pending: None):
             pass
     assert 25 < busy.value.retry_after <= 31
+
+
+def test_a_holder_whose_gate_went_to_another_notes_no_capture_and_makes_none(gate_for):
+    """A Redis failover lost the holder's grant: the new primary has the gate free, and another
+    worker takes it. The first holder must not capture alongside it."""
+    from tasks.immersal.capture_gate import GateLost
+
+    with gate_for().held(lambda pending: None) as gate:
+        gate.redis.delete(gate.lease.name, gate.lease.fence_key)     # the grant the failover lost
+        other = gate_for()
+        other.take()
+        with pytest.raises(GateLost):
+            gate.capturing("job-1", "0:1")
+        assert gate.pending() is None
+    assert other.lease.holder() == other.owner      # the first holder, leaving, did not free the other's gate

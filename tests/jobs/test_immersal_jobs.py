@@ -248,6 +248,28 @@ def test_jobs_on_one_workspace_take_turns_without_mixing(queue, store, sandbox):
     assert len(sandbox.captures()) == 48 and set(sandbox.captures().values()) == {1}    # none of the third's images
 
 
+def test_a_build_whose_workspace_grant_a_failover_lost_makes_no_capture_once_it_is_granted_again(
+        queue, store, stack, sandbox):
+    """A Redis failover lost the build's grant of its workspace: on the new primary the workspace is free
+    and the build first in line, so the poller grants it again, and that grant's start would clear the
+    workspace. The chunks still at work under the lost grant must not go on capturing into it."""
+    from runtime.lease import Lease
+
+    images, _ = put_site(store, 40, seed=11)
+    sandbox.faults("immersal", latency_ms=200, paths="/immersal/capture")
+    job_id = queue.submit("immersal.build_map", {"images": images, "name": "Fenced", "chunk_size": 5,
+                                                 "max_parallel": 2})
+    wait_for_done(queue, job_id, 4)
+    lease = Lease(redis.Redis.from_url(stack.redis_url, decode_responses=True), "gq:immersal:workspace:default:0", 600)
+    lease.redis.delete(lease.name, lease.fence_key)          # the grant the failover lost
+    lease.wait(job_id)
+    assert lease.grant_next().owner == job_id                # granted again, as the poller would
+    captured = len(sandbox.captures())
+    job = queue.wait(job_id, timeout=60, raise_on_failure=False)
+    assert (job.state, (job.error or {}).get("type")) == ("failed", "WorkspaceLost"), job
+    assert len(sandbox.captures()) <= captured + 2, "captures went on after the grant was lost"   # 2 were in flight
+
+
 def test_construction_failure_fails_the_job_with_the_vendor_reason(queue, store, sandbox):
     images, _ = put_site(store, 6)
     sandbox.configure("immersal", fail_constructions=True)
