@@ -77,8 +77,10 @@ async def _job_events(queue: GeoQueue, job_id: str, hub: EventHub, listener: Lis
             if data is RESUBSCRIBED or data is QUIET:  # changes may have been missed: the job as it is now
                 try:
                     job = await run_in_threadpool(queue.status, job_id)
-                except (UnknownJob, redis.RedisError):
-                    return  # gone meanwhile, or Redis away again: the client reconnects and finds out
+                except UnknownJob:
+                    return  # gone meanwhile (expired): nothing more to follow
+                except redis.RedisError:
+                    continue  # Redis away (a restart, a failover): no end of the stream; read it again later
                 event = summary(job)
                 if not any(event.get(k) != shown.get(k) for k in SHOWN):
                     continue

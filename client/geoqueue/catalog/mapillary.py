@@ -49,10 +49,11 @@ class CaptureTime(Type):
     is refused: whose midnight it means would be a guess."""
 
     PATTERN = r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2}))?"
+    MAX_LENGTH = len("2025-06-01T00:00:00.000000+00:00")     # the longest the pattern admits
 
     def check(self, value: Any, field: str) -> str:
         try:
-            if isinstance(value, str) and re.fullmatch(self.PATTERN, value):
+            if isinstance(value, str) and len(value) <= self.MAX_LENGTH and re.fullmatch(self.PATTERN, value):
                 capture_time_ms(value)
                 return value
         except ValueError:
@@ -61,7 +62,8 @@ class CaptureTime(Type):
                             f"or a date (2025-06-01, midnight UTC), got {value!r}", field=field)
 
     def schema(self) -> dict[str, Any]:
-        return {"type": "string", "pattern": f"^{self.PATTERN}$", "examples": ["2025-06-01T00:00:00Z"]}
+        return {"type": "string", "pattern": f"^{self.PATTERN}$", "maxLength": self.MAX_LENGTH,
+                "examples": ["2025-06-01T00:00:00Z"]}
 
 
 def one_owner_in_bbox(params: dict[str, Any]) -> None:
