@@ -70,6 +70,9 @@ def _freeze_startup_objects(**_kwargs) -> None:
         _frozen = True
 
 
+UNACKED_MUTEX_EXPIRE_MIN = 5      # seconds
+
+
 def configure(app: Celery, settings: Settings) -> None:
     vt = settings.visibility_timeout
     transport = {
@@ -78,6 +81,11 @@ def configure(app: Celery, settings: Settings) -> None:
         # Put messages of a dead worker back on the queue soon after the timeout passes.
         "unacked_restore_interval": settings.unacked_restore_interval,
         "unacked_restore_throttle": 1,
+        # The lock a sweep holds while it restores (a few transactions: milliseconds) outlives a sweep
+        # whose release never reached Redis (the worker killed mid-sweep, Redis away or turned
+        # replica) by this long; kombu's 300 s held back every dead worker's messages as long
+        # (docs/celery-kombu.md, "Restoring unacked messages").
+        "unacked_mutex_expire": max(UNACKED_MUTEX_EXPIRE_MIN, settings.unacked_restore_interval),
     }
     app.amqp_cls = AMQP   # before anything sends: the app builds its sender on first use
     redbeat = {"redbeat_redis_url": settings.redis_url}

@@ -86,8 +86,6 @@ def data_node(name: str, run_dir: Path, replica_of: RedisNode | None = None) -> 
 class ManagedSetup:
     """A primary (the fleet's Redis, by its one address) and its replica."""
 
-    kind = "managed"
-
     def __init__(self, run_dir: Path) -> None:
         self.primary = data_node("redis-primary", run_dir)
         self.replica = data_node("redis-replica", run_dir, replica_of=self.primary)
@@ -115,8 +113,6 @@ class ManagedSetup:
 
 class SentinelSetup(ManagedSetup):
     """A primary, its replica and three sentinels watching them."""
-
-    kind = "sentinel"
 
     def __init__(self, run_dir: Path) -> None:
         super().__init__(run_dir)
